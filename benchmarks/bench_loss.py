@@ -1,0 +1,95 @@
+"""Loss + gradient at the paper's batch size: this implementation against two baselines.
+
+(a) autograd through ``torch.linalg.pinv`` (the obvious implementation);
+(b) the dense n x n formula of Eq. (8), ``-2 (I - F F^+) C (F^+)^T``.
+
+All three are timed side by side in one run, on the same inputs; the printed ratios are
+baseline time / this implementation's time. Run: ``python benchmarks/bench_loss.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from dscl.loss import dscl_loss
+
+
+def onehot_c(labels: torch.Tensor, dtype) -> torch.Tensor:
+    uniq = torch.unique(labels)
+    y = (labels[:, None] == uniq[None, :]).to(dtype)  # (n, k)
+    return y @ torch.linalg.pinv(y), len(uniq)  # C = Y Y^+, (n, n)
+
+
+def ours(f, labels):
+    f = f.detach().requires_grad_(True)
+    loss = dscl_loss(f, labels)
+    loss.backward()
+    return loss, f.grad
+
+
+def autograd_pinv(f, labels):
+    f = f.detach().requires_grad_(True)
+    c, k = onehot_c(labels, f.dtype)
+    loss = k - torch.trace(c @ f @ torch.linalg.pinv(f))
+    loss.backward()
+    return loss, f.grad
+
+
+def dense_formula(f, labels):
+    c, k = onehot_c(labels, f.dtype)
+    fp = torch.linalg.pinv(f)  # (d, n)
+    proj = f @ fp  # (n, n)
+    loss = k - torch.trace(c @ proj)
+    eye = torch.eye(f.shape[0], dtype=f.dtype, device=f.device)
+    return loss, -2.0 * (eye - proj) @ c @ fp.T
+
+
+def timeit(fn, f, labels, repeats: int) -> float:
+    sync = torch.cuda.synchronize if f.is_cuda else (lambda: None)
+    for _ in range(3):
+        fn(f, labels)
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(f, labels)
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1260)
+    parser.add_argument("--dims", type=int, nargs="+", default=[100, 512])
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(f"n={args.n} classes={args.classes} float32, median of {args.repeats} runs")
+    header = f"{'d':>5} {'ours ms':>9} {'(a) pinv+autograd ms':>21} {'(b) dense nxn ms':>17}"
+    print(header + f" {'a/ours':>7} {'b/ours':>7} {'max rel err':>12}")
+    gen = torch.Generator().manual_seed(0)
+    for d in args.dims:
+        f = torch.randn(args.n, d, generator=gen).to(device)
+        labels = torch.randint(0, args.classes, (args.n,), generator=gen).to(device)
+        t_ours = timeit(ours, f, labels, args.repeats)
+        t_a = timeit(autograd_pinv, f, labels, args.repeats)
+        t_b = timeit(dense_formula, f, labels, args.repeats)
+        g = ours(f, labels)[1].double()
+        ref = dense_formula(f.double(), labels)[1]
+        err = float((g - ref).norm() / ref.norm())
+        print(
+            f"{d:>5} {t_ours * 1e3:>9.2f} {t_a * 1e3:>21.2f} {t_b * 1e3:>17.2f}"
+            f" {t_a / t_ours:>7.1f} {t_b / t_ours:>7.1f} {err:>12.1e}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Backbones (frozen or fine-tuned feature extractors), looked up by name.
+
+Each backbone maps a batch of decoded images, given as uint8 tensors of shape
+(b, c, h, w), to pooled features of shape (b, feature_dim). It owns its normalisation
+(:meth:`Backbone.forward` takes uint8), so that images can travel to the device as
+compact uint8 in pinned memory.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["BackboneSpec", "Backbone", "get_backbone", "backbone_names", "build_backbone"]
+
+
+class Backbone(nn.Module):
+    """A network body with its input normalisation.
+
+    ``x`` (uint8, (b, c, h, w)) -> ``((x / 255 * scale) - mean) / std``, channels
+    reversed first for BGR networks -> ``body`` -> (b, feature_dim).
+    """
+
+    def __init__(self, body: nn.Module, feature_dim: int, mean, std, scale=1.0, bgr=False):
+        super().__init__()
+        self.body = body
+        self.feature_dim = feature_dim
+        self.scale = scale
+        self.bgr = bgr
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.mean.dtype) * (self.scale / 255.0)
+        if self.bgr:
+            x = x.flip(1)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.normalize(x)).flatten(1)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone.
+
+    ``build(pretrained_state)`` returns the body; ``pretrained_state`` is None for a
+    random initialisation. ``weights_url`` and ``weights_sha256_prefix`` identify the
+    published ImageNet weights (None where the backbone has no parameters).
+    """
+
+    name: str
+    feature_dim: int
+    image_mode: str  # "RGB" or "L"
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    build: Callable[[dict | None], nn.Module]
+    weights_url: str | None = None
+    scale: float = 1.0
+    bgr: bool = False
+    has_parameters: bool = True
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def backbone_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; valid names: {backbone_names()}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Weights
+# --------------------------------------------------------------------------------------
+def weights_cache_path(spec: BackboneSpec) -> Path:
+    """Where published weights are cached (torch hub's checkpoint folder)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.weights_url)
+
+
+def resolve_weights(spec: BackboneSpec, weights: str) -> dict | None:
+    """Return the state dict for ``weights``: "none", "imagenet" or a local file path.
+
+    "imagenet" downloads once into torch hub's cache, checking the hash that the file
+    name carries; offline without a cached file it raises before any other work.
+    """
+    if weights == "none" or not spec.has_parameters:
+        return None
+    if weights == "imagenet":
+        if spec.weights_url is None:
+            raise ValueError(f"backbone {spec.name!r} has no published ImageNet weights")
+        cached = weights_cache_path(spec)
+        try:
+            return torch.hub.load_state_dict_from_url(
+                spec.weights_url, map_location="cpu", check_hash=True, progress=True
+            )
+        except (urllib.error.URLError, OSError) as exc:
+            raise RuntimeError(
+                f"could not obtain the ImageNet weights of {spec.name!r}: downloading "
+                f"{spec.weights_url} failed ({exc}). Place the file at {cached} (or set "
+                f"features.weights to its path), or use weights: none for a random "
+                f"initialisation."
+            ) from exc
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(
+            f"features.weights must be 'imagenet', 'none' or the path of a weights file; "
+            f"{weights!r} is none of these"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build_backbone(name: str, weights: str = "none", seed: int = 0) -> Backbone:
+    """Build backbone ``name`` with ``weights`` ("none", "imagenet" or a file path).
+
+    A random initialisation draws from a generator seeded with ``seed``; the global
+    random state is left untouched.
+    """
+    spec = get_backbone(name)
+    state = resolve_weights(spec, weights)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        body = spec.build(state)
+    return Backbone(body, spec.feature_dim, spec.mean, spec.std, spec.scale, spec.bgr)
+
+
+def _load(body: nn.Module, state: dict | None, drop_prefixes: tuple[str, ...] = ()) -> nn.Module:
+    if state is not None:
+        state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
+        body.load_state_dict(state, strict=True)
+    return body
+
+
+# --------------------------------------------------------------------------------------
+# The backbones
+# --------------------------------------------------------------------------------------
+def _pixels(state: dict | None) -> nn.Module:
+    return nn.Identity()
+
+
+def _googlenet(state: dict | None) -> nn.Module:
+    from torchvision.models import googlenet
+
+    # transform_input=True is what the published weights expect (they were trained on
+    # inputs normalised differently); it is part of the body's learned behaviour.
+    body = googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=True)
+    body.fc = nn.Identity()  # the pooled 1024-d feature (dropout is inactive in eval)
+    return _load(body, state, drop_prefixes=("aux1.", "aux2.", "fc."))
+
+
+def _resnet50(state: dict | None) -> nn.Module:
+    from torchvision.models import resnet50
+
+    body = resnet50(weights=None)
+    body.fc = nn.Identity()  # the pooled 2048-d feature
+    return _load(body, state, drop_prefixes=("fc.",))
+
+
+register(
+    BackboneSpec(
+        name="pixels",
+        feature_dim=-1,  # the number of pixels: set by the image size
+        image_mode="L",
+        mean=(0.0,),
+        std=(1.0,),
+        build=_pixels,
+        has_parameters=False,
+    )
+)
+register(
+    BackboneSpec(
+        name="googlenet",
+        feature_dim=1024,
+        image_mode="RGB",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        build=_googlenet,
+        weights_url="https://download.pytorch.org/models/googlenet-1378be20.pth",
+    )
+)
+register(
+    BackboneSpec(
+        name="resnet50",
+        feature_dim=2048,
+        image_mode="RGB",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        build=_resnet50,
+        weights_url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+    )
+)
+

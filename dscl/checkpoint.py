@@ -1,0 +1,40 @@
+"""Resumable training state, written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dscl.atomic import atomic_path
+
+__all__ = ["Checkpointer"]
+
+
+class Checkpointer:
+    """Saves and restores a training state tagged with a fingerprint of its settings.
+
+    A checkpoint whose fingerprint differs (the settings changed) is ignored, so an
+    interrupted run resumes only the same run.
+    """
+
+    def __init__(self, path: str | Path | None, fingerprint: str, every: int):
+        self.path = None if path is None else Path(path)
+        self.fingerprint = fingerprint
+        self.every = max(1, int(every))
+
+    def load(self) -> dict | None:
+        if self.path is None or not self.path.is_file() or self.path.stat().st_size == 0:
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != self.fingerprint:
+            return None
+        return state
+
+    def maybe_save(self, iteration: int, total: int, state_fn) -> None:
+        """Save ``state_fn()`` every ``every`` iterations and after the last one."""
+        if self.path is None or (iteration % self.every and iteration != total):
+            return
+        state = {"fingerprint": self.fingerprint, "iteration": iteration, **state_fn()}
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)

@@ -1,0 +1,45 @@
+"""The dataset registry: every dataset is looked up by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DatasetSpec", "register", "get_dataset", "dataset_names"]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to obtain and split one dataset.
+
+    ``prepare(out_dir, root, verify_checksum)`` writes the prepared form
+    (:mod:`dscl.datasets.prepared`) into ``out_dir``; downloads and extracted files go
+    under ``root``.
+    """
+
+    name: str
+    description: str
+    image_mode: str  # "L" (grey) or "RGB": how images are decoded
+    prepare: Callable[[Path, Path, bool], None]
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"dataset {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def dataset_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {dataset_names()}") from None

@@ -1,0 +1,309 @@
+"""Training loops: DSCL on cached features (last layer), DSCL end to end with the chunked
+update of Section 4.1 of [1], and the softmax-regression baseline.
+
+The loops know nothing of files or DVC: they take data and callbacks (``log`` receives
+``(step, {name: value})``; a :class:`dscl.checkpoint.Checkpointer` makes them resumable).
+
+References
+----------
+.. [1] Law, Urtasun, Zemel. Deep Spectral Clustering Learning. ICML 2017.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from dscl.checkpoint import Checkpointer
+from dscl.loss import dscl_loss, dscl_loss_and_gradient
+
+__all__ = [
+    "OptimizerConfig",
+    "EmbeddingNet",
+    "make_optimizer",
+    "sample_batch",
+    "freeze_batchnorm",
+    "chunked_dscl_step",
+    "train_last_layer",
+    "train_on_images",
+    "OPTIMIZERS",
+]
+
+OPTIMIZERS = ("sgd", "adam")
+LogFn = Callable[[int, dict], None]
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.name!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class EmbeddingNet(nn.Module):
+    """``backbone`` (images -> pooled features) followed by the learned last layer
+    ``head`` (features -> embedding). ``classifier`` (softmax baseline only) maps the
+    embedding to class scores when the embedding is not itself the score vector."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, classifier: nn.Module | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.classifier = classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+
+def sample_batch(pool: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """``batch_size`` indices drawn uniformly without replacement from ``pool``
+    (Algorithm 1 of [1], step 2); the whole pool when it is smaller."""
+    if len(pool) <= batch_size:
+        return rng.permutation(pool)
+    return rng.choice(pool, size=batch_size, replace=False)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every batch-norm layer in eval mode: the ImageNet running statistics are
+    used and not updated, so both passes of :func:`chunked_dscl_step` compute the same
+    function and the result does not depend on how the batch is chunked."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def chunked_dscl_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    chunk_size: int,
+    device: torch.device,
+    amp: bool = False,
+) -> float:
+    """One DSCL update of all trainable layers, memory bounded by ``chunk_size``.
+
+    Section 4.1 of [1]: (1) embed every sub-batch without a graph and concatenate them
+    into F; (2) compute the gradient G of the loss for the whole batch once; (3) embed
+    each sub-batch again with a graph and back-propagate ``<F_i, G_i>``.
+
+    Under ``torchrun``, ``images``/``labels`` are this process's share of the batch:
+    F and the labels are all-gathered, every process computes the same G, back-propagates
+    its own rows, and the parameter gradients are summed across processes; the update
+    equals the single-process one up to float error.
+
+    Parameters
+    ----------
+    images : uint8 Tensor of shape (m, c, h, w)
+    labels : Tensor of shape (m,)
+
+    Returns
+    -------
+    The loss of Eq. (10) on the whole batch, before the update.
+    """
+    rank, world = _rank_and_world()
+    chunks = torch.split(torch.arange(images.shape[0]), chunk_size)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    with torch.no_grad(), autocast:
+        f_local = torch.cat([model(images[c].to(device, non_blocking=True)).float() for c in chunks])
+    y_local = labels.to(device)
+    if world > 1:
+        sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world)]
+        dist.all_gather(sizes, torch.tensor([f_local.shape[0]], device=device))
+        sizes = [int(s) for s in sizes]
+        f_all = _gather_rows(f_local, sizes)
+        y_all = _gather_rows(y_local, sizes)
+        offset = sum(sizes[:rank])
+    else:
+        f_all, y_all, offset = f_local, y_local, 0
+    loss, grad = dscl_loss_and_gradient(f_all, y_all)  # Eq. (10) and dLoss/dF, (n, d)
+    grad = grad[offset : offset + f_local.shape[0]]  # this process's rows
+    optimizer.zero_grad(set_to_none=True)
+    for c in chunks:
+        with autocast:
+            f_chunk = model(images[c].to(device, non_blocking=True)).float()
+        (f_chunk * grad[c.to(device)]).sum().backward()  # d<F_i, G_i>/dθ
+    if world > 1:
+        for p in model.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+    optimizer.step()
+    return float(loss)
+
+
+def _gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """All-gather tensors with different numbers of rows."""
+    biggest = max(sizes)
+    padded = x.new_zeros((biggest, *x.shape[1:]))
+    padded[: x.shape[0]] = x
+    out = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(out, padded)
+    return torch.cat([o[:s] for o, s in zip(out, sizes)])
+
+
+def train_last_layer(
+    head: nn.Module,
+    features: torch.Tensor,
+    features_mirrored: torch.Tensor | None,
+    labels: torch.Tensor,
+    pool: np.ndarray,
+    iterations: int,
+    batch_size: int,
+    optim: OptimizerConfig,
+    seed: int,
+    checkpointer: Checkpointer,
+    log: LogFn,
+    device: torch.device,
+) -> nn.Module:
+    """Learn only the last layer with DSCL on cached backbone features.
+
+    Each iteration samples ``batch_size`` training examples from ``pool`` (indices into
+    ``features``), each seen in its original or (with ``features_mirrored``) its
+    mirrored view at random, and takes one step on :func:`dscl.loss.dscl_loss`.
+
+    Parameters
+    ----------
+    features, features_mirrored : Tensor of shape (N, D)
+    labels : Tensor of shape (N,)
+    pool : ndarray of int
+        The training examples that may be sampled.
+    """
+    head = head.to(device)
+    optimizer = make_optimizer(head.parameters(), optim)
+    rng = np.random.default_rng(seed)
+    start = 0
+    state = checkpointer.load()
+    if state is not None:
+        head.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        start = state["iteration"]
+    features, labels = features.to(device), labels.to(device)
+    if features_mirrored is not None:
+        features_mirrored = features_mirrored.to(device)
+    for it in tqdm(range(start, iterations), desc="train (last layer)", initial=start, total=iterations):
+        idx = torch.from_numpy(sample_batch(pool, batch_size, rng)).to(device)
+        x = features[idx]
+        if features_mirrored is not None:
+            flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
+            x = torch.where(flip[:, None], features_mirrored[idx], x)
+        loss = dscl_loss(head(x), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        log(it + 1, {"loss": float(loss)})
+        checkpointer.maybe_save(
+            it + 1,
+            iterations,
+            lambda: {"model": head.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state},
+        )
+    return head
+
+
+def train_on_images(
+    model: EmbeddingNet,
+    fetch: Callable[[np.ndarray, np.random.Generator], tuple[torch.Tensor, torch.Tensor]],
+    pool: np.ndarray,
+    objective: str,
+    iterations: int,
+    batch_size: int,
+    chunk_size: int,
+    optim: OptimizerConfig,
+    seed: int,
+    checkpointer: Checkpointer,
+    log: LogFn,
+    device: torch.device,
+    amp: bool = False,
+) -> EmbeddingNet:
+    """Learn all trainable layers on images.
+
+    ``objective`` is "dscl" (the chunked update of :func:`chunked_dscl_step`) or
+    "softmax" (cross-entropy on the class scores, gradients accumulated over chunks).
+    ``fetch(indices, rng)`` decodes a batch: uint8 images (m, c, h, w) and labels (m,).
+    Under ``torchrun`` each process fetches its own share of every sampled batch.
+    """
+    if objective not in ("dscl", "softmax"):
+        raise ValueError(f"objective must be 'dscl' or 'softmax', got {objective!r}")
+    rank, world = _rank_and_world()
+    model = model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, optim)
+    rng = np.random.default_rng(seed)  # identical on every process: same batches
+    start = 0
+    state = checkpointer.load()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        start = state["iteration"]
+    classes = None
+    progress = tqdm(range(start, iterations), desc=f"train ({objective}, all layers)",
+                    initial=start, total=iterations, disable=rank != 0)
+    for it in progress:
+        model.train()
+        freeze_batchnorm(model)
+        idx = sample_batch(pool, batch_size, rng)
+        share = np.array_split(idx, world)[rank]
+        images, labels = fetch(share, rng)
+        if objective == "dscl":
+            loss = chunked_dscl_step(model, images, labels, optimizer, chunk_size, device, amp)
+        else:
+            if classes is None:
+                classes = model.class_ids.to(device)
+            loss = _softmax_step(model, images, labels, classes, optimizer, chunk_size, device, amp, len(idx))
+        log(it + 1, {"loss": loss})
+        if rank == 0:
+            checkpointer.maybe_save(
+                it + 1,
+                iterations,
+                lambda: {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state},
+            )
+    return model
+
+
+def _softmax_step(model, images, labels, classes, optimizer, chunk_size, device, amp, batch_total) -> float:
+    """Cross-entropy over the batch, gradients accumulated chunk by chunk."""
+    _, world = _rank_and_world()
+    targets = torch.searchsorted(classes, labels.to(device))  # class ids -> 0..C-1
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    for c in torch.split(torch.arange(images.shape[0]), chunk_size):
+        with autocast:
+            emb = model(images[c].to(device, non_blocking=True))
+            scores = emb if model.classifier is None else model.classifier(emb)
+        loss = nn.functional.cross_entropy(scores.float(), targets[c.to(device)], reduction="sum")
+        (loss / batch_total).backward()
+        total += loss.detach()
+    if world > 1:
+        dist.all_reduce(total)
+        for p in model.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+    optimizer.step()
+    return float(total) / batch_total

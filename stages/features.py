@@ -1,0 +1,104 @@
+"""Stage features@<dataset>: pooled features of the frozen pretrained backbone.
+
+Writes ``train.npy`` (original view), ``train_mirrored.npy`` (horizontally mirrored),
+``test.npy``, and the labels ``train_labels.npy`` / ``test_labels.npy``, all float32 or
+int64 arrays in the same order as the prepared CSV tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dscl.atomic import atomic_dir, write_text
+from dscl.backbones import Backbone, build_backbone, get_backbone
+from dscl.datasets import get_dataset, read_split
+from dscl.device import resolve_device
+from dscl.images import ImageDataset, ImageTransform, make_loader
+from stages.params import build, entry, load_params, section
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    resize: int = 256  # images resized to resize x resize ...
+    crop: int = 227  # ... then cropped (centre crop for features and test)
+    batch_size: int = 128
+    num_workers: int = 4
+    amp: bool = True  # bfloat16 autocast on CUDA
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class DatasetFeatureParams:
+    backbone: str
+    weights: str  # imagenet | none | path to a weights file
+
+
+def image_transform(backbone: str, image: ImageParams, crop_mode: str = "center") -> ImageTransform:
+    """The decoding of Section 4.1 of the paper; the ``pixels`` backbone keeps the
+    images at their own size."""
+    spec = get_backbone(backbone)
+    if not spec.has_parameters:
+        return ImageTransform(mode=spec.image_mode, resize=None, crop=None)
+    return ImageTransform(mode=spec.image_mode, resize=image.resize, crop=image.crop, crop_mode=crop_mode)
+
+
+def read_feature_params(params: dict, dataset: str) -> tuple[ImageParams, DatasetFeatureParams]:
+    image = section(params, "features.image", ImageParams)
+    ds = build(DatasetFeatureParams, entry(params, "features.datasets", dataset, "dataset"),
+               f"features.datasets.{dataset}")
+    get_backbone(ds.backbone)  # unknown names fail here, before any work
+    return image, ds
+
+
+@torch.no_grad()
+def extract(model: Backbone, dataset: ImageDataset, image: ImageParams, device: torch.device, desc: str) -> np.ndarray:
+    """Features of every item of ``dataset``, in order, as float32 (n, feature_dim)."""
+    model.eval()
+    loader = make_loader(dataset, image.batch_size, image.num_workers, pin_memory=device.type == "cuda")
+    out = []
+    amp = image.amp and device.type == "cuda"
+    for x, _ in tqdm(loader, desc=desc, unit="batch"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(model(x.to(device, non_blocking=True)).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--prepared", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    params = load_params()
+    image, ds = read_feature_params(params, args.dataset)
+    get_dataset(args.dataset)
+    device = resolve_device(image.device)
+    model = build_backbone(ds.backbone, ds.weights).to(device)
+    transform = image_transform(ds.backbone, image)
+    train, test = read_split(args.prepared, "train"), read_split(args.prepared, "test")
+    with atomic_dir(args.out) as tmp:
+        views = {
+            "train": ImageDataset(train, transform),
+            "train_mirrored": ImageDataset(train, transform, flips=np.ones(len(train), bool)),
+            "test": ImageDataset(test, transform),
+        }
+        for name, dataset in views.items():
+            feats = extract(model, dataset, image, device, f"features {args.dataset}/{name}")
+            np.save(tmp / f"{name}.npy", feats.astype(np.float32))
+        np.save(tmp / "train_labels.npy", train.labels)
+        np.save(tmp / "test_labels.npy", test.labels)
+        write_text(tmp / "info.json", json.dumps(
+            {"backbone": ds.backbone, "weights": ds.weights, "feature_dim": int(feats.shape[1]),
+             "train": len(train), "test": len(test)}, indent=2) + "\n")
+    print(f"features@{args.dataset}: {len(train)} train / {len(test)} test images -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Stage report: the paper's tables (Markdown and CSV) and t-SNE plots.
+
+For each dataset, ``<tables>/<dataset>.md`` and ``.csv`` have one row per method and
+spectral-clustering variant; where the paper published the row (Tables 1-3), the
+reported figures and the difference (measured - reported) are shown beside it.
+``<plots>/tsne_<dataset>_<method>.png`` shows the l2-normalised test embedding, coloured
+by class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dscl.atomic import atomic_path, write_text
+from dscl.metrics import l2_normalize
+from dscl.paper_results import reported
+from stages.params import entry, load_params, section, convert
+
+METHOD_NAMES = {
+    "vanilla": "Vanilla backbone",
+    "softmax": "Softmax regression",
+    "dscl_e2e": "Ours (end-to-end)",
+    "dscl_last": "Ours (last layer)",
+}
+VARIANTS = {"with_sc": "with SC", "without_sc": "without SC"}
+
+
+@dataclass(frozen=True)
+class TsneParams:
+    perplexity: float = 30.0
+    max_points: int = 3000
+    max_classes: int = 20
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    tsne: TsneParams
+
+
+def metric_label(name: str) -> str:
+    return "NMI" if name == "nmi" else name.replace("recall@", "R@")
+
+
+def build_rows(dataset: str, methods: list[str], metrics_dir: Path, ks: tuple[int, ...]):
+    """Rows of the table: ``(label, source, values)``, source "measured" or "reported"."""
+    columns = ["nmi"] + [f"recall@{k}" for k in ks]
+    rows = []
+    for method in methods:
+        measured = json.loads((metrics_dir / f"{method}.json").read_text())
+        for variant, vname in VARIANTS.items():
+            label = f"{METHOD_NAMES[method]} ({vname})"
+            got = measured[variant]
+            rows.append((label, "measured", [got.get(c) for c in columns]))
+            paper = reported(dataset, method, variant)
+            if paper is not None:
+                ref = [paper.get(c) for c in columns]
+                rows.append((label, "reported", ref))
+                rows.append((label, "difference", [
+                    None if g is None or r is None else round(g - r, 2)
+                    for g, r in zip([got.get(c) for c in columns], ref)]))
+    return columns, rows
+
+
+def render_markdown(dataset: str, columns, rows) -> str:
+    head = ["Method", "Source"] + [metric_label(c) for c in columns]
+    lines = [f"# {dataset}: NMI and Recall@K (%)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, source, values in rows:
+        cells = ["—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}")
+                 for v in values]
+        lines.append("| " + " | ".join([label, source, *cells]) + " |")
+    lines += ["", "Measured rows come from `reports/metrics/" + dataset + "/<method>.json`; "
+              "reported rows are the paper's Tables 1-3; difference = measured - reported."]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(columns, rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["method", "source"] + columns)
+    for label, source, values in rows:
+        writer.writerow([label, source] + ["" if v is None else v for v in values])
+    return buf.getvalue()
+
+
+def plot_tsne(emb: np.ndarray, labels: np.ndarray, title: str, out: Path, cfg: TsneParams) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(cfg.seed)
+    classes = np.unique(labels)
+    if len(classes) > cfg.max_classes:
+        classes = np.sort(rng.choice(classes, cfg.max_classes, replace=False))
+    idx = np.flatnonzero(np.isin(labels, classes))
+    if len(idx) > cfg.max_points:
+        idx = np.sort(rng.choice(idx, cfg.max_points, replace=False))
+    x = l2_normalize(emb[idx].astype(np.float32))
+    perplexity = min(cfg.perplexity, (len(idx) - 1) / 3)
+    xy = TSNE(perplexity=perplexity, init="pca", random_state=cfg.seed).fit_transform(x)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
+    for i, c in enumerate(classes):
+        sel = labels[idx] == c
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, color=cmap(i % cmap.N), label=str(c))
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(classes) <= 10:
+        ax.legend(title="class", fontsize=7, markerscale=2, loc="best")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--metrics", required=True, type=Path, help="reports/metrics")
+    parser.add_argument("--embeddings", required=True, type=Path, help="data/embeddings")
+    parser.add_argument("--tables", required=True, type=Path)
+    parser.add_argument("--plots", required=True, type=Path)
+    args = parser.parse_args(argv)
+    params = load_params()
+    cfg = section(params, "report", ReportParams)
+    for dataset in params["datasets"]:
+        ks = convert(entry(params, "evaluate.recall_ks", dataset, "dataset"), tuple[int, ...],
+                     f"evaluate.recall_ks.{dataset}")
+        columns, rows = build_rows(dataset, params["methods"], args.metrics / dataset, ks)
+        write_text(args.tables / f"{dataset}.md", render_markdown(dataset, columns, rows))
+        write_text(args.tables / f"{dataset}.csv", render_csv(columns, rows))
+        for method in params["methods"]:
+            src = args.embeddings / f"{dataset}-{method}"
+            plot_tsne(np.load(src / "test.npy"), np.load(src / "test_labels.npy"),
+                      f"{dataset}: {METHOD_NAMES[method]} (test, t-SNE)",
+                      args.plots / f"tsne_{dataset}_{method}.png", cfg.tsne)
+    print(f"report: tables in {args.tables}, plots in {args.plots}")
+
+
+if __name__ == "__main__":
+    main()

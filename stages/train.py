@@ -1,0 +1,219 @@
+"""Stage train@<dataset>-<method>: learn the embedding.
+
+* ``vanilla``: no training (the embedding is the pretrained backbone's feature);
+* ``softmax``: all layers fine-tuned for classification of the training classes;
+* ``dscl_last``: only the last layer learned with DSCL, on the cached features;
+* ``dscl_e2e``: all trainable layers learned with DSCL, on images (chunked update).
+
+Writes ``<out>/model.pt``; the training curve goes to DVCLive in ``--live``; the
+resumable state to ``--checkpoint`` (an interrupted run resumes from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dscl.atomic import atomic_path
+from dscl.backbones import build_backbone, get_backbone
+from dscl.checkpoint import Checkpointer
+from dscl.datasets import read_split
+from dscl.device import resolve_device
+from dscl.images import CROP_MODES, ImageDataset, make_loader
+from dscl.training import EmbeddingNet, OptimizerConfig, train_last_layer, train_on_images
+from stages.features import image_transform, read_feature_params
+from stages.params import METHODS, ParamsError, build, entry, load_params, section
+
+
+@dataclass(frozen=True)
+class CommonParams:
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 10
+
+
+@dataclass(frozen=True)
+class DatasetTrainParams:
+    embedding_dim: int | None = None  # null: the number of training classes (the paper)
+    class_subsample: int | None = None  # train on this many random classes (SOP: 512)
+    mirror: bool = True  # random horizontal mirroring of training images
+
+
+@dataclass(frozen=True)
+class LastLayerParams:
+    iterations: int = 200
+    batch_size: int = 1260
+    optimizer: str = "sgd"
+    lr: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class ImageTrainParams:
+    iterations: int = 100
+    batch_size: int = 1260  # n = 18 x 70
+    chunk_size: int = 70  # sub-batch: memory is bounded by it, not by n
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    crop_mode: str = "random"
+    num_workers: int = 4
+
+    def __post_init__(self):
+        if self.crop_mode not in CROP_MODES:
+            raise ValueError(f"crop_mode must be one of {list(CROP_MODES)}, got {self.crop_mode!r}")
+
+
+@dataclass(frozen=True)
+class VanillaParams:
+    """The vanilla method has nothing to learn."""
+
+
+METHOD_PARAMS = {
+    "vanilla": VanillaParams,
+    "softmax": ImageTrainParams,
+    "dscl_last": LastLayerParams,
+    "dscl_e2e": ImageTrainParams,
+}
+
+
+def optimizer_config(p) -> OptimizerConfig:
+    return OptimizerConfig(p.optimizer, p.lr, p.momentum, p.weight_decay)
+
+
+def training_pool(labels: np.ndarray, class_subsample: int | None, seed: int) -> np.ndarray:
+    """Indices of the training examples of the (sub-sampled) training classes."""
+    classes = np.unique(labels)
+    if class_subsample is not None:
+        if not 2 <= class_subsample <= len(classes):
+            raise ParamsError(
+                f"class_subsample must be in [2, {len(classes)}] (the training classes), "
+                f"got {class_subsample}"
+            )
+        classes = np.sort(np.random.default_rng(seed).choice(classes, class_subsample, replace=False))
+    return np.flatnonzero(np.isin(labels, classes))
+
+
+class LiveLog:
+    """Training curves through DVCLive (``dvcyaml=False``: dvc.yaml declares them)."""
+
+    def __init__(self, directory: Path, resume: bool):
+        from dvclive import Live
+
+        self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, resume=resume)
+
+    def __call__(self, step: int, values: dict) -> None:
+        self.live.step = step
+        for name, value in values.items():
+            self.live.log_metric(name, value)
+        self.live.next_step()
+
+    def close(self) -> None:
+        self.live.end()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--prepared", required=True, type=Path)
+    parser.add_argument("--features", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--live", required=True, type=Path)
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    # -- configuration, validated whole before any work ---------------------------------
+    params = load_params()
+    if args.method not in METHOD_PARAMS:
+        raise ParamsError(f"unknown method {args.method!r}; valid names: {list(METHODS)}")
+    common = section(params, "train.common", CommonParams)
+    ds = build(DatasetTrainParams, entry(params, "train.datasets", args.dataset, "dataset"),
+               f"train.datasets.{args.dataset}")
+    cfg = section(params, f"train.{args.method}", METHOD_PARAMS[args.method])
+    image, feat = read_feature_params(params, args.dataset)
+    if args.method != "vanilla":
+        optimizer_config(cfg)  # validates the optimizer settings
+    device = resolve_device(common.device)
+    fingerprint = hashlib.sha256(json.dumps(
+        [args.dataset, args.method, asdict(common), asdict(ds), asdict(cfg), asdict(image), asdict(feat)],
+        sort_keys=True).encode()).hexdigest()
+
+    args.checkpoint.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(args.checkpoint / "state.pt", fingerprint, common.checkpoint_every)
+    resuming = checkpointer.load() is not None
+    info = json.loads((args.features / "info.json").read_text())
+    train_labels = np.load(args.features / "train_labels.npy")
+    pool = training_pool(train_labels, ds.class_subsample, common.seed)
+    n_classes = len(np.unique(train_labels[pool]))
+    dim = ds.embedding_dim or n_classes
+    record = {"method": args.method, "dataset": args.dataset, "backbone": feat.backbone,
+              "feature_dim": info["feature_dim"], "embedding_dim": dim}
+    log = LiveLog(args.live, resume=resuming)
+    torch_gen_seed = common.seed
+
+    # -- training -----------------------------------------------------------------------
+    if args.method == "vanilla":
+        record.update(kind="features", embedding_dim=info["feature_dim"])
+        state = None
+    elif args.method == "dscl_last":
+        head = _seeded(lambda: nn.Linear(info["feature_dim"], dim), torch_gen_seed)
+        mirrored = torch.from_numpy(np.load(args.features / "train_mirrored.npy")) if ds.mirror else None
+        head = train_last_layer(
+            head, torch.from_numpy(np.load(args.features / "train.npy")), mirrored,
+            torch.from_numpy(train_labels), pool, cfg.iterations, cfg.batch_size,
+            optimizer_config(cfg), common.seed, checkpointer, log, device)
+        record.update(kind="head")
+        state = head.cpu().state_dict()
+    else:
+        backbone = build_backbone(feat.backbone, feat.weights, seed=common.seed)
+        head = _seeded(lambda: nn.Linear(info["feature_dim"], dim), torch_gen_seed)
+        classifier = None
+        if args.method == "softmax" and dim != n_classes:
+            classifier = _seeded(lambda: nn.Linear(dim, n_classes), torch_gen_seed + 1)
+        model = EmbeddingNet(backbone, head, classifier)
+        model.register_buffer("class_ids", torch.from_numpy(np.unique(train_labels[pool])))
+        split = read_split(args.prepared, "train")
+        transform = image_transform(feat.backbone, image, crop_mode=cfg.crop_mode)
+
+        def fetch(indices: np.ndarray, rng: np.random.Generator):
+            flips = (rng.random(len(indices)) < 0.5) if ds.mirror else None
+            dataset = ImageDataset(split, transform, indices, flips, seed=int(rng.integers(2**31)))
+            batches = list(make_loader(dataset, max(1, len(indices)), cfg.num_workers,
+                                       pin_memory=device.type == "cuda"))
+            images, labels = batches[0]
+            return images, labels
+
+        objective = "softmax" if args.method == "softmax" else "dscl"
+        model = train_on_images(
+            model, fetch, pool, objective, cfg.iterations, cfg.batch_size, cfg.chunk_size,
+            optimizer_config(cfg), common.seed, checkpointer, log, device,
+            amp=image.amp and device.type == "cuda")
+        record.update(kind="full", weights=feat.weights,
+                      trainable_backbone=get_backbone(feat.backbone).has_parameters)
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+    log.close()
+    if not checkpointer.path.exists():  # vanilla: the declared output holds a marker
+        (args.checkpoint / "state.pt").write_bytes(b"")
+    with atomic_path(args.out / "model.pt") as tmp:
+        torch.save({"record": record, "state_dict": state}, tmp)
+    print(f"train@{args.dataset}-{args.method}: wrote {args.out / 'model.pt'}")
+
+
+def _seeded(factory, seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
+
+
+if __name__ == "__main__":
+    main()

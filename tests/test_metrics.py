@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import normalized_mutual_info_score
+
+from dscl.metrics import evaluate_embedding, l2_normalize, nmi, recall_at_k
+
+
+def brute_force_recall(x, y, ks):
+    d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)  # (n, n)
+    np.fill_diagonal(d, np.inf)
+    order = np.argsort(d, axis=1, kind="stable")
+    out = {}
+    for k in ks:
+        hits = [(y[order[i, :k]] == y[i]).any() for i in range(len(y))]
+        out[k] = float(np.mean(hits))
+    return out
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("chunk", [7, 4096])
+def test_recall_against_brute_force(backend, chunk):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 6)).astype(np.float32)
+    y = rng.integers(0, 12, size=150)
+    ks = (1, 2, 4, 8, 16)
+    got = recall_at_k(x, y, ks, chunk=chunk, backend=backend)
+    assert got == pytest.approx(brute_force_recall(x.astype(np.float64), y, ks), abs=1e-12)
+
+
+def test_recall_excludes_the_query_even_with_duplicates():
+    x = np.array([[0.0], [0.0], [10.0], [10.0]], dtype=np.float32)
+    # each point's only exact duplicate has the other class: a self-match would give 1.0
+    y = np.array([0, 1, 0, 1])
+    for backend in ("faiss", "torch"):
+        assert recall_at_k(x, y, (1,), backend=backend)[1] == 0.0
+        assert recall_at_k(x, y, (3,), backend=backend)[3] == 1.0
+
+
+def test_recall_bad_input():
+    x = np.zeros((5, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"every K must be in \[1, 4\]"):
+        recall_at_k(x, np.arange(5), (5,))
+    with pytest.raises(ValueError, match=r"labels must have shape \(5,\)"):
+        recall_at_k(x, np.arange(4), (1,))
+    with pytest.raises(ValueError, match="backend"):
+        recall_at_k(x, np.arange(5), (1,), backend="annoy")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nmi_against_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 2000))
+    a = rng.integers(0, int(rng.integers(2, 60)), size=n) * 3 - 11
+    b = np.where(rng.random(n) < 0.5, a, rng.integers(0, 40, size=n))
+    for method in ("arithmetic", "geometric", "min", "max"):
+        assert nmi(a, b, method) == pytest.approx(
+            normalized_mutual_info_score(a, b, average_method=method), abs=1e-12
+        )
+
+
+def test_nmi_edge_cases():
+    assert nmi([0, 0, 1, 1], [5, 5, 9, 9]) == pytest.approx(1.0)
+    assert nmi([0, 0, 0], [1, 1, 1]) == 1.0
+    assert nmi([0, 1, 2, 3], [0, 0, 0, 0]) == 0.0
+    with pytest.raises(ValueError, match="average_method"):
+        nmi([0, 1], [0, 1], "harmonic")
+    with pytest.raises(ValueError, match=r"assignments must have shape \(3,\)"):
+        nmi([0, 1, 2], [0, 1])
+
+
+def test_evaluate_embedding_structure_and_values():
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(6, 10)) * 4
+    y = np.repeat(np.arange(6), 40) + 100
+    x = (centres[y - 100] + rng.normal(size=(240, 10))).astype(np.float32)
+    res = evaluate_embedding(x, y, ks=(1, 2, 4), seed=0)
+    assert set(res) == {"with_sc", "without_sc"}
+    for scores in res.values():
+        assert set(scores) == {"nmi", "recall@1", "recall@2", "recall@4"}
+        assert scores["nmi"] > 0.9 and scores["recall@1"] > 0.95
+    assert res["without_sc"]["recall@1"] == recall_at_k(l2_normalize(x), y, (1,))[1]
+    # deterministic for a fixed seed
+    assert evaluate_embedding(x, y, ks=(1, 2, 4), seed=0) == res
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        evaluate_embedding(x, np.zeros(240, dtype=int))
+
+
+def test_l2_normalize_keeps_type():
+    t = l2_normalize(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
+    assert isinstance(t, torch.Tensor)
+    assert torch.allclose(t, torch.tensor([[0.6, 0.8], [0.0, 0.0]]))
