@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=60502)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--classes", type=int, default=11316)
-    parser.add_argument("--noise", type=float, default=1.0)
+    parser.add_argument("--noise", type=float, default=1.5)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100, 1000])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()

@@ -15,7 +15,8 @@ class Checkpointer:
     """Saves and restores a training state tagged with a fingerprint of its settings.
 
     A checkpoint whose fingerprint differs (the settings changed) is ignored, so an
-    interrupted run resumes only the same run.
+    interrupted run resumes only the same run. :meth:`clear` removes the state once
+    training has completed: a later run (new code, ``dvc repro --force``) starts afresh.
     """
 
     def __init__(self, path: str | Path | None, fingerprint: str, every: int):
@@ -30,6 +31,10 @@ class Checkpointer:
         if state.get("fingerprint") != self.fingerprint:
             return None
         return state
+
+    def clear(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
     def maybe_save(self, iteration: int, total: int, state_fn) -> None:
         """Save ``state_fn()`` every ``every`` iterations and after the last one."""

@@ -216,7 +216,7 @@ def train_last_layer(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        log(it + 1, {"loss": float(loss)})
+        log(it + 1, {"loss": loss.item()})
         checkpointer.maybe_save(
             it + 1,
             iterations,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dscl.atomic import atomic_path
+from dscl.atomic import atomic_path, write_text
 from dscl.backbones import build_backbone, get_backbone
 from dscl.checkpoint import Checkpointer
 from dscl.datasets import read_split
@@ -30,6 +30,12 @@ from dscl.images import CROP_MODES, ImageDataset, make_loader
 from dscl.training import EmbeddingNet, OptimizerConfig, train_last_layer, train_on_images
 from stages.features import image_transform, read_feature_params
 from stages.params import METHODS, ParamsError, build, entry, load_params, section
+
+
+CHECKPOINT_NOTE = (
+    "The training state of an interrupted run is kept here (state.pt) and resumed by the\n"
+    "next run with the same settings; it is removed when training completes.\n"
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,11 @@ class LastLayerParams:
     momentum: float = 0.9
     weight_decay: float = 0.0
 
+    def __post_init__(self):
+        optimizer_config(self)  # refuses an unknown optimizer or a bad learning rate
+        if self.iterations < 0 or self.batch_size < 2:
+            raise ValueError("iterations must be >= 0 and batch_size >= 2")
+
 
 @dataclass(frozen=True)
 class ImageTrainParams:
@@ -69,6 +80,9 @@ class ImageTrainParams:
     num_workers: int = 4
 
     def __post_init__(self):
+        optimizer_config(self)
+        if self.iterations < 0 or self.batch_size < 2 or self.chunk_size < 1:
+            raise ValueError("iterations must be >= 0, batch_size >= 2 and chunk_size >= 1")
         if self.crop_mode not in CROP_MODES:
             raise ValueError(f"crop_mode must be one of {list(CROP_MODES)}, got {self.crop_mode!r}")
 
@@ -141,14 +155,13 @@ def main(argv=None) -> None:
                f"train.datasets.{args.dataset}")
     cfg = section(params, f"train.{args.method}", METHOD_PARAMS[args.method])
     image, feat = read_feature_params(params, args.dataset)
-    if args.method != "vanilla":
-        optimizer_config(cfg)  # validates the optimizer settings
     device = resolve_device(common.device)
     fingerprint = hashlib.sha256(json.dumps(
         [args.dataset, args.method, asdict(common), asdict(ds), asdict(cfg), asdict(image), asdict(feat)],
         sort_keys=True).encode()).hexdigest()
 
     args.checkpoint.mkdir(parents=True, exist_ok=True)
+    write_text(args.checkpoint / "README.txt", CHECKPOINT_NOTE)
     checkpointer = Checkpointer(args.checkpoint / "state.pt", fingerprint, common.checkpoint_every)
     resuming = checkpointer.load() is not None
     info = json.loads((args.features / "info.json").read_text())
@@ -202,10 +215,9 @@ def main(argv=None) -> None:
                       trainable_backbone=get_backbone(feat.backbone).has_parameters)
         state = {k: v.cpu() for k, v in model.state_dict().items()}
     log.close()
-    if not checkpointer.path.exists():  # vanilla: the declared output holds a marker
-        (args.checkpoint / "state.pt").write_bytes(b"")
     with atomic_path(args.out / "model.pt") as tmp:
         torch.save({"record": record, "state_dict": state}, tmp)
+    checkpointer.clear()  # completed: the next run starts afresh
     print(f"train@{args.dataset}-{args.method}: wrote {args.out / 'model.pt'}")
 
 

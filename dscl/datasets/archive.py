@@ -1,0 +1,211 @@
+"""Obtaining archives: placed by hand, or downloaded (mirrors in order, resumable, with a
+progress bar), verified against published checksums, and extracted safely.
+
+A download goes to ``<name>.part`` and is moved into place only once complete and
+verified: an interrupted or corrupt download never looks complete. Extraction goes to a
+temporary folder renamed into place at the end, with a marker naming the archive, so it
+is idempotent and never half-done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+__all__ = [
+    "RemoteFile",
+    "DatasetError",
+    "ChecksumError",
+    "ArchiveError",
+    "fetch",
+    "file_digest",
+    "extract",
+]
+
+CHUNK = 1 << 20
+TIMEOUT_S = 60
+
+
+class DatasetError(RuntimeError):
+    """A dataset could not be obtained or does not have the expected content."""
+
+
+class ChecksumError(DatasetError):
+    """A file's checksum differs from the published one."""
+
+
+class ArchiveError(DatasetError):
+    """An archive is corrupt, truncated, or has a member escaping its folder."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of a dataset: its official name, where it can be downloaded, its checksum.
+
+    ``sha256``/``md5``: the published checksums (either may be None); ``size`` in bytes.
+    """
+
+    filename: str
+    urls: tuple[str, ...]
+    sha256: str | None = None
+    md5: str | None = None
+    size: int | None = None
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, remote: RemoteFile) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` has the published size and checksum."""
+    if remote.size is not None and path.stat().st_size != remote.size:
+        raise ChecksumError(
+            f"{path} has {path.stat().st_size:,} bytes, expected {remote.size:,} "
+            f"(an incomplete or different file)"
+        )
+    for algorithm in ("sha256", "md5"):
+        expected = getattr(remote, algorithm)
+        if expected is not None:
+            got = file_digest(path, algorithm)
+            if got != expected:
+                raise ChecksumError(
+                    f"{path}: {algorithm} {got} does not match the published {expected}"
+                )
+            return
+
+
+def _download(url: str, partial: Path) -> None:
+    """Download ``url`` into ``partial``, resuming from its current size where the
+    server accepts a byte range."""
+    start = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "dscl-reproduction"})
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        status = getattr(response, "status", None)
+        if start and status != 206:  # the server ignored the range: start again
+            start = 0
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length is not None else None
+        mode = "ab" if start else "wb"
+        with open(partial, mode) as fh, tqdm(
+            total=total, initial=start, unit="B", unit_scale=True, desc=partial.name[:-5]
+        ) as bar:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                fh.write(block)
+                bar.update(len(block))
+    if total is not None and partial.stat().st_size < total:
+        raise urllib.error.URLError(f"connection closed after {partial.stat().st_size:,} of {total:,} bytes")
+
+
+def fetch(remote: RemoteFile, directory: Path, verify_checksum: bool = True) -> Path:
+    """Return the path of ``remote`` in ``directory``, downloading it if it is not there.
+
+    A file placed by hand under its official name is used without any network access
+    (and verified). Otherwise each URL is tried in order; a download is verified before
+    it is moved into place. Offline with no file: :class:`DatasetError` naming the URLs
+    tried and where to place the file.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / remote.filename
+    if target.is_file():
+        if verify_checksum:
+            try:
+                verify(target, remote)
+            except ChecksumError as exc:
+                raise ChecksumError(
+                    f"{exc}. Delete the file to download it again, or set "
+                    f"prepare.verify_checksum: false for a local test archive."
+                ) from None
+        return target
+    partial = directory / (remote.filename + ".part")
+    failures = []
+    for url in remote.urls:
+        try:
+            _download(url, partial)
+            if verify_checksum:
+                verify(partial, remote)
+        except ChecksumError as exc:
+            partial.unlink(missing_ok=True)  # corrupt: never resume from it
+            failures.append(f"{url}: {exc}")
+            continue
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            failures.append(f"{url}: {exc}")  # keep the partial file: resumable
+            continue
+        os.replace(partial, target)
+        return target
+    tried = "\n".join(f"  - {f}" for f in failures) or "  (no URL is known)"
+    raise DatasetError(
+        f"could not obtain {remote.filename}. Tried:\n{tried}\n"
+        f"Download it by other means and place it at {target.resolve()}"
+    )
+
+
+def _check_member(name: str) -> None:
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts or name.startswith(("/", "\\")) or ":" in p.parts[0]:
+        raise ArchiveError(f"archive member {name!r} would be written outside the target folder")
+
+
+def _extract_into(archive: Path, out: Path) -> None:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                _check_member(info.filename)
+            bad = zf.testzip()
+            if bad is not None:
+                raise ArchiveError(f"{archive} is corrupt (member {bad!r} fails its CRC)")
+            zf.extractall(out)
+        return
+    try:
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()  # reads the whole index: a truncated file fails here
+            for m in members:
+                _check_member(m.name)
+                if (m.issym() or m.islnk()) and (
+                    PurePosixPath(m.linkname).is_absolute() or ".." in PurePosixPath(m.linkname).parts
+                ):
+                    raise ArchiveError(f"archive member {m.name!r} links outside the target folder")
+            tf.extractall(out, members=members, filter="data")
+    except tarfile.FilterError as exc:
+        raise ArchiveError(f"{archive}: {exc}") from None
+    except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise ArchiveError(f"{archive} is corrupt or truncated ({exc})") from None
+
+
+def extract(archive: Path, out: Path) -> Path:
+    """Extract ``archive`` into the folder ``out`` (idempotently) and return ``out``.
+
+    Members with absolute paths, ``..`` components or links leaving the folder are
+    refused. A marker file records which archive (name and size) was extracted; an
+    existing complete extraction of the same archive is reused.
+    """
+    marker = out / ".extracted"
+    stamp = f"{archive.name} {archive.stat().st_size}\n"
+    if marker.is_file() and marker.read_text() == stamp:
+        return out
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _extract_into(archive, tmp)
+        (tmp / ".extracted").write_text(stamp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,47 @@
+"""Stanford Online Products: 120,053 images of 22,634 products.
+
+The split is given by ``Ebay_train.txt`` (59,551 images, 11,318 classes) and
+``Ebay_test.txt`` (60,502 images, 11,316 classes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dscl.datasets.archive import DatasetError, RemoteFile, extract, fetch
+from dscl.datasets.common import finish
+from dscl.datasets.registry import DatasetSpec, register
+
+ARCHIVE = RemoteFile(
+    filename="Stanford_Online_Products.zip",
+    urls=(
+        "ftp://cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",
+        "http://ftp.cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",
+    ),
+    sha256="b04fa78210e69fab050ce73939550e1cd0f96890bdd98ec9fee732c3b756ef48",
+    md5="7f73d41a2f44250d4779881525aea32e",
+    size=3_083_860_082,
+)
+EXPECTED = {"train_images": 59551, "test_images": 60502, "train_classes": 11318, "test_classes": 11316}
+
+
+def parse_list(path: Path) -> list[tuple[str, int]]:
+    """Rows of ``Ebay_{train,test}.txt``: header ``image_id class_id super_class_id path``."""
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing from the Stanford Online Products archive")
+    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    if not lines or lines[0] != ["image_id", "class_id", "super_class_id", "path"]:
+        raise DatasetError(f"{path}: expected the header 'image_id class_id super_class_id path'")
+    return [(row[3], int(row[1])) for row in lines[1:]]
+
+
+def prepare_sop(out_dir: Path, root: Path, verify_checksum: bool) -> None:
+    folder = root / "sop"
+    archive = fetch(ARCHIVE, folder, verify_checksum)
+    base = extract(archive, folder / "extracted") / "Stanford_Online_Products"
+    tables = {"train": parse_list(base / "Ebay_train.txt"), "test": parse_list(base / "Ebay_test.txt")}
+    finish("sop", out_dir, base, tables, EXPECTED, strict=verify_checksum,
+           meta={"archive": ARCHIVE.filename, "sha256": ARCHIVE.sha256 if verify_checksum else None})
+
+
+register(DatasetSpec("sop", "Stanford Online Products, Ebay_train.txt / Ebay_test.txt", "RGB", prepare_sop))

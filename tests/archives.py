@@ -1,0 +1,155 @@
+"""Miniature archives in the real formats of the three datasets (tiny JPEGs, the real
+metadata files, a MATLAB .mat for Cars196), and a loopback HTTP server with byte ranges."""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import io
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def jpeg_bytes(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tf.addfile(info, io.BytesIO(data))
+
+
+def make_cub(path: Path, classes=(1, 2, 100, 101, 150, 200), per_class=3) -> dict[int, int]:
+    """CUB_200_2011.tgz in miniature. Returns class -> number of images."""
+    images, labels, split = [], [], []
+    with tarfile.open(path, "w:gz") as tf:
+        i = 0
+        for c in classes:
+            for j in range(per_class):
+                i += 1
+                rel = f"{c:03d}.Bird_{c}/Bird_{c}_{j}.jpg"
+                add_bytes(tf, f"CUB_200_2011/images/{rel}", jpeg_bytes(i))
+                images.append(f"{i} {rel}")
+                labels.append(f"{i} {c}")
+                split.append(f"{i} {j % 2}")  # the classification split: must be ignored
+        add_bytes(tf, "CUB_200_2011/images.txt", ("\n".join(images) + "\n").encode())
+        add_bytes(tf, "CUB_200_2011/image_class_labels.txt", ("\n".join(labels) + "\n").encode())
+        add_bytes(tf, "CUB_200_2011/train_test_split.txt", ("\n".join(split) + "\n").encode())
+        add_bytes(tf, "CUB_200_2011/classes.txt",
+                  "".join(f"{c} {c:03d}.Bird_{c}\n" for c in classes).encode())
+    return {c: per_class for c in classes}
+
+
+CARS_CLASSES = {1: 3, 2: 2, 98: 2, 99: 3, 150: 2, 196: 2}  # class -> images
+
+
+def _cars_items():
+    i = 0
+    for c, count in CARS_CLASSES.items():
+        for _ in range(count):
+            i += 1
+            yield i, c
+
+
+def make_cars_original(folder: Path) -> None:
+    """car_ims.tgz + cars_annos.mat (a MATLAB struct array, as the original)."""
+    from scipy.io import savemat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    items = list(_cars_items())
+    dt = [(f, object) for f in ("relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2",
+                                "class", "test")]
+    ann = np.zeros((1, len(items)), dtype=dt)
+    with tarfile.open(folder / "car_ims.tgz", "w:gz") as tf:
+        for k, (i, c) in enumerate(items):
+            add_bytes(tf, f"car_ims/{i:06d}.jpg", jpeg_bytes(100 + i))
+            ann[0, k] = (f"car_ims/{i:06d}.jpg", 1, 2, 10, 12, c, k % 2)
+    names = np.array([f"Car Model {c}" for c in range(1, 197)], dtype=object)
+    savemat(folder / "cars_annos.mat", {"annotations": ann, "class_names": names})
+
+
+def make_cars_mirror(path: Path) -> None:
+    """The classes-by-folder mirror zip, holding the same images as the original."""
+    items = list(_cars_items())
+    annos = {"train": [], "test": []}
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, (i, c) in enumerate(items):
+            subset = "train" if k % 2 == 0 else "test"
+            name = f"{len(annos[subset]) + 1:05d}.jpg"  # numbered per subset, as the mirror
+            zf.writestr(f"car_data/car_data/{subset}/Car Model {c}/{name}", jpeg_bytes(100 + i))
+            annos[subset].append([name, 1, 2, 10, 12, c])
+        for subset, rows in annos.items():
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows(rows)
+            zf.writestr(f"anno_{subset}.csv", buf.getvalue())
+        zf.writestr("names.csv", "".join(f"Car Model {c}\n" for c in range(1, 197)))
+
+
+def make_sop(path: Path) -> dict[str, int]:
+    """Stanford_Online_Products.zip in miniature."""
+    counts = {}
+    with zipfile.ZipFile(path, "w") as zf:
+        image_id = 0
+        for split, classes in (("train", (1, 2, 3)), ("test", (4, 5))):
+            lines = ["image_id class_id super_class_id path"]
+            for c in classes:
+                for j in range(2):
+                    image_id += 1
+                    rel = f"bicycle_final/{1000 + c}_{j}.JPG"
+                    zf.writestr(f"Stanford_Online_Products/{rel}", jpeg_bytes(500 + image_id))
+                    lines.append(f"{image_id} {c} 1 {rel}")
+            counts[split] = len(lines) - 1
+            zf.writestr(f"Stanford_Online_Products/Ebay_{split}.txt", "\n".join(lines) + "\n")
+    return counts
+
+
+class RangeServer:
+    """Serves ``files`` (name -> bytes) on 127.0.0.1 with HTTP byte ranges; records the
+    Range headers it received."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = files
+        self.ranges: list[str | None] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                data = outer.files.get(self.path.lstrip("/"))
+                if data is None:
+                    self.send_error(404)
+                    return
+                rng = self.headers.get("Range")
+                outer.ranges.append(rng)
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                self.send_response(206 if rng else 200)
+                self.send_header("Content-Length", str(len(data) - start))
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                self.wfile.write(data[start:])
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()

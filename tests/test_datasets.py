@@ -1,0 +1,270 @@
+"""The real datasets' code on miniature archives in their real formats (no network:
+downloads are served from a loopback HTTP server)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import tarfile
+import urllib.request
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dscl.datasets import cars196, cub200, get_dataset, read_split, sop
+from dscl.datasets.archive import (ArchiveError, ChecksumError, DatasetError, RemoteFile,
+                                   extract, fetch)
+from tests.archives import (CARS_CLASSES, RangeServer, add_bytes, make_cars_mirror,
+                            make_cars_original, make_cub, make_sop)
+
+DEAD = "http://127.0.0.1:1/nothing-listens-here"
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch):
+    """Any URL but the loopback server's fails the test."""
+    real = urllib.request.urlopen
+
+    def guarded(request, *a, **k):
+        url = request.full_url if hasattr(request, "full_url") else request
+        assert url.startswith("http://127.0.0.1:"), f"test tried to reach {url}"
+        return real(request, *a, **k)
+
+    monkeypatch.setattr(urllib.request, "urlopen", guarded)
+
+
+def rows(path: Path):
+    return [(r["path"], int(r["label"])) for r in csv.DictReader(open(path))]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_registry_lists_the_paper_datasets():
+    for name in ("cub200", "cars196", "sop", "digits"):
+        assert get_dataset(name).name == name
+    with pytest.raises(ValueError, match=r"unknown dataset 'cub'; valid names: \['cars196', 'cub200'"):
+        get_dataset("cub")
+
+
+# -- CUB-200-2011 -------------------------------------------------------------------------
+def test_cub_manual_placement_and_class_split(tmp_path):
+    root, out = tmp_path / "raw", tmp_path / "prepared/cub200"
+    (root / "cub200").mkdir(parents=True)
+    counts = make_cub(root / "cub200/CUB_200_2011.tgz")
+    with pytest.warns(UserWarning, match="cub200: train images: found 9, the published split has 5,864; test images"):
+        cub200.prepare_cub200(out, root, verify_checksum=False)
+    train, test = rows(out / "train.csv"), rows(out / "test.csv")
+    assert {c for _, c in train} == {1, 2, 100} and {c for _, c in test} == {101, 150, 200}
+    assert len(train) == 3 * counts[1] and len(test) == 9
+    split = read_split(out, "test")
+    assert all(split.image_path(i).is_file() for i in range(len(split)))
+    assert split.paths[0] == "101.Bird_101/Bird_101_0.jpg"
+    # idempotent: a second run reuses the extraction and writes the same tables
+    before = (out / "train.csv").read_bytes()
+    with pytest.warns(UserWarning):
+        cub200.prepare_cub200(out, root, verify_checksum=False)
+    assert (out / "train.csv").read_bytes() == before
+
+
+def test_cub_verified_archive_checks_counts_strictly(tmp_path, monkeypatch):
+    root = tmp_path / "raw"
+    (root / "cub200").mkdir(parents=True)
+    archive = root / "cub200/CUB_200_2011.tgz"
+    make_cub(archive)
+    monkeypatch.setattr(cub200, "ARCHIVE", RemoteFile("CUB_200_2011.tgz", (DEAD,), sha256=sha256(archive)))
+    with pytest.raises(DatasetError, match="train images: found 9, the published split has 5,864"):
+        cub200.prepare_cub200(tmp_path / "out", root, verify_checksum=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_checksum_is_refused_before_any_work(tmp_path):
+    root = tmp_path / "raw"
+    (root / "cub200").mkdir(parents=True)
+    make_cub(root / "cub200/CUB_200_2011.tgz")
+    with pytest.raises(ChecksumError, match="expected 1,150,585,339"):
+        cub200.prepare_cub200(tmp_path / "out", root, verify_checksum=True)
+    remote = RemoteFile("CUB_200_2011.tgz", (DEAD,), sha256="0" * 64)
+    with pytest.raises(ChecksumError, match=f"sha256 .* does not match the published {'0' * 64}"):
+        fetch(remote, root / "cub200", verify_checksum=True)
+    assert not (root / "cub200/extracted").exists() and not (tmp_path / "out").exists()
+
+
+def test_offline_without_archive_names_urls_and_place(tmp_path, monkeypatch):
+    monkeypatch.setattr(cub200, "ARCHIVE", RemoteFile("CUB_200_2011.tgz", (DEAD, DEAD + "/2")))
+    with pytest.raises(DatasetError) as err:
+        cub200.prepare_cub200(tmp_path / "out", tmp_path / "raw", verify_checksum=True)
+    message = str(err.value)
+    assert DEAD in message and DEAD + "/2" in message
+    assert str((tmp_path / "raw/cub200/CUB_200_2011.tgz").resolve()) in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_download_tries_mirrors_in_order_verifies_and_resumes(tmp_path):
+    src = tmp_path / "src.tgz"
+    make_cub(src)
+    data = src.read_bytes()
+    remote_ok = RemoteFile("CUB_200_2011.tgz", (), sha256=sha256(src), size=len(data))
+    with RangeServer({"good": data, "corrupt": data[:-10] + b"x" * 10}) as server:
+        remote = RemoteFile(remote_ok.filename, (DEAD, server.url("corrupt"), server.url("good")),
+                            sha256=remote_ok.sha256, size=remote_ok.size)
+        folder = tmp_path / "dl"
+        path = fetch(remote, folder, verify_checksum=True)
+        assert path == folder / "CUB_200_2011.tgz" and path.read_bytes() == data
+        assert not list(folder.glob("*.part"))
+        # resume: half a file from an interrupted download is completed with a byte range
+        path.unlink()
+        (folder / "CUB_200_2011.tgz.part").write_bytes(data[: len(data) // 2])
+        server.ranges.clear()
+        remote = RemoteFile(remote_ok.filename, (server.url("good"),), sha256=remote_ok.sha256)
+        assert fetch(remote, folder, verify_checksum=True).read_bytes() == data
+        assert server.ranges == [f"bytes={len(data) // 2}-"]
+
+
+def test_corrupt_download_never_looks_complete(tmp_path):
+    src = tmp_path / "src.tgz"
+    make_cub(src)
+    with RangeServer({"corrupt": b"not an archive"}) as server:
+        remote = RemoteFile("CUB_200_2011.tgz", (server.url("corrupt"),), sha256=sha256(src))
+        with pytest.raises(DatasetError, match="does not match the published"):
+            fetch(remote, tmp_path / "dl", verify_checksum=True)
+    assert not (tmp_path / "dl/CUB_200_2011.tgz").exists()
+    assert not (tmp_path / "dl/CUB_200_2011.tgz.part").exists()
+
+
+def test_truncated_archive_leaves_nothing_behind(tmp_path):
+    root = tmp_path / "raw"
+    (root / "cub200").mkdir(parents=True)
+    archive = root / "cub200/CUB_200_2011.tgz"
+    make_cub(archive)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(ArchiveError, match="corrupt or truncated"):
+        cub200.prepare_cub200(tmp_path / "out", root, verify_checksum=False)
+    assert sorted(p.name for p in (root / "cub200").iterdir()) == ["CUB_200_2011.tgz"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip", "tar-link"])
+def test_path_traversal_member_is_refused(tmp_path, kind):
+    archive = tmp_path / ("evil.zip" if kind == "zip" else "evil.tgz")
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("ok.txt", "fine")
+            zf.writestr("../evil.txt", "escaped")
+    else:
+        with tarfile.open(archive, "w:gz") as tf:
+            add_bytes(tf, "ok.txt", b"fine")
+            if kind == "tar":
+                add_bytes(tf, "../evil.txt", b"escaped")
+            else:
+                link = tarfile.TarInfo("innocent")
+                link.type = tarfile.SYMTYPE
+                link.linkname = "../../evil.txt"
+                tf.addfile(link)
+    out = tmp_path / "deep/extracted"
+    with pytest.raises(ArchiveError, match="outside the target folder"):
+        extract(archive, out)
+    assert not (tmp_path / "deep/evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+    assert not out.exists() and not (tmp_path / "deep/extracted.partial").exists()
+
+
+# -- Cars196 ------------------------------------------------------------------------------
+def test_cars_original_and_mirror_give_the_same_split(tmp_path):
+    orig_root, mirror_root = tmp_path / "a", tmp_path / "b"
+    make_cars_original(orig_root / "cars196")
+    (mirror_root / "cars196").mkdir(parents=True)
+    make_cars_mirror(mirror_root / "cars196" / cars196.MIRROR.filename)
+    with pytest.warns(UserWarning):
+        cars196.prepare_cars196(tmp_path / "p_orig", orig_root, verify_checksum=False)
+    with pytest.warns(UserWarning):
+        cars196.prepare_cars196(tmp_path / "p_mirror", mirror_root, verify_checksum=False)
+    for split, classes in (("train", {1, 2, 98}), ("test", {99, 150, 196})):
+        a = read_split(tmp_path / "p_orig", split)
+        b = read_split(tmp_path / "p_mirror", split)
+        assert Counter(a.labels.tolist()) == Counter(b.labels.tolist())
+        assert set(a.labels.tolist()) == classes
+        assert Counter(a.labels.tolist()) == {c: CARS_CLASSES[c] for c in classes}
+        assert all(a.image_path(i).is_file() for i in range(len(a)))
+        assert all(b.image_path(i).is_file() for i in range(len(b)))
+        # the same pictures, whichever the format
+        pa = sorted(a.image_path(i).read_bytes() for i in range(len(a)))
+        pb = sorted(b.image_path(i).read_bytes() for i in range(len(b)))
+        assert pa == pb
+    meta = json.loads((tmp_path / "p_mirror/meta.json").read_text())
+    assert meta["sha256"] == sha256(mirror_root / "cars196" / cars196.MIRROR.filename)
+    assert read_split(tmp_path / "p_orig", "train").paths[0] == "car_ims/000001.jpg"
+
+
+def test_cars_placed_original_with_wrong_checksum_does_not_fall_back(tmp_path):
+    make_cars_original(tmp_path / "raw/cars196")
+    with pytest.raises(ChecksumError, match="md5 .* does not match the published"):
+        cars196.prepare_cars196(tmp_path / "out", tmp_path / "raw", verify_checksum=True)
+
+
+def test_cars_offline_names_every_url(tmp_path, monkeypatch):
+    for name in ("ORIGINAL_IMAGES", "ORIGINAL_ANNOTATIONS", "MIRROR"):
+        remote = getattr(cars196, name)
+        monkeypatch.setattr(cars196, name, RemoteFile(remote.filename, (f"{DEAD}/{name}",)))
+    with pytest.raises(DatasetError) as err:
+        cars196.prepare_cars196(tmp_path / "out", tmp_path / "raw", verify_checksum=True)
+    message = str(err.value)
+    assert f"{DEAD}/ORIGINAL_IMAGES" in message and f"{DEAD}/MIRROR" in message
+    assert "car_ims.tgz" in message and cars196.MIRROR.filename in message
+
+
+def test_cars_damaged_mat_file(tmp_path):
+    make_cars_original(tmp_path / "raw/cars196")
+    (tmp_path / "raw/cars196/cars_annos.mat").write_bytes(b"MATLAB 5.0 MAT-file garbage")
+    with pytest.raises(DatasetError, match="not a readable MATLAB file"):
+        cars196.prepare_cars196(tmp_path / "out", tmp_path / "raw", verify_checksum=False)
+    assert not (tmp_path / "out").exists()
+
+
+# -- Stanford Online Products -------------------------------------------------------------
+def test_sop_split_from_ebay_lists(tmp_path):
+    root = tmp_path / "raw"
+    (root / "sop").mkdir(parents=True)
+    counts = make_sop(root / "sop/Stanford_Online_Products.zip")
+    with pytest.warns(UserWarning, match="sop: train images"):
+        sop.prepare_sop(tmp_path / "out", root, verify_checksum=False)
+    train, test = read_split(tmp_path / "out", "train"), read_split(tmp_path / "out", "test")
+    assert len(train) == counts["train"] and len(test) == counts["test"]
+    assert set(train.labels.tolist()) == {1, 2, 3} and set(test.labels.tolist()) == {4, 5}
+    assert train.paths[0] == "bicycle_final/1001_0.JPG" and train.image_path(0).is_file()
+
+
+def test_sop_bad_list_header(tmp_path):
+    root = tmp_path / "raw"
+    (root / "sop").mkdir(parents=True)
+    with zipfile.ZipFile(root / "sop/Stanford_Online_Products.zip", "w") as zf:
+        zf.writestr("Stanford_Online_Products/Ebay_train.txt", "id class path\n1 1 a.JPG\n")
+        zf.writestr("Stanford_Online_Products/Ebay_test.txt", "id class path\n")
+    with pytest.raises(DatasetError, match="expected the header"):
+        sop.prepare_sop(tmp_path / "out", root, verify_checksum=False)
+
+
+def test_stage_prepare_uses_params_root(tmp_path, monkeypatch):
+    """prepare@cub200 through the stage, with prepare.root pointing at a placed archive."""
+    import yaml
+
+    from stages import prepare
+    from tests.conftest import small_params
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine/cub200").mkdir(parents=True)
+    make_cub(tmp_path / "mine/cub200/CUB_200_2011.tgz")
+    params = small_params()
+    params["datasets"] = ["cub200"]
+    params["prepare"] = {"root": "mine", "verify_checksum": False}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.warns(UserWarning):
+        prepare.main(["--dataset", "cub200", "--out", "data/prepared/cub200"])
+    meta = json.loads((tmp_path / "data/prepared/cub200/meta.json").read_text())
+    assert meta["image_root"] == "../../../mine/cub200/extracted/CUB_200_2011/images"
+    assert read_split(tmp_path / "data/prepared/cub200", "train").image_path(0).is_file()
+
+

@@ -1,0 +1,48 @@
+from dataclasses import dataclass
+
+import pytest
+
+from stages.params import ParamsError, build, check_experiment, load_params, section
+from stages.train import LastLayerParams
+from tests.conftest import small_params
+
+
+@dataclass(frozen=True)
+class Inner:
+    a: int
+    b: float = 1.0
+    c: str | None = None
+
+
+def test_build_refuses_unknown_and_missing_keys():
+    assert build(Inner, {"a": 1, "b": 2}, "x") == Inner(1, 2.0)
+    with pytest.raises(ParamsError, match=r"unknown key\(s\) \['lrr'\] in x; expected \['a', 'b', 'c'\]"):
+        build(Inner, {"a": 1, "lrr": 3}, "x")
+    with pytest.raises(ParamsError, match="missing key x.a"):
+        build(Inner, {}, "x")
+    with pytest.raises(ParamsError, match="x.a must be an integer"):
+        build(Inner, {"a": "one"}, "x")
+    with pytest.raises(ParamsError, match="x.b must be a number"):
+        build(Inner, {"a": 1, "b": True}, "x")
+
+
+def test_unknown_dataset_and_method_list_the_valid_names():
+    params = small_params()
+    check_experiment(params)
+    params["datasets"] = ["digits", "mnist"]
+    with pytest.raises(ParamsError, match=r"unknown datasets \['mnist'\]; valid names: \[.*'digits'"):
+        check_experiment(params)
+    params = small_params()
+    params["methods"] = ["dscl"]
+    with pytest.raises(ParamsError, match=r"unknown methods \['dscl'\]; valid names: \['vanilla'"):
+        check_experiment(params)
+
+
+def test_section_reads_one_stage(workdir):
+    params = load_params()
+    cfg = section(params, "train.dscl_last", LastLayerParams)
+    assert cfg.iterations == 5 and cfg.optimizer == "sgd"
+    bad = small_params()
+    bad["train"]["dscl_last"]["optimizer"] = "lbfgs"
+    with pytest.raises(ParamsError, match=r"optimizer must be one of \('sgd', 'adam'\)"):
+        build(LastLayerParams, bad["train"]["dscl_last"], "train.dscl_last")

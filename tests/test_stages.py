@@ -1,0 +1,157 @@
+"""Each stage on tiny data, in a temporary working folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stages import embed, evaluate, features, prepare, report, train
+from stages.params import ParamsError
+from tests.conftest import small_params
+
+METHODS = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
+
+
+def run_until_features(root):
+    prepare.main(["--dataset", "digits", "--out", "data/prepared/digits"])
+    features.main(["--dataset", "digits", "--prepared", "data/prepared/digits",
+                   "--out", "data/features/digits"])
+    return root / "data/prepared/digits", root / "data/features/digits"
+
+
+def train_args(method):
+    key = f"digits-{method}"
+    return ["--dataset", "digits", "--method", method, "--prepared", "data/prepared/digits",
+            "--features", "data/features/digits", "--out", f"models/{key}",
+            "--live", f"reports/train/{key}", "--checkpoint", f"checkpoints/{key}"]
+
+
+def test_prepare_digits_split(workdir):
+    root = workdir()
+    prepared, _ = run_until_features(root)
+    rows = {s: list(csv.DictReader(open(prepared / f"{s}.csv"))) for s in ("train", "test")}
+    train_labels = {int(r["label"]) for r in rows["train"]}
+    test_labels = {int(r["label"]) for r in rows["test"]}
+    assert train_labels == {0, 1, 2, 3, 4} and test_labels == {5, 6, 7, 8, 9}
+    assert len(rows["train"]) + len(rows["test"]) == 1797
+    meta = json.loads((prepared / "meta.json").read_text())
+    assert (prepared / meta["image_root"] / rows["test"][0]["path"]).is_file()
+    assert not list(root.glob("data/prepared/.*tmp"))  # nothing half-written left
+
+
+def test_features_are_the_pixels(workdir):
+    root = workdir()
+    _, feats = run_until_features(root)
+    x = np.load(feats / "train.npy")
+    assert x.shape == (len(np.load(feats / "train_labels.npy")), 64)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    first = np.flatnonzero(digits.target < 5)[0]
+    assert np.allclose(x[0], np.rint(digits.images[first].ravel() * 255 / 16) / 255, atol=1e-6)
+    mirrored = np.load(feats / "train_mirrored.npy")
+    assert np.allclose(mirrored[0].reshape(8, 8), x[0].reshape(8, 8)[:, ::-1])
+
+
+def test_train_embed_evaluate_report_every_method(workdir):
+    root = workdir()
+    run_until_features(root)
+    for method in METHODS:
+        key = f"digits-{method}"
+        train.main(train_args(method))
+        saved = torch.load(root / f"models/{key}/model.pt", weights_only=False)
+        assert saved["record"]["method"] == method
+        embed.main(["--dataset", "digits", "--model", f"models/{key}", "--prepared",
+                    "data/prepared/digits", "--features", "data/features/digits",
+                    "--out", f"data/embeddings/{key}"])
+        emb = np.load(root / f"data/embeddings/{key}/test.npy")
+        assert emb.shape[0] == 896 and np.isfinite(emb).all()
+        assert emb.shape[1] == (64 if method == "vanilla" else 5)
+        evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/{key}",
+                       "--out", f"reports/metrics/digits/{method}.json"])
+        metrics = json.loads((root / f"reports/metrics/digits/{method}.json").read_text())
+        assert set(metrics) == {"with_sc", "without_sc"}
+        assert set(metrics["with_sc"]) == {"nmi", "recall@1", "recall@2", "recall@4", "recall@8"}
+        assert all(0 <= v <= 100 for s in metrics.values() for v in s.values())
+        if method != "vanilla":
+            curve = (root / f"reports/train/{key}/plots/metrics/loss.tsv").read_text().split("\n")
+            assert curve[0] == "step\tloss" and len([c for c in curve[1:] if c]) >= 3
+    report.main(["--metrics", "reports/metrics", "--embeddings", "data/embeddings",
+                 "--tables", "reports/tables", "--plots", "reports/plots"])
+    table = (root / "reports/tables/digits.md").read_text()
+    assert table.count("| measured |") == 8 and "| NMI | R@1 | R@2 | R@4 | R@8 |" in table
+    assert len(list(csv.reader(open(root / "reports/tables/digits.csv")))) == 9
+    for method in METHODS:
+        png = root / f"reports/plots/tsne_digits_{method}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_last_layer_training_lowers_the_loss_and_resumes(workdir):
+    params = small_params()
+    params["train"]["dscl_last"].update(iterations=40)
+    root = workdir(params)
+    run_until_features(root)
+    train.main(train_args("dscl_last"))
+    curve = np.loadtxt(root / "reports/train/digits-dscl_last/plots/metrics/loss.tsv",
+                       skiprows=1)
+    assert curve[-1, 1] < 0.7 * curve[0, 1]
+    first = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
+    assert not (root / "checkpoints/digits-dscl_last/state.pt").exists()  # completed
+    train.main(train_args("dscl_last"))  # a fresh, seeded run gives the same model
+    again = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
+    for k in first["state_dict"]:
+        assert torch.equal(first["state_dict"][k], again["state_dict"][k])
+
+
+def test_interrupted_training_resumes_to_the_same_model(workdir):
+    params = small_params()
+    params["train"]["dscl_last"].update(iterations=10)
+    params["train"]["common"]["checkpoint_every"] = 4
+    root = workdir(params)
+    run_until_features(root)
+    train.main(train_args("dscl_last"))
+    reference = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
+    # interrupt a fresh run after its checkpoint at iteration 8
+    import dscl.training as training
+
+    calls = {"n": 0}
+    real = training.dscl_loss
+
+    def failing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    training.dscl_loss = failing
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.main(train_args("dscl_last"))
+    finally:
+        training.dscl_loss = real
+    assert torch.load(root / "checkpoints/digits-dscl_last/state.pt", weights_only=False)["iteration"] == 8
+    train.main(train_args("dscl_last"))
+    resumed = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
+    for k in reference["state_dict"]:
+        assert torch.allclose(reference["state_dict"][k], resumed["state_dict"][k], atol=1e-6)
+
+
+def test_bad_params_fail_before_work(workdir):
+    params = small_params()
+    params["train"]["dscl_last"]["learning_rate"] = 0.1
+    root = workdir(params)
+    with pytest.raises(ParamsError, match=r"unknown key\(s\) \['learning_rate'\] in train.dscl_last"):
+        train.main(train_args("dscl_last"))
+    params = small_params()
+    params["features"]["datasets"]["digits"]["backbone"] = "vgg"
+    workdir(params)
+    with pytest.raises(ValueError, match=r"unknown backbone 'vgg'; valid names: \["):
+        features.main(["--dataset", "digits", "--prepared", "data/prepared/digits",
+                       "--out", "data/features/digits"])
+    assert not (root / "data/features").exists()
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; valid names"):
+        prepare.main(["--dataset", "mnist", "--out", "data/prepared/mnist"])
