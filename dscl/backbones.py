@@ -146,9 +146,22 @@ def build_backbone(name: str, weights: str = "none", seed: int = 0) -> Backbone:
 
 
 def _load(body: nn.Module, state: dict | None, drop_prefixes: tuple[str, ...] = ()) -> nn.Module:
-    if state is not None:
-        state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
-        body.load_state_dict(state, strict=True)
+    """Load published weights strictly, minus the classifier (``drop_prefixes``).
+
+    Two harmless differences of older files are mended: batch-norm vectors stored with
+    extra singleton dimensions (e.g. (1, C)), and missing ``num_batches_tracked``.
+    """
+    if state is None:
+        return body
+    own = body.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
+    for key, value in state.items():
+        if key in own and value.shape != own[key].shape and value.numel() == own[key].numel():
+            state[key] = value.reshape(own[key].shape)
+    for key in own:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros((), dtype=torch.long)
+    body.load_state_dict(state, strict=True)
     return body
 
 
@@ -197,6 +210,26 @@ register(
         std=IMAGENET_STD,
         build=_googlenet,
         weights_url="https://download.pytorch.org/models/googlenet-1378be20.pth",
+    )
+)
+def _bninception(state: dict | None) -> nn.Module:
+    from dscl.bninception import BNInception
+
+    return _load(BNInception(), state, drop_prefixes=("last_linear.",))
+
+
+register(
+    BackboneSpec(
+        name="bninception",
+        feature_dim=1024,
+        image_mode="RGB",
+        # the published weights take BGR in 0-255 minus the per-channel mean
+        mean=(104.0, 117.0, 128.0),
+        std=(1.0, 1.0, 1.0),
+        scale=255.0,
+        bgr=True,
+        build=_bninception,
+        weights_url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth",
     )
 )
 register(

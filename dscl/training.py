@@ -83,11 +83,15 @@ def sample_batch(pool: np.ndarray, batch_size: int, rng: np.random.Generator) ->
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
-    """Put every batch-norm layer in eval mode: the ImageNet running statistics are
-    used and not updated, so both passes of :func:`chunked_dscl_step` compute the same
-    function and the result does not depend on how the batch is chunked."""
+    """Put every batch-norm and dropout layer in eval mode.
+
+    Batch norm then uses the ImageNet running statistics without updating them, and
+    dropout is off, so both passes of :func:`chunked_dscl_step` compute the same
+    function and the update does not depend on how the batch is chunked (nor, under
+    ``torchrun``, on how it is shared between processes).
+    """
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
             m.eval()
 
 
@@ -127,6 +131,7 @@ def chunked_dscl_step(
     The loss of Eq. (10) on the whole batch, before the update.
     """
     rank, world = _rank_and_world()
+    freeze_batchnorm(model)
     chunks = torch.split(torch.arange(images.shape[0]), chunk_size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
     with torch.no_grad(), autocast:
@@ -227,7 +232,7 @@ def train_last_layer(
 
 def train_on_images(
     model: EmbeddingNet,
-    fetch: Callable[[np.ndarray, np.random.Generator], tuple[torch.Tensor, torch.Tensor]],
+    fetch: Callable[[np.ndarray, np.ndarray, int], tuple[torch.Tensor, torch.Tensor]],
     pool: np.ndarray,
     objective: str,
     iterations: int,
@@ -239,13 +244,16 @@ def train_on_images(
     log: LogFn,
     device: torch.device,
     amp: bool = False,
+    mirror: bool = True,
 ) -> EmbeddingNet:
     """Learn all trainable layers on images.
 
     ``objective`` is "dscl" (the chunked update of :func:`chunked_dscl_step`) or
     "softmax" (cross-entropy on the class scores, gradients accumulated over chunks).
-    ``fetch(indices, rng)`` decodes a batch: uint8 images (m, c, h, w) and labels (m,).
-    Under ``torchrun`` each process fetches its own share of every sampled batch.
+    ``fetch(indices, flips, seed)`` decodes a batch: uint8 images (m, c, h, w) and
+    labels (m,), mirrored where ``flips``, random crops seeded by ``seed`` and the index.
+    Every process draws the same batch (same seed); under ``torchrun`` each decodes and
+    embeds its own contiguous share of it.
     """
     if objective not in ("dscl", "softmax"):
         raise ValueError(f"objective must be 'dscl' or 'softmax', got {objective!r}")
@@ -267,9 +275,11 @@ def train_on_images(
     for it in progress:
         model.train()
         freeze_batchnorm(model)
-        idx = sample_batch(pool, batch_size, rng)
-        share = np.array_split(idx, world)[rank]
-        images, labels = fetch(share, rng)
+        idx = sample_batch(pool, batch_size, rng)  # (n,)
+        flips = rng.random(len(idx)) < 0.5 if mirror else np.zeros(len(idx), dtype=bool)
+        crop_seed = int(rng.integers(2**31))
+        share = np.array_split(np.arange(len(idx)), world)[rank]
+        images, labels = fetch(idx[share], flips[share], crop_seed)
         if objective == "dscl":
             loss = chunked_dscl_step(model, images, labels, optimizer, chunk_size, device, amp)
         else:

@@ -20,7 +20,7 @@ from dscl.datasets import read_split
 from dscl.device import resolve_device
 from dscl.images import ImageDataset, make_loader
 from dscl.training import EmbeddingNet
-from stages.features import ImageParams, image_transform, read_feature_params
+from stages.features import ImageParams, image_transform
 from stages.params import load_params, section
 
 
@@ -59,7 +59,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = load_params()
     cfg = section(params, "embed", EmbedParams)
-    image, feat = read_feature_params(params, args.dataset)
+    image = section(params, "features.image", ImageParams)
     device = resolve_device(cfg.device)
     record, state = load_model(args.model / "model.pt")
     labels = np.load(args.features / "test_labels.npy")

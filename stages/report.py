@@ -105,19 +105,32 @@ def plot_tsne(emb: np.ndarray, labels: np.ndarray, title: str, out: Path, cfg: T
     idx = np.flatnonzero(np.isin(labels, classes))
     if len(idx) > cfg.max_points:
         idx = np.sort(rng.choice(idx, cfg.max_points, replace=False))
-    x = l2_normalize(emb[idx].astype(np.float32))
-    perplexity = min(cfg.perplexity, (len(idx) - 1) / 3)
-    xy = TSNE(perplexity=perplexity, init="pca", random_state=cfg.seed).fit_transform(x)
+    x = l2_normalize(emb[idx].astype(np.float64))
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if np.ptp(x, axis=0).max() < 1e-6:  # t-SNE is undefined when every point coincides
+        ax.text(0.5, 0.5, "degenerate embedding:\nall test points coincide", ha="center",
+                va="center", transform=ax.transAxes)
+        _save(fig, out)
+        return
+    perplexity = min(cfg.perplexity, (len(idx) - 1) / 3)
+    # exact t-SNE for small sets (Barnes-Hut is for large ones and fails on tiny ones)
+    method = "exact" if len(idx) <= 1000 else "barnes_hut"
+    xy = TSNE(perplexity=perplexity, init="pca", method=method, random_state=cfg.seed).fit_transform(x)
     cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
     for i, c in enumerate(classes):
         sel = labels[idx] == c
         ax.scatter(xy[sel, 0], xy[sel, 1], s=6, color=cmap(i % cmap.N), label=str(c))
-    ax.set_title(title, fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
     if len(classes) <= 10:
         ax.legend(title="class", fontsize=7, markerscale=2, loc="best")
+    _save(fig, out)
+
+
+def _save(fig, out: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")

@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from dscl.atomic import atomic_path, write_text
@@ -135,6 +137,30 @@ class LiveLog:
         self.live.end()
 
 
+class NoLog:
+    """The logger of processes other than rank 0."""
+
+    def __call__(self, step: int, values: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def init_distributed(device: torch.device) -> tuple[torch.device, int, int]:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1): NCCL
+    with one GPU per process, gloo on the CPU. Returns ``(device, rank, world_size)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return device, 0, 1
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, dist.get_rank(), world
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
@@ -155,7 +181,9 @@ def main(argv=None) -> None:
                f"train.datasets.{args.dataset}")
     cfg = section(params, f"train.{args.method}", METHOD_PARAMS[args.method])
     image, feat = read_feature_params(params, args.dataset)
-    device = resolve_device(common.device)
+    device, rank, world = init_distributed(resolve_device(common.device))
+    if rank != 0 and args.method not in ("softmax", "dscl_e2e"):
+        return  # only the image methods run data-parallel: rank 0 does the rest
     fingerprint = hashlib.sha256(json.dumps(
         [args.dataset, args.method, asdict(common), asdict(ds), asdict(cfg), asdict(image), asdict(feat)],
         sort_keys=True).encode()).hexdigest()
@@ -171,7 +199,7 @@ def main(argv=None) -> None:
     dim = ds.embedding_dim or n_classes
     record = {"method": args.method, "dataset": args.dataset, "backbone": feat.backbone,
               "feature_dim": info["feature_dim"], "embedding_dim": dim}
-    log = LiveLog(args.live, resume=resuming)
+    log = LiveLog(args.live, resume=resuming) if rank == 0 else NoLog()
     torch_gen_seed = common.seed
 
     # -- training -----------------------------------------------------------------------
@@ -198,23 +226,26 @@ def main(argv=None) -> None:
         split = read_split(args.prepared, "train")
         transform = image_transform(feat.backbone, image, crop_mode=cfg.crop_mode)
 
-        def fetch(indices: np.ndarray, rng: np.random.Generator):
-            flips = (rng.random(len(indices)) < 0.5) if ds.mirror else None
-            dataset = ImageDataset(split, transform, indices, flips, seed=int(rng.integers(2**31)))
-            batches = list(make_loader(dataset, max(1, len(indices)), cfg.num_workers,
-                                       pin_memory=device.type == "cuda"))
-            images, labels = batches[0]
-            return images, labels
+        def fetch(indices: np.ndarray, flips: np.ndarray, seed: int):
+            dataset = ImageDataset(split, transform, indices, flips, seed=seed)
+            loader = make_loader(dataset, cfg.chunk_size, cfg.num_workers, pin_memory=device.type == "cuda")
+            images, labels = zip(*loader)
+            return torch.cat(images), torch.cat(labels)
 
         objective = "softmax" if args.method == "softmax" else "dscl"
         model = train_on_images(
             model, fetch, pool, objective, cfg.iterations, cfg.batch_size, cfg.chunk_size,
             optimizer_config(cfg), common.seed, checkpointer, log, device,
-            amp=image.amp and device.type == "cuda")
+            amp=image.amp and device.type == "cuda", mirror=ds.mirror)
         record.update(kind="full", weights=feat.weights,
                       trainable_backbone=get_backbone(feat.backbone).has_parameters)
         state = {k: v.cpu() for k, v in model.state_dict().items()}
     log.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    if rank != 0:
+        return
     with atomic_path(args.out / "model.pt") as tmp:
         torch.save({"record": record, "state_dict": state}, tmp)
     checkpointer.clear()  # completed: the next run starts afresh

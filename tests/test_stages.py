@@ -155,3 +155,10 @@ def test_bad_params_fail_before_work(workdir):
     assert not (root / "data/features").exists()
     with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; valid names"):
         prepare.main(["--dataset", "mnist", "--out", "data/prepared/mnist"])
+
+
+def test_tsne_of_a_degenerate_embedding_still_renders(tmp_path):
+    emb = np.ones((30, 4), dtype=np.float32)
+    labels = np.repeat(np.arange(3), 10)
+    report.plot_tsne(emb, labels, "constant", tmp_path / "t.png", report.TsneParams())
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,24 @@
+"""A worker of the two-process data-parallel test (spawned; gloo on the CPU)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from tests.test_training import make_batch, make_model
+
+
+def step_worker(rank: int, world: int, store: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    from dscl.training import chunked_dscl_step
+
+    model = make_model()
+    images, labels = make_batch()
+    share = torch.tensor_split(torch.arange(len(labels)), world)[rank]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss = chunked_dscl_step(model, images[share], labels[share], optimizer, chunk_size=5,
+                             device=torch.device("cpu"))
+    if rank == 0:
+        torch.save({"state": model.state_dict(), "loss": loss}, out)
+    dist.destroy_process_group()

@@ -1,0 +1,109 @@
+"""Backbones: every one builds with random weights at a small image size; published
+weights (in their file format) load strictly; offline without weights fails clearly."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+
+from dscl import backbones
+from dscl.backbones import backbone_names, build_backbone, get_backbone
+
+
+@pytest.mark.parametrize("name,dim", [("googlenet", 1024), ("bninception", 1024), ("resnet50", 2048)])
+def test_every_backbone_with_random_weights(name, dim):
+    model = build_backbone(name, "none", seed=0).eval()
+    x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, dim) and torch.isfinite(out).all()
+    # seeded: the same random initialisation twice
+    again = build_backbone(name, "none", seed=0).eval()
+    with torch.no_grad():
+        assert torch.equal(again(x), out)
+
+
+def test_pixels_backbone_is_the_scaled_image():
+    model = build_backbone("pixels", "none")
+    x = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4)
+    assert torch.allclose(model(x), x.float().reshape(1, 16) / 255)
+
+
+def test_unknown_backbone_and_weights():
+    with pytest.raises(ValueError, match=r"unknown backbone 'vgg16'; valid names: \['bninception'"):
+        get_backbone("vgg16")
+    with pytest.raises(ValueError, match="features.weights must be 'imagenet', 'none' or the path"):
+        build_backbone("googlenet", "imagenet21k")
+
+
+def test_bninception_published_format_loads_strictly(tmp_path):
+    """A file in the published port's format: batch-norm vectors of shape (1, C), no
+    num_batches_tracked, a 1000-class last_linear."""
+    reference = build_backbone("bninception", "none", seed=3).eval()
+    published = {}
+    for k, v in reference.body.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        published[k] = v.reshape(1, -1) if "_bn." in k else v
+    published["last_linear.weight"] = torch.randn(1000, 1024)
+    published["last_linear.bias"] = torch.randn(1000)
+    torch.save(published, tmp_path / "bn_inception.pth")
+    loaded = build_backbone("bninception", str(tmp_path / "bn_inception.pth"), seed=99).eval()
+    x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), reference(x))
+    bad = dict(published)
+    del bad["inception_5b_1x1.weight"]
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(RuntimeError, match="inception_5b_1x1.weight"):
+        build_backbone("bninception", str(tmp_path / "bad.pth"))
+
+
+def test_bninception_preprocessing_is_bgr_0_255_minus_mean():
+    model = build_backbone("bninception", "none")
+    x = torch.zeros(1, 3, 2, 2, dtype=torch.uint8)
+    x[0, 0] = 200  # red
+    normalized = model.normalize(x)
+    assert torch.allclose(normalized[0, :, 0, 0], torch.tensor([0 - 104.0, 0 - 117.0, 200 - 128.0]))
+
+
+@pytest.mark.parametrize("name", ["googlenet", "resnet50"])
+def test_torchvision_weights_file_loads(tmp_path, name):
+    """A full torchvision checkpoint (classifier and auxiliary heads included)."""
+    from torchvision import models
+
+    if name == "googlenet":
+        full = models.googlenet(weights=None, aux_logits=True, init_weights=True, transform_input=True)
+    else:
+        full = models.resnet50(weights=None)
+    torch.save(full.state_dict(), tmp_path / "w.pth")
+    model = build_backbone(name, str(tmp_path / "w.pth")).eval()
+    full.eval().fc = torch.nn.Identity()
+    x = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(model(x), full(model.normalize(x)), atol=1e-5)
+
+
+def test_imagenet_weights_offline_fail_before_any_work(tmp_path, monkeypatch):
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "torch/hub"))
+
+    def offline(url, *a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    try:
+        spec = get_backbone("googlenet")
+        with pytest.raises(RuntimeError) as err:
+            build_backbone("googlenet", "imagenet")
+        message = str(err.value)
+        assert spec.weights_url in message
+        assert str(backbones.weights_cache_path(spec)) in message and "weights: none" in message
+    finally:
+        torch.hub.set_dir(previous)
+
+
+def test_registry_is_complete():
+    assert backbone_names() == ["bninception", "googlenet", "pixels", "resnet50"]

@@ -1,0 +1,110 @@
+"""The chunked end-to-end update (Section 4.1 of the paper) and its data-parallel form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from dscl.backbones import Backbone, build_backbone
+from dscl.loss import dscl_loss
+from dscl.training import (EmbeddingNet, OptimizerConfig, chunked_dscl_step, freeze_batchnorm,
+                           make_optimizer, sample_batch)
+
+
+def make_model(seed: int = 0) -> EmbeddingNet:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1))
+        for m in body.modules():  # non-trivial running statistics
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        backbone = Backbone(body, 8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+        return EmbeddingNet(backbone, nn.Linear(8, 6))
+
+
+def make_batch(n: int = 23, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 12, 12), generator=gen, dtype=torch.uint8)
+    labels = torch.randint(0, 4, (n,), generator=gen) * 10 + 3
+    return images, labels
+
+
+def full_batch_gradients(model, images, labels):
+    model.train()
+    freeze_batchnorm(model)
+    model.zero_grad()
+    loss = dscl_loss(model(images), labels)
+    loss.backward()
+    return loss.item(), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 23, 100])
+def test_chunked_gradient_equals_unchunked(chunk_size):
+    images, labels = make_batch()
+    reference = make_model()
+    ref_loss, ref_grads = full_batch_gradients(reference, images, labels)
+    model = make_model()
+    model.train()
+    freeze_batchnorm(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # keep the gradients to look at
+    loss = chunked_dscl_step(model, images, labels, optimizer, chunk_size, torch.device("cpu"))
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, ref_grads[name], rtol=1e-4, atol=1e-5), name
+
+
+def test_batchnorm_statistics_stay_frozen():
+    images, labels = make_batch()
+    model = make_model()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    model.train()
+    freeze_batchnorm(model)
+    chunked_dscl_step(model, images, labels, make_optimizer(model.parameters(), OptimizerConfig(lr=0.1)),
+                      4, torch.device("cpu"))
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_two_process_data_parallel_equals_one_process(tmp_path):
+    images, labels = make_batch()
+    single = make_model()
+    single.train()
+    freeze_batchnorm(single)
+    loss = chunked_dscl_step(single, images, labels, torch.optim.SGD(single.parameters(), lr=0.5),
+                             5, torch.device("cpu"))
+    from tests.ddp_worker import step_worker
+
+    out = tmp_path / "rank0.pt"
+    mp.spawn(step_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    parallel = torch.load(out, weights_only=False)
+    assert parallel["loss"] == pytest.approx(loss, rel=1e-5)
+    for k, v in single.state_dict().items():
+        assert torch.allclose(parallel["state"][k], v, rtol=1e-4, atol=1e-5), k
+
+
+def test_chunked_step_on_a_real_backbone():
+    torch.manual_seed(0)
+    backbone = build_backbone("bninception", "none", seed=0)
+    model = EmbeddingNet(backbone, nn.Linear(1024, 4))
+    images, labels = make_batch(n=8)
+    images = nn.functional.interpolate(images.float(), size=64).to(torch.uint8)
+    ref_loss, ref = full_batch_gradients(model, images, labels)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss = chunked_dscl_step(model, images, labels, optimizer, 3, torch.device("cpu"))
+    assert loss == pytest.approx(ref_loss, rel=1e-4)
+    worst = max(float((p.grad - ref[k]).norm() / ref[k].norm().clamp_min(1e-12))
+                for k, p in model.named_parameters() if ref[k].norm() > 0)
+    assert worst < 1e-3
+
+
+def test_sample_batch():
+    rng = np.random.default_rng(0)
+    pool = np.arange(100, 200)
+    batch = sample_batch(pool, 30, rng)
+    assert len(batch) == 30 and len(set(batch)) == 30 and set(batch) <= set(pool)
+    assert sorted(sample_batch(pool, 500, rng)) == list(pool)  # the whole pool, once
