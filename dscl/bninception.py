@@ -75,7 +75,7 @@ class BNInception(nn.Module):
         x = self.pool1_3x3_s2(self._cbr("conv1_7x7_s2", x))
         x = self._cbr("conv2_3x3", self._cbr("conv2_3x3_reduce", x))
         x = self.pool2_3x3_s2(x)
-        for name, _, c1, _, _, pool, proj in _BLOCKS:
+        for name, _, c1, _, _, _, proj in _BLOCKS:
             p = f"inception_{name}"
             branches = []
             if c1 is not None:

@@ -36,10 +36,27 @@ class Checkpointer:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
 
-    def maybe_save(self, iteration: int, total: int, state_fn) -> None:
-        """Save ``state_fn()`` every ``every`` iterations and after the last one."""
+    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rng) -> int:
+        """Restore ``model``, ``optimizer`` and the NumPy generator ``rng`` from a matching
+        checkpoint; return the iteration to start from (0 without one)."""
+        state = self.load()
+        if state is None:
+            return 0
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        return int(state["iteration"])
+
+    def maybe_save(self, iteration: int, total: int, model, optimizer, rng) -> None:
+        """Save the state every ``every`` iterations and after the last one."""
         if self.path is None or (iteration % self.every and iteration != total):
             return
-        state = {"fingerprint": self.fingerprint, "iteration": iteration, **state_fn()}
+        state = {
+            "fingerprint": self.fingerprint,
+            "iteration": iteration,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng.bit_generator.state,
+        }
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from dscl.datasets.prepared import Split
 
-__all__ = ["ImageTransform", "ImageDataset", "make_loader", "CROP_MODES"]
+__all__ = ["ImageTransform", "ImageDataset", "make_loader", "embed_dataset", "CROP_MODES"]
 
 CROP_MODES = ("center", "random")
 
@@ -102,3 +103,21 @@ def make_loader(dataset: ImageDataset, batch_size: int, num_workers: int, pin_me
         pin_memory=pin_memory,
         persistent_workers=False,
     )
+
+
+@torch.no_grad()
+def embed_dataset(model: torch.nn.Module, dataset: ImageDataset, batch_size: int, num_workers: int,
+                  device: torch.device, amp: bool, desc: str) -> np.ndarray:
+    """``model`` applied to every item of ``dataset`` in order: float32 (n, d).
+
+    Batched, with ``num_workers`` decoding processes; on CUDA, pinned memory and (with
+    ``amp``) bfloat16 autocast.
+    """
+    model.eval()
+    cuda = device.type == "cuda"
+    loader = make_loader(dataset, batch_size, num_workers, pin_memory=cuda)
+    out = []
+    for x, _ in tqdm(loader, desc=desc, unit="batch"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
+            out.append(model(x.to(device, non_blocking=True)).float().cpu())
+    return torch.cat(out).numpy()

@@ -27,6 +27,7 @@ def kmeans(
     niter: int = 20,
     nredo: int = 1,
     max_points_per_centroid: int = 1_000_000,
+    early_stop_threshold: float = 0.0,
 ) -> np.ndarray:
     """Lloyd's k-means with the squared Euclidean distance (faiss).
 
@@ -45,6 +46,10 @@ def kmeans(
         faiss subsamples the training set above ``n_clusters * max_points_per_centroid``;
         the large default keeps every point, as the paper's protocol clusters the whole
         test set.
+    early_stop_threshold : float
+        faiss stops before ``niter`` iterations once the objective improves by no more
+        than this fraction; the default 0.0 stops only at a fixed point, where further
+        iterations change nothing. A negative value runs every iteration.
 
     Returns
     -------
@@ -63,6 +68,7 @@ def kmeans(
         seed=int(seed),
         gpu=faiss_gpu_available(),
         max_points_per_centroid=int(max_points_per_centroid),
+        early_stop_threshold=float(early_stop_threshold),
         verbose=False,
     )
     km.train(data)

@@ -61,14 +61,33 @@ def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
 
 class EmbeddingNet(nn.Module):
     """``backbone`` (images -> pooled features) followed by the learned last layer
-    ``head`` (features -> embedding). ``classifier`` (softmax baseline only) maps the
-    embedding to class scores when the embedding is not itself the score vector."""
+    ``head`` (features -> embedding).
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, classifier: nn.Module | None = None):
+    For the softmax baseline, ``class_ids`` (sorted) are the training classes the
+    scores refer to, and ``classifier`` maps the embedding to class scores where the
+    embedding is not itself the score vector (its dimension differs from the number of
+    classes).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, classifier: nn.Module | None = None,
+                 class_ids: torch.Tensor | None = None):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.classifier = classifier
+        self.register_buffer(
+            "class_ids", torch.empty(0, dtype=torch.long) if class_ids is None else class_ids)
+
+    @classmethod
+    def build(cls, backbone: nn.Module, feature_dim: int, embedding_dim: int,
+              class_ids: torch.Tensor | None = None, classifier: bool = False,
+              seed: int = 0) -> EmbeddingNet:
+        """A new network whose head (and classifier) are initialised from ``seed``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            head = nn.Linear(feature_dim, embedding_dim)
+            scores = nn.Linear(embedding_dim, len(class_ids)) if classifier else None
+        return cls(backbone, head, scores, class_ids)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))
@@ -201,13 +220,7 @@ def train_last_layer(
     head = head.to(device)
     optimizer = make_optimizer(head.parameters(), optim)
     rng = np.random.default_rng(seed)
-    start = 0
-    state = checkpointer.load()
-    if state is not None:
-        head.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
-        start = state["iteration"]
+    start = checkpointer.resume(head, optimizer, rng)
     features, labels = features.to(device), labels.to(device)
     if features_mirrored is not None:
         features_mirrored = features_mirrored.to(device)
@@ -222,11 +235,7 @@ def train_last_layer(
         loss.backward()
         optimizer.step()
         log(it + 1, {"loss": loss.item()})
-        checkpointer.maybe_save(
-            it + 1,
-            iterations,
-            lambda: {"model": head.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state},
-        )
+        checkpointer.maybe_save(it + 1, iterations, head, optimizer, rng)
     return head
 
 
@@ -262,13 +271,7 @@ def train_on_images(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, optim)
     rng = np.random.default_rng(seed)  # identical on every process: same batches
-    start = 0
-    state = checkpointer.load()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
-        start = state["iteration"]
+    start = checkpointer.resume(model, optimizer, rng)
     classes = None
     progress = tqdm(range(start, iterations), desc=f"train ({objective}, all layers)",
                     initial=start, total=iterations, disable=rank != 0)
@@ -288,11 +291,7 @@ def train_on_images(
             loss = _softmax_step(model, images, labels, classes, optimizer, chunk_size, device, amp, len(idx))
         log(it + 1, {"loss": loss})
         if rank == 0:
-            checkpointer.maybe_save(
-                it + 1,
-                iterations,
-                lambda: {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state},
-            )
+            checkpointer.maybe_save(it + 1, iterations, model, optimizer, rng)
     return model
 
 

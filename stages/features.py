@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
 from dscl.atomic import atomic_dir, write_text
-from dscl.backbones import Backbone, build_backbone, get_backbone
+from dscl.backbones import build_backbone, get_backbone
 from dscl.datasets import get_dataset, read_split
 from dscl.device import resolve_device
-from dscl.images import ImageDataset, ImageTransform, make_loader
+from dscl.images import ImageDataset, ImageTransform, embed_dataset
 from stages.params import build, entry, load_params, section
 
 
@@ -57,19 +55,6 @@ def read_feature_params(params: dict, dataset: str) -> tuple[ImageParams, Datase
     return image, ds
 
 
-@torch.no_grad()
-def extract(model: Backbone, dataset: ImageDataset, image: ImageParams, device: torch.device, desc: str) -> np.ndarray:
-    """Features of every item of ``dataset``, in order, as float32 (n, feature_dim)."""
-    model.eval()
-    loader = make_loader(dataset, image.batch_size, image.num_workers, pin_memory=device.type == "cuda")
-    out = []
-    amp = image.amp and device.type == "cuda"
-    for x, _ in tqdm(loader, desc=desc, unit="batch"):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out.append(model(x.to(device, non_blocking=True)).float().cpu())
-    return torch.cat(out).numpy()
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
@@ -90,7 +75,8 @@ def main(argv=None) -> None:
             "test": ImageDataset(test, transform),
         }
         for name, dataset in views.items():
-            feats = extract(model, dataset, image, device, f"features {args.dataset}/{name}")
+            feats = embed_dataset(model, dataset, image.batch_size, image.num_workers, device,
+                                  image.amp, f"features {args.dataset}/{name}")
             np.save(tmp / f"{name}.npy", feats.astype(np.float32))
         np.save(tmp / "train_labels.npy", train.labels)
         np.save(tmp / "test_labels.npy", test.labels)

@@ -21,7 +21,7 @@ import numpy as np
 from dscl.atomic import atomic_path, write_text
 from dscl.metrics import l2_normalize
 from dscl.paper_results import reported
-from stages.params import entry, load_params, section, convert
+from stages.params import convert, entry, load_params, section
 
 METHOD_NAMES = {
     "vanilla": "Vanilla backbone",

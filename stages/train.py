@@ -33,7 +33,6 @@ from dscl.training import EmbeddingNet, OptimizerConfig, train_last_layer, train
 from stages.features import image_transform, read_feature_params
 from stages.params import METHODS, ParamsError, build, entry, load_params, section
 
-
 CHECKPOINT_NOTE = (
     "The training state of an interrupted run is kept here (state.pt) and resumed by the\n"
     "next run with the same settings; it is removed when training completes.\n"
@@ -200,14 +199,13 @@ def main(argv=None) -> None:
     record = {"method": args.method, "dataset": args.dataset, "backbone": feat.backbone,
               "feature_dim": info["feature_dim"], "embedding_dim": dim}
     log = LiveLog(args.live, resume=resuming) if rank == 0 else NoLog()
-    torch_gen_seed = common.seed
 
     # -- training -----------------------------------------------------------------------
     if args.method == "vanilla":
         record.update(kind="features", embedding_dim=info["feature_dim"])
         state = None
     elif args.method == "dscl_last":
-        head = _seeded(lambda: nn.Linear(info["feature_dim"], dim), torch_gen_seed)
+        head = EmbeddingNet.build(nn.Identity(), info["feature_dim"], dim, seed=common.seed).head
         mirrored = torch.from_numpy(np.load(args.features / "train_mirrored.npy")) if ds.mirror else None
         head = train_last_layer(
             head, torch.from_numpy(np.load(args.features / "train.npy")), mirrored,
@@ -216,13 +214,10 @@ def main(argv=None) -> None:
         record.update(kind="head")
         state = head.cpu().state_dict()
     else:
-        backbone = build_backbone(feat.backbone, feat.weights, seed=common.seed)
-        head = _seeded(lambda: nn.Linear(info["feature_dim"], dim), torch_gen_seed)
-        classifier = None
-        if args.method == "softmax" and dim != n_classes:
-            classifier = _seeded(lambda: nn.Linear(dim, n_classes), torch_gen_seed + 1)
-        model = EmbeddingNet(backbone, head, classifier)
-        model.register_buffer("class_ids", torch.from_numpy(np.unique(train_labels[pool])))
+        model = EmbeddingNet.build(
+            build_backbone(feat.backbone, feat.weights, seed=common.seed), info["feature_dim"], dim,
+            class_ids=torch.from_numpy(np.unique(train_labels[pool])),
+            classifier=args.method == "softmax" and dim != n_classes, seed=common.seed)
         split = read_split(args.prepared, "train")
         transform = image_transform(feat.backbone, image, crop_mode=cfg.crop_mode)
 
@@ -250,12 +245,6 @@ def main(argv=None) -> None:
         torch.save({"record": record, "state_dict": state}, tmp)
     checkpointer.clear()  # completed: the next run starts afresh
     print(f"train@{args.dataset}-{args.method}: wrote {args.out / 'model.pt'}")
-
-
-def _seeded(factory, seed: int):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return factory()
 
 
 if __name__ == "__main__":

@@ -15,10 +15,23 @@ from pathlib import Path
 import pytest
 
 from dscl.datasets import cars196, cub200, get_dataset, read_split, sop
-from dscl.datasets.archive import (ArchiveError, ChecksumError, DatasetError, RemoteFile,
-                                   extract, fetch)
-from tests.archives import (CARS_CLASSES, RangeServer, add_bytes, make_cars_mirror,
-                            make_cars_original, make_cub, make_sop)
+from dscl.datasets.archive import (
+    ArchiveError,
+    ChecksumError,
+    DatasetError,
+    RemoteFile,
+    extract,
+    fetch,
+)
+from tests.archives import (
+    CARS_CLASSES,
+    RangeServer,
+    add_bytes,
+    make_cars_mirror,
+    make_cars_original,
+    make_cub,
+    make_sop,
+)
 
 DEAD = "http://127.0.0.1:1/nothing-listens-here"
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from dscl.simplex_demo import project_to_simplex, run_simplex_demo
 from dscl.kmeans import kmeans
+from dscl.simplex_demo import project_to_simplex, run_simplex_demo
 from dscl.spectral import spectral_clustering, spectral_embedding
 
 

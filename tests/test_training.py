@@ -10,8 +10,14 @@ from torch import nn
 
 from dscl.backbones import Backbone, build_backbone
 from dscl.loss import dscl_loss
-from dscl.training import (EmbeddingNet, OptimizerConfig, chunked_dscl_step, freeze_batchnorm,
-                           make_optimizer, sample_batch)
+from dscl.training import (
+    EmbeddingNet,
+    OptimizerConfig,
+    chunked_dscl_step,
+    freeze_batchnorm,
+    make_optimizer,
+    sample_batch,
+)
 
 
 def make_model(seed: int = 0) -> EmbeddingNet:
