@@ -19,6 +19,7 @@ from dscl.datasets import read_split
 from dscl.device import resolve_device
 from dscl.images import ImageDataset, embed_dataset
 from dscl.training import EmbeddingNet
+from stages.cli import run
 from stages.features import ImageParams, image_transform
 from stages.params import load_params, section
 
@@ -74,4 +75,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

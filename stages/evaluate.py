@@ -12,6 +12,7 @@ import numpy as np
 
 from dscl.atomic import write_text
 from dscl.metrics import evaluate_embedding
+from stages.cli import run
 from stages.params import ParamsError, convert, entry, load_params, section
 
 
@@ -45,4 +46,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -19,6 +19,7 @@ from dscl.backbones import build_backbone, get_backbone
 from dscl.datasets import get_dataset, read_split
 from dscl.device import resolve_device
 from dscl.images import ImageDataset, ImageTransform, embed_dataset
+from stages.cli import run
 from stages.params import build, entry, load_params, section
 
 
@@ -87,4 +88,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dscl.datasets import get_dataset
+from stages.cli import run
 from stages.params import load_params, section
 
 
@@ -28,4 +29,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -21,6 +21,7 @@ import numpy as np
 from dscl.atomic import atomic_path, write_text
 from dscl.metrics import l2_normalize
 from dscl.paper_results import reported
+from stages.cli import run
 from stages.params import convert, entry, load_params, section
 
 METHOD_NAMES = {
@@ -161,4 +162,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -30,6 +30,7 @@ from dscl.datasets import read_split
 from dscl.device import resolve_device
 from dscl.images import CROP_MODES, ImageDataset, make_loader
 from dscl.training import EmbeddingNet, OptimizerConfig, train_last_layer, train_on_images
+from stages.cli import run
 from stages.features import image_transform, read_feature_params
 from stages.params import METHODS, ParamsError, build, entry, load_params, section
 
@@ -134,6 +135,9 @@ class LiveLog:
 
     def close(self) -> None:
         self.live.end()
+        curve = Path(self.live.plots_dir) / "metrics" / "loss.tsv"
+        if not curve.exists():  # nothing was learned (vanilla): an empty curve
+            write_text(curve, "step\tloss\n")
 
 
 class NoLog:
@@ -248,4 +252,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

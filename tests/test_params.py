@@ -46,3 +46,21 @@ def test_section_reads_one_stage(workdir):
     bad["train"]["dscl_last"]["optimizer"] = "lbfgs"
     with pytest.raises(ParamsError, match=r"optimizer must be one of \('sgd', 'adam'\)"):
         build(LastLayerParams, bad["train"]["dscl_last"], "train.dscl_last")
+
+
+def test_stage_command_line_prints_one_clear_line(workdir):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    params = small_params()
+    params["methods"] = ["vanilla", "dscl"]
+    root = workdir(params)
+    res = subprocess.run([sys.executable, "-m", "stages.prepare", "--dataset", "digits", "--out",
+                          "data/prepared/digits"], cwd=root, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("error: params.yaml: unknown methods ['dscl']; valid names: "
+                                  "['vanilla', 'softmax', 'dscl_last', 'dscl_e2e']")
+    assert not (root / "data").exists()
