@@ -12,6 +12,7 @@ References
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,14 @@ from tqdm import tqdm
 
 from dscl.datasets.prepared import Split
 
-__all__ = ["ImageTransform", "ImageDataset", "make_loader", "embed_dataset", "CROP_MODES"]
+__all__ = [
+    "ImageTransform",
+    "ImageDataset",
+    "BatchDecoder",
+    "make_loader",
+    "embed_dataset",
+    "CROP_MODES",
+]
 
 CROP_MODES = ("center", "random")
 
@@ -121,3 +129,33 @@ def embed_dataset(model: torch.nn.Module, dataset: ImageDataset, batch_size: int
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
             out.append(model(x.to(device, non_blocking=True)).float().cpu())
     return torch.cat(out).numpy()
+
+
+class BatchDecoder:
+    """Decodes whole training batches with a pool of threads created once.
+
+    A training iteration needs one batch (n = 1260 images) at a time; a DataLoader
+    would start its worker processes again for every batch. Pillow releases the GIL
+    while it decodes and resizes, so threads decode in parallel.
+    """
+
+    def __init__(self, split: Split, transform: ImageTransform, num_workers: int, pin_memory: bool):
+        self.split = split
+        self.transform = transform
+        self.pin_memory = pin_memory
+        self.pool = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
+
+    def __call__(self, indices: np.ndarray, flips: np.ndarray, seed: int):
+        """uint8 images (m, c, h, w) and labels (m,) of ``indices``, in order."""
+        dataset = ImageDataset(self.split, self.transform, indices, flips, seed=seed)
+        items = (self.pool.map(dataset.__getitem__, range(len(dataset))) if self.pool
+                 else map(dataset.__getitem__, range(len(dataset))))
+        images, labels = zip(*items)
+        images = torch.stack(images)
+        if self.pin_memory:
+            images = images.pin_memory()
+        return images, torch.tensor(labels)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()

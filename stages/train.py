@@ -28,7 +28,7 @@ from dscl.backbones import build_backbone, get_backbone
 from dscl.checkpoint import Checkpointer
 from dscl.datasets import read_split
 from dscl.device import resolve_device
-from dscl.images import CROP_MODES, ImageDataset, make_loader
+from dscl.images import CROP_MODES, BatchDecoder
 from dscl.training import EmbeddingNet, OptimizerConfig, train_last_layer, train_on_images
 from stages.cli import run
 from stages.features import image_transform, read_feature_params
@@ -225,17 +225,15 @@ def main(argv=None) -> None:
         split = read_split(args.prepared, "train")
         transform = image_transform(feat.backbone, image, crop_mode=cfg.crop_mode)
 
-        def fetch(indices: np.ndarray, flips: np.ndarray, seed: int):
-            dataset = ImageDataset(split, transform, indices, flips, seed=seed)
-            loader = make_loader(dataset, cfg.chunk_size, cfg.num_workers, pin_memory=device.type == "cuda")
-            images, labels = zip(*loader)
-            return torch.cat(images), torch.cat(labels)
-
+        decoder = BatchDecoder(split, transform, cfg.num_workers, pin_memory=device.type == "cuda")
         objective = "softmax" if args.method == "softmax" else "dscl"
-        model = train_on_images(
-            model, fetch, pool, objective, cfg.iterations, cfg.batch_size, cfg.chunk_size,
-            optimizer_config(cfg), common.seed, checkpointer, log, device,
-            amp=image.amp and device.type == "cuda", mirror=ds.mirror)
+        try:
+            model = train_on_images(
+                model, decoder, pool, objective, cfg.iterations, cfg.batch_size, cfg.chunk_size,
+                optimizer_config(cfg), common.seed, checkpointer, log, device,
+                amp=image.amp and device.type == "cuda", mirror=ds.mirror)
+        finally:
+            decoder.close()
         record.update(kind="full", weights=feat.weights,
                       trainable_backbone=get_backbone(feat.backbone).has_parameters)
         state = {k: v.cpu() for k, v in model.state_dict().items()}

@@ -68,3 +68,25 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
     assert "| Ours (last layer) (with SC) | reported | 59.16 | 53.22 | 66.09 | 76.70 | 85.33 |" in table
     metrics = json.loads((tmp_path / "reports/metrics/cub200/dscl_last.json").read_text())
     assert set(metrics["without_sc"]) == {"nmi", "recall@1", "recall@2", "recall@4", "recall@8"}
+
+
+def test_batch_decoder_is_deterministic_and_parallel(tmp_path):
+    from dscl.datasets import cub200, read_split
+    from dscl.images import BatchDecoder, ImageTransform
+
+    (tmp_path / "raw/cub200").mkdir(parents=True)
+    make_cub(tmp_path / "raw/cub200/CUB_200_2011.tgz", per_class=2)
+    with pytest.warns(UserWarning):
+        cub200.prepare_cub200(tmp_path / "p", tmp_path / "raw", verify_checksum=False)
+    split = read_split(tmp_path / "p", "train")
+    transform = ImageTransform(resize=16, crop=12, crop_mode="random")
+    idx, flips = np.array([3, 0, 5, 1]), np.array([True, False, True, False])
+    serial, parallel = BatchDecoder(split, transform, 0, False), BatchDecoder(split, transform, 3, False)
+    a, la = serial(idx, flips, seed=7)
+    b, lb = parallel(idx, flips, seed=7)
+    parallel.close()
+    assert a.shape == (4, 3, 12, 12) and a.dtype == torch.uint8
+    assert torch.equal(a, b) and torch.equal(la, lb)
+    assert la.tolist() == split.labels[idx].tolist()
+    c, _ = serial(idx, ~flips, seed=7)  # mirroring is applied per item
+    assert torch.equal(c[0], a[0].flip(-1)) and torch.equal(c[1], a[1].flip(-1))
