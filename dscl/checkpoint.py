@@ -25,16 +25,20 @@ class Checkpointer:
         self.every = max(1, int(every))
 
     def load(self) -> dict | None:
-        if self.path is None or not self.path.is_file() or self.path.stat().st_size == 0:
-            return None
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") != self.fingerprint:
-            return None
-        return state
+        """The matching saved state, or None. Read from disk once: the stage asks whether
+        it resumes before the training loop restores from it."""
+        if not hasattr(self, "_loaded"):
+            self._loaded = None
+            if self.path is not None and self.path.is_file() and self.path.stat().st_size:
+                state = torch.load(self.path, map_location="cpu", weights_only=False)
+                if state.get("fingerprint") == self.fingerprint:
+                    self._loaded = state
+        return self._loaded
 
     def clear(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+        self._loaded = None
 
     def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rng) -> int:
         """Restore ``model``, ``optimizer`` and the NumPy generator ``rng`` from a matching

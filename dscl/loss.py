@@ -151,14 +151,20 @@ def _loss_and_gradient(f: Tensor, basis, rtol: float | None) -> tuple[Tensor, Te
     return loss, -2.0 * g  # Eq. (8): dLoss/dF = -2 G
 
 
+def _from_labels(embeddings: Tensor, labels: Tensor, rtol) -> tuple[Tensor, Tensor]:
+    """Loss and gradient for label-derived C, in the dtype of ``embeddings``."""
+    work = embeddings.detach().to(_compute_dtype(embeddings.dtype))
+    basis = _LabelBasis.from_labels(labels, work.dtype, work.device)
+    loss, grad = _loss_and_gradient(work, basis, rtol)
+    return loss.to(embeddings.dtype), grad.to(embeddings.dtype)
+
+
 class _DSCLFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, embeddings: Tensor, labels: Tensor, rtol):
-        work = embeddings.detach().to(_compute_dtype(embeddings.dtype))
-        basis = _LabelBasis.from_labels(labels, work.dtype, work.device)
-        loss, grad = _loss_and_gradient(work, basis, rtol)
-        ctx.save_for_backward(grad.to(embeddings.dtype))
-        return loss.to(embeddings.dtype)
+        loss, grad = _from_labels(embeddings, labels, rtol)
+        ctx.save_for_backward(grad)
+        return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -231,10 +237,7 @@ def dscl_loss_and_gradient(
     """
     _check_embeddings(embeddings)
     _check_labels(labels, embeddings.shape[0])
-    work = embeddings.detach().to(_compute_dtype(embeddings.dtype))
-    basis = _LabelBasis.from_labels(labels, work.dtype, work.device)
-    loss, grad = _loss_and_gradient(work, basis, rtol)
-    return loss.to(embeddings.dtype), grad.to(embeddings.dtype)
+    return _from_labels(embeddings, labels, rtol)
 
 
 def subspace_loss_and_gradient(

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dscl.atomic import atomic_path, write_text
-from dscl.backbones import build_backbone, get_backbone
+from dscl.backbones import build_backbone
 from dscl.checkpoint import Checkpointer
 from dscl.datasets import read_split
 from dscl.device import resolve_device
@@ -234,8 +234,7 @@ def main(argv=None) -> None:
                 amp=image.amp and device.type == "cuda", mirror=ds.mirror)
         finally:
             decoder.close()
-        record.update(kind="full", weights=feat.weights,
-                      trainable_backbone=get_backbone(feat.backbone).has_parameters)
+        record.update(kind="full", weights=feat.weights)
         state = {k: v.cpu() for k, v in model.state_dict().items()}
     log.close()
     if world > 1:

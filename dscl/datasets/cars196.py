@@ -121,4 +121,4 @@ def prepare_cars196(out_dir: Path, root: Path, verify_checksum: bool) -> None:
                  "sha256": file_digest(archive, "sha256")})
 
 
-register(DatasetSpec("cars196", "Cars196, classes 1-98 train / 99-196 test", "RGB", prepare_cars196))
+register(DatasetSpec("cars196", "Cars196, classes 1-98 train / 99-196 test", prepare_cars196))

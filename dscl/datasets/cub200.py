@@ -54,4 +54,4 @@ def prepare_cub200(out_dir: Path, root: Path, verify_checksum: bool) -> None:
            meta={"archive": ARCHIVE.filename, "sha256": ARCHIVE.sha256 if verify_checksum else None})
 
 
-register(DatasetSpec("cub200", "CUB-200-2011, classes 1-100 train / 101-200 test", "RGB", prepare_cub200))
+register(DatasetSpec("cub200", "CUB-200-2011, classes 1-100 train / 101-200 test", prepare_cub200))

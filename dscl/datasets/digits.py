@@ -41,7 +41,6 @@ DIGITS = register(
     DatasetSpec(
         name="digits",
         description="scikit-learn digits, 8x8 grey, classes 0-4 train / 5-9 test",
-        image_mode="L",
         prepare=prepare_digits,
     )
 )

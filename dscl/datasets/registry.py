@@ -20,7 +20,6 @@ class DatasetSpec:
 
     name: str
     description: str
-    image_mode: str  # "L" (grey) or "RGB": how images are decoded
     prepare: Callable[[Path, Path, bool], None]
 
 

@@ -44,4 +44,4 @@ def prepare_sop(out_dir: Path, root: Path, verify_checksum: bool) -> None:
            meta={"archive": ARCHIVE.filename, "sha256": ARCHIVE.sha256 if verify_checksum else None})
 
 
-register(DatasetSpec("sop", "Stanford Online Products, Ebay_train.txt / Ebay_test.txt", "RGB", prepare_sop))
+register(DatasetSpec("sop", "Stanford Online Products, Ebay_train.txt / Ebay_test.txt", prepare_sop))
