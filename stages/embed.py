@@ -20,7 +20,7 @@ from dscl.device import resolve_device
 from dscl.images import ImageDataset, embed_dataset
 from dscl.training import EmbeddingNet
 from stages.cli import run
-from stages.features import ImageParams, image_transform
+from stages.features import image_transform, read_feature_params
 from stages.params import load_params, section
 
 
@@ -45,7 +45,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = load_params()
     cfg = section(params, "embed", EmbedParams)
-    image = section(params, "features.image", ImageParams)
+    image, feat = read_feature_params(params, args.dataset)
     device = resolve_device(cfg.device)
     record, state = load_model(args.model / "model.pt")
     labels = np.load(args.features / "test_labels.npy")
@@ -65,7 +65,10 @@ def main(argv=None) -> None:
         split = read_split(args.prepared, "test")
         if not np.array_equal(split.labels, labels):
             raise RuntimeError("the prepared test table and the cached features disagree: re-run features")
-        dataset = ImageDataset(split, image_transform(record["backbone"], image))
+        if feat.backbone != record["backbone"]:
+            raise RuntimeError(f"the model was trained with backbone {record['backbone']!r}, "
+                               f"features.datasets.{args.dataset} names {feat.backbone!r}: re-run train")
+        dataset = ImageDataset(split, image_transform(feat))
         emb = embed_dataset(model.to(device), dataset, cfg.batch_size, image.num_workers, device,
                             image.amp, f"embed {args.dataset}")
     with atomic_dir(args.out) as tmp:

@@ -25,8 +25,6 @@ from stages.params import build, entry, load_params, section
 
 @dataclass(frozen=True)
 class ImageParams:
-    resize: int = 256  # images resized to resize x resize ...
-    crop: int = 227  # ... then cropped (centre crop for features and test)
     batch_size: int = 128
     num_workers: int = 4
     amp: bool = True  # bfloat16 autocast on CUDA
@@ -37,22 +35,28 @@ class ImageParams:
 class DatasetFeatureParams:
     backbone: str
     weights: str  # imagenet | none | path to a weights file
+    resize: int = 256  # images resized to resize x resize ...
+    crop: int = 227  # ... then cropped (centre crop for features and test)
+
+    def __post_init__(self):
+        get_backbone(self.backbone)  # an unknown name fails here, before any work
+        if not 0 < self.crop <= self.resize:
+            raise ValueError(f"crop must be in [1, resize={self.resize}], got {self.crop}")
 
 
-def image_transform(backbone: str, image: ImageParams, crop_mode: str = "center") -> ImageTransform:
+def image_transform(ds: DatasetFeatureParams, crop_mode: str = "center") -> ImageTransform:
     """The decoding of Section 4.1 of the paper; the ``pixels`` backbone keeps the
     images at their own size."""
-    spec = get_backbone(backbone)
+    spec = get_backbone(ds.backbone)
     if not spec.has_parameters:
         return ImageTransform(mode=spec.image_mode, resize=None, crop=None)
-    return ImageTransform(mode=spec.image_mode, resize=image.resize, crop=image.crop, crop_mode=crop_mode)
+    return ImageTransform(mode=spec.image_mode, resize=ds.resize, crop=ds.crop, crop_mode=crop_mode)
 
 
 def read_feature_params(params: dict, dataset: str) -> tuple[ImageParams, DatasetFeatureParams]:
     image = section(params, "features.image", ImageParams)
     ds = build(DatasetFeatureParams, entry(params, "features.datasets", dataset, "dataset"),
                f"features.datasets.{dataset}")
-    get_backbone(ds.backbone)  # unknown names fail here, before any work
     return image, ds
 
 
@@ -67,7 +71,7 @@ def main(argv=None) -> None:
     get_dataset(args.dataset)
     device = resolve_device(image.device)
     model = build_backbone(ds.backbone, ds.weights).to(device)
-    transform = image_transform(ds.backbone, image)
+    transform = image_transform(ds)
     train, test = read_split(args.prepared, "train"), read_split(args.prepared, "test")
     with atomic_dir(args.out) as tmp:
         views = {

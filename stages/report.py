@@ -3,7 +3,7 @@
 For each dataset, ``<tables>/<dataset>.md`` and ``.csv`` have one row per method and
 spectral-clustering variant; where the paper published the row (Tables 1-3), the
 reported figures and the difference (measured - reported) are shown beside it.
-``<plots>/tsne_<dataset>_<method>.png`` shows the l2-normalised test embedding, coloured
+``<plots>/<dataset>/tsne_<method>.png`` shows the l2-normalised test embedding, coloured
 by class.
 """
 
@@ -140,25 +140,26 @@ def _save(fig, out: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--metrics", required=True, type=Path, help="reports/metrics")
-    parser.add_argument("--embeddings", required=True, type=Path, help="data/embeddings")
-    parser.add_argument("--tables", required=True, type=Path)
-    parser.add_argument("--plots", required=True, type=Path)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--metrics", required=True, type=Path, help="reports/metrics/<dataset>")
+    parser.add_argument("--embeddings", required=True, type=Path, help="data/embeddings/<dataset>")
+    parser.add_argument("--table", required=True, type=Path,
+                        help="reports/tables/<dataset>: writes <table>.md and <table>.csv")
+    parser.add_argument("--plots", required=True, type=Path, help="reports/plots/<dataset>")
     args = parser.parse_args(argv)
     params = load_params()
     cfg = section(params, "report", ReportParams)
-    for dataset in params["datasets"]:
-        ks = convert(entry(params, "evaluate.recall_ks", dataset, "dataset"), tuple[int, ...],
-                     f"evaluate.recall_ks.{dataset}")
-        columns, rows = build_rows(dataset, params["methods"], args.metrics / dataset, ks)
-        write_text(args.tables / f"{dataset}.md", render_markdown(dataset, columns, rows))
-        write_text(args.tables / f"{dataset}.csv", render_csv(columns, rows))
-        for method in params["methods"]:
-            src = args.embeddings / f"{dataset}-{method}"
-            plot_tsne(np.load(src / "test.npy"), np.load(src / "test_labels.npy"),
-                      f"{dataset}: {METHOD_NAMES[method]} (test, t-SNE)",
-                      args.plots / f"tsne_{dataset}_{method}.png", cfg.tsne)
-    print(f"report: tables in {args.tables}, plots in {args.plots}")
+    ks = convert(entry(params, "evaluate.recall_ks", args.dataset, "dataset"), tuple[int, ...],
+                 f"evaluate.recall_ks.{args.dataset}")
+    columns, rows = build_rows(args.dataset, params["methods"], args.metrics, ks)
+    write_text(args.table.with_suffix(".md"), render_markdown(args.dataset, columns, rows))
+    write_text(args.table.with_suffix(".csv"), render_csv(columns, rows))
+    for method in params["methods"]:
+        src = args.embeddings / method
+        plot_tsne(np.load(src / "test.npy"), np.load(src / "test_labels.npy"),
+                  f"{args.dataset}: {METHOD_NAMES[method]} (test, t-SNE)",
+                  args.plots / f"tsne_{method}.png", cfg.tsne)
+    print(f"report@{args.dataset}: {args.table}.md/.csv, plots in {args.plots}")
 
 
 if __name__ == "__main__":

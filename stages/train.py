@@ -75,7 +75,8 @@ class ImageTrainParams:
     batch_size: int = 1260  # n = 18 x 70
     chunk_size: int = 70  # sub-batch: memory is bounded by it, not by n
     optimizer: str = "sgd"
-    lr: float = 0.01
+    lr: float = 0.01  # the learned last layer (and the softmax classifier)
+    backbone_lr: float | None = None  # the pretrained layers; None: lr
     momentum: float = 0.9
     weight_decay: float = 0.0
     crop_mode: str = "random"
@@ -83,6 +84,8 @@ class ImageTrainParams:
 
     def __post_init__(self):
         optimizer_config(self)
+        if self.backbone_lr is not None and not self.backbone_lr > 0:
+            raise ValueError(f"backbone_lr must be positive (or null), got {self.backbone_lr}")
         if self.iterations < 0 or self.batch_size < 2 or self.chunk_size < 1:
             raise ValueError("iterations must be >= 0, batch_size >= 2 and chunk_size >= 1")
         if self.crop_mode not in CROP_MODES:
@@ -103,7 +106,8 @@ METHOD_PARAMS = {
 
 
 def optimizer_config(p) -> OptimizerConfig:
-    return OptimizerConfig(p.optimizer, p.lr, p.momentum, p.weight_decay)
+    return OptimizerConfig(p.optimizer, p.lr, p.momentum, p.weight_decay,
+                           backbone_lr=getattr(p, "backbone_lr", None))
 
 
 def training_pool(labels: np.ndarray, class_subsample: int | None, seed: int) -> np.ndarray:
@@ -133,6 +137,11 @@ class LiveLog:
             self.live.log_metric(name, value)
         self.live.next_step()
 
+    def summary(self, values: dict) -> None:
+        """Final values of the run, written to the summary ``metrics.json``."""
+        for name, value in values.items():
+            self.live.summary[name] = value
+
     def close(self) -> None:
         self.live.end()
         curve = Path(self.live.plots_dir) / "metrics" / "loss.tsv"
@@ -144,6 +153,9 @@ class NoLog:
     """The logger of processes other than rank 0."""
 
     def __call__(self, step: int, values: dict) -> None:
+        pass
+
+    def summary(self, values: dict) -> None:
         pass
 
     def close(self) -> None:
@@ -182,7 +194,9 @@ def main(argv=None) -> None:
     common = section(params, "train.common", CommonParams)
     ds = build(DatasetTrainParams, entry(params, "train.datasets", args.dataset, "dataset"),
                f"train.datasets.{args.dataset}")
-    cfg = section(params, f"train.{args.method}", METHOD_PARAMS[args.method])
+    cfg = build(METHOD_PARAMS[args.method],
+                entry(params, f"train.{args.method}", args.dataset, "dataset"),
+                f"train.{args.method}.{args.dataset}")
     image, feat = read_feature_params(params, args.dataset)
     device, rank, world = init_distributed(resolve_device(common.device))
     if rank != 0 and args.method not in ("softmax", "dscl_e2e"):
@@ -223,7 +237,8 @@ def main(argv=None) -> None:
             class_ids=torch.from_numpy(np.unique(train_labels[pool])),
             classifier=args.method == "softmax" and dim != n_classes, seed=common.seed)
         split = read_split(args.prepared, "train")
-        transform = image_transform(feat.backbone, image, crop_mode=cfg.crop_mode)
+        transform = image_transform(feat, crop_mode=cfg.crop_mode)
+        initial = [p.detach().clone() for p in model.backbone.parameters()]
 
         decoder = BatchDecoder(split, transform, cfg.num_workers, pin_memory=device.type == "cuda")
         objective = "softmax" if args.method == "softmax" else "dscl"
@@ -236,6 +251,12 @@ def main(argv=None) -> None:
             decoder.close()
         record.update(kind="full", weights=feat.weights)
         state = {k: v.cpu() for k, v in model.state_dict().items()}
+        if initial:  # how far fine-tuning moved the pretrained layers
+            moved = sum(float((p.detach().cpu() - q.cpu()).pow(2).sum())
+                        for p, q in zip(model.backbone.parameters(), initial)) ** 0.5
+            norm = sum(float(q.pow(2).sum()) for q in initial) ** 0.5
+            record.update(backbone_relative_change=moved / norm)
+            log.summary({"backbone_relative_change": moved / norm})
     log.close()
     if world > 1:
         dist.barrier()

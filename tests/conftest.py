@@ -16,9 +16,11 @@ def small_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params = copy.deepcopy(params)
     params["features"]["image"].update(num_workers=0, batch_size=64)
-    for method in ("softmax", "dscl_e2e"):
-        params["train"][method].update(iterations=3, num_workers=0, batch_size=200, chunk_size=64)
-    params["train"]["dscl_last"].update(iterations=5, batch_size=200)
+    for per_dataset in params["train"]["softmax"], params["train"]["dscl_e2e"]:
+        for cfg in per_dataset.values():
+            cfg.update(iterations=3, num_workers=0, batch_size=200, chunk_size=64)
+    for cfg in params["train"]["dscl_last"].values():
+        cfg.update(iterations=5, batch_size=200)
     params["train"]["common"]["checkpoint_every"] = 2
     params["report"]["tsne"].update(max_points=150, perplexity=10)
     return params

@@ -106,4 +106,4 @@ def test_imagenet_weights_offline_fail_before_any_work(tmp_path, monkeypatch):
 
 
 def test_registry_is_complete():
-    assert backbone_names() == ["bninception", "googlenet", "pixels", "resnet50"]
+    assert backbone_names() == ["bninception", "efficientnet_lite0", "googlenet", "pixels", "resnet50"]

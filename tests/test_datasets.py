@@ -10,6 +10,7 @@ import tarfile
 import urllib.request
 import zipfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -65,12 +66,16 @@ def test_registry_lists_the_paper_datasets():
 
 
 # -- CUB-200-2011 -------------------------------------------------------------------------
+def prepare_cub200(out, root, verify_checksum):
+    cub200.prepare_cub(cub200.CUB200, out, root, verify_checksum)
+
+
 def test_cub_manual_placement_and_class_split(tmp_path):
     root, out = tmp_path / "raw", tmp_path / "prepared/cub200"
     (root / "cub200").mkdir(parents=True)
     counts = make_cub(root / "cub200/CUB_200_2011.tgz")
     with pytest.warns(UserWarning, match="cub200: train images: found 9, the published split has 5,864; test images"):
-        cub200.prepare_cub200(out, root, verify_checksum=False)
+        prepare_cub200(out, root, verify_checksum=False)
     train, test = rows(out / "train.csv"), rows(out / "test.csv")
     assert {c for _, c in train} == {1, 2, 100} and {c for _, c in test} == {101, 150, 200}
     assert len(train) == 3 * counts[1] and len(test) == 9
@@ -80,7 +85,7 @@ def test_cub_manual_placement_and_class_split(tmp_path):
     # idempotent: a second run reuses the extraction and writes the same tables
     before = (out / "train.csv").read_bytes()
     with pytest.warns(UserWarning):
-        cub200.prepare_cub200(out, root, verify_checksum=False)
+        prepare_cub200(out, root, verify_checksum=False)
     assert (out / "train.csv").read_bytes() == before
 
 
@@ -89,9 +94,9 @@ def test_cub_verified_archive_checks_counts_strictly(tmp_path, monkeypatch):
     (root / "cub200").mkdir(parents=True)
     archive = root / "cub200/CUB_200_2011.tgz"
     make_cub(archive)
-    monkeypatch.setattr(cub200, "ARCHIVE", RemoteFile("CUB_200_2011.tgz", (DEAD,), sha256=sha256(archive)))
+    variant = replace(cub200.CUB200, archive=RemoteFile("CUB_200_2011.tgz", (DEAD,), sha256=sha256(archive)))
     with pytest.raises(DatasetError, match="train images: found 9, the published split has 5,864"):
-        cub200.prepare_cub200(tmp_path / "out", root, verify_checksum=True)
+        cub200.prepare_cub(variant, tmp_path / "out", root, verify_checksum=True)
     assert not (tmp_path / "out").exists()
 
 
@@ -100,7 +105,7 @@ def test_wrong_checksum_is_refused_before_any_work(tmp_path):
     (root / "cub200").mkdir(parents=True)
     make_cub(root / "cub200/CUB_200_2011.tgz")
     with pytest.raises(ChecksumError, match="expected 1,150,585,339"):
-        cub200.prepare_cub200(tmp_path / "out", root, verify_checksum=True)
+        prepare_cub200(tmp_path / "out", root, verify_checksum=True)
     remote = RemoteFile("CUB_200_2011.tgz", (DEAD,), sha256="0" * 64)
     with pytest.raises(ChecksumError, match=f"sha256 .* does not match the published {'0' * 64}"):
         fetch(remote, root / "cub200", verify_checksum=True)
@@ -108,9 +113,9 @@ def test_wrong_checksum_is_refused_before_any_work(tmp_path):
 
 
 def test_offline_without_archive_names_urls_and_place(tmp_path, monkeypatch):
-    monkeypatch.setattr(cub200, "ARCHIVE", RemoteFile("CUB_200_2011.tgz", (DEAD, DEAD + "/2")))
+    variant = replace(cub200.CUB200, archive=RemoteFile("CUB_200_2011.tgz", (DEAD, DEAD + "/2")))
     with pytest.raises(DatasetError) as err:
-        cub200.prepare_cub200(tmp_path / "out", tmp_path / "raw", verify_checksum=True)
+        cub200.prepare_cub(variant, tmp_path / "out", tmp_path / "raw", verify_checksum=True)
     message = str(err.value)
     assert DEAD in message and DEAD + "/2" in message
     assert str((tmp_path / "raw/cub200/CUB_200_2011.tgz").resolve()) in message
@@ -156,7 +161,7 @@ def test_truncated_archive_leaves_nothing_behind(tmp_path):
     make_cub(archive)
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(ArchiveError, match="corrupt or truncated"):
-        cub200.prepare_cub200(tmp_path / "out", root, verify_checksum=False)
+        prepare_cub200(tmp_path / "out", root, verify_checksum=False)
     assert sorted(p.name for p in (root / "cub200").iterdir()) == ["CUB_200_2011.tgz"]
     assert not (tmp_path / "out").exists()
 

@@ -25,13 +25,14 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
     params = small_params()
     params["datasets"] = ["cub200"]
     params["prepare"] = {"root": "raw", "verify_checksum": False}
-    params["features"]["image"].update(resize=72, crop=64, batch_size=8)
-    params["features"]["datasets"]["cub200"] = {"backbone": "bninception", "weights": "none"}
+    params["features"]["image"].update(batch_size=8)
+    params["features"]["datasets"]["cub200"] = {"backbone": "bninception", "weights": "none",
+                                                "resize": 72, "crop": 64}
     for method in ("softmax", "dscl_e2e"):
         # random features are tiny (about 1e-2) and the DSCL gradient scales as 1 / |F|:
         # a small step keeps this untrained network finite
-        params["train"][method].update(iterations=2, batch_size=10, chunk_size=4, lr=1e-4)
-    params["train"]["dscl_last"].update(iterations=3, batch_size=10)
+        params["train"][method]["cub200"].update(iterations=2, batch_size=10, chunk_size=4, lr=1e-4)
+    params["train"]["dscl_last"]["cub200"].update(iterations=3, batch_size=10)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     prepare.main(["--dataset", "cub200", "--out", "data/prepared/cub200"])
@@ -48,10 +49,10 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
                     "--live", f"reports/train/{key}", "--checkpoint", f"checkpoints/{key}"])
         embed.main(["--dataset", "cub200", "--model", f"models/{key}", "--prepared",
                     "data/prepared/cub200", "--features", "data/features/cub200",
-                    "--out", f"data/embeddings/{key}"])
-        emb = np.load(tmp_path / f"data/embeddings/{key}/test.npy")
+                    "--out", f"data/embeddings/cub200/{method}"])
+        emb = np.load(tmp_path / f"data/embeddings/cub200/{method}/test.npy")
         assert emb.shape == (12, 1024 if method == "vanilla" else 3) and np.isfinite(emb).all()
-        evaluate.main(["--dataset", "cub200", "--embeddings", f"data/embeddings/{key}",
+        evaluate.main(["--dataset", "cub200", "--embeddings", f"data/embeddings/cub200/{method}",
                        "--out", f"reports/metrics/cub200/{method}.json"])
     # all layers were trained: the backbone moved away from its initialisation
     saved = torch.load(tmp_path / "models/cub200-dscl_e2e/model.pt", weights_only=False)
@@ -61,8 +62,9 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
     moved = [k for k, v in init.items() if v.is_floating_point() and "running" not in k
              and not torch.allclose(saved["state_dict"][f"backbone.{k}"], v)]
     assert moved, "end-to-end training left the backbone unchanged"
-    report.main(["--metrics", "reports/metrics", "--embeddings", "data/embeddings",
-                 "--tables", "reports/tables", "--plots", "reports/plots"])
+    report.main(["--dataset", "cub200", "--metrics", "reports/metrics/cub200", "--embeddings",
+                 "data/embeddings/cub200", "--table", "reports/tables/cub200", "--plots",
+                 "reports/plots/cub200"])
     table = (tmp_path / "reports/tables/cub200.md").read_text()
     assert table.count("| reported |") == 8 and table.count("| difference |") == 8
     assert "| Ours (last layer) (with SC) | reported | 59.16 | 53.22 | 66.09 | 76.70 | 85.33 |" in table
@@ -77,7 +79,7 @@ def test_batch_decoder_is_deterministic_and_parallel(tmp_path):
     (tmp_path / "raw/cub200").mkdir(parents=True)
     make_cub(tmp_path / "raw/cub200/CUB_200_2011.tgz", per_class=2)
     with pytest.warns(UserWarning):
-        cub200.prepare_cub200(tmp_path / "p", tmp_path / "raw", verify_checksum=False)
+        cub200.prepare_cub(cub200.CUB200, tmp_path / "p", tmp_path / "raw", verify_checksum=False)
     split = read_split(tmp_path / "p", "train")
     transform = ImageTransform(resize=16, crop=12, crop_mode="random")
     idx, flips = np.array([3, 0, 5, 1]), np.array([True, False, True, False])

@@ -40,12 +40,12 @@ def test_unknown_dataset_and_method_list_the_valid_names():
 
 def test_section_reads_one_stage(workdir):
     params = load_params()
-    cfg = section(params, "train.dscl_last", LastLayerParams)
+    cfg = section(params, "train.dscl_last.digits", LastLayerParams)
     assert cfg.iterations == 5 and cfg.optimizer == "sgd"
     bad = small_params()
-    bad["train"]["dscl_last"]["optimizer"] = "lbfgs"
+    bad["train"]["dscl_last"]["digits"]["optimizer"] = "lbfgs"
     with pytest.raises(ParamsError, match=r"optimizer must be one of \('sgd', 'adam'\)"):
-        build(LastLayerParams, bad["train"]["dscl_last"], "train.dscl_last")
+        build(LastLayerParams, bad["train"]["dscl_last"]["digits"], "train.dscl_last.digits")
 
 
 def test_stage_command_line_prints_one_clear_line(workdir):

@@ -44,20 +44,20 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     first = sh(tmp_path, sys.executable, "-m", "dvc", "repro")
     methods = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
-    expected = {"prepare@digits", "features@digits", "report"} | {
+    expected = {"prepare@digits", "features@digits", "report@digits"} | {
         f"{s}@digits-{m}" for s in ("train", "embed", "evaluate") for m in methods}
     assert ran(first) == expected
     for m in methods:
         metrics = json.loads((tmp_path / f"reports/metrics/digits/{m}.json").read_text())
         assert 0 < metrics["with_sc"]["nmi"] <= 100
-        assert (tmp_path / f"reports/plots/tsne_digits_{m}.png").is_file()
+        assert (tmp_path / f"reports/plots/digits/tsne_{m}.png").is_file()
     assert (tmp_path / "reports/tables/digits.md").is_file()
     assert (tmp_path / "reports/tables/digits.csv").is_file()
 
     assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro")) == set()  # nothing to redo
 
     params = small_params()
-    params["train"]["dscl_last"]["lr"] = 0.5
+    params["train"]["dscl_last"]["digits"]["lr"] = 0.5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro")) == {
-        "train@digits-dscl_last", "embed@digits-dscl_last", "evaluate@digits-dscl_last", "report"}
+        "train@digits-dscl_last", "embed@digits-dscl_last", "evaluate@digits-dscl_last", "report@digits"}

@@ -67,11 +67,11 @@ def test_train_embed_evaluate_report_every_method(workdir):
         assert saved["record"]["method"] == method
         embed.main(["--dataset", "digits", "--model", f"models/{key}", "--prepared",
                     "data/prepared/digits", "--features", "data/features/digits",
-                    "--out", f"data/embeddings/{key}"])
-        emb = np.load(root / f"data/embeddings/{key}/test.npy")
+                    "--out", f"data/embeddings/digits/{method}"])
+        emb = np.load(root / f"data/embeddings/digits/{method}/test.npy")
         assert emb.shape[0] == 896 and np.isfinite(emb).all()
         assert emb.shape[1] == (64 if method == "vanilla" else 5)
-        evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/{key}",
+        evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/digits/{method}",
                        "--out", f"reports/metrics/digits/{method}.json"])
         metrics = json.loads((root / f"reports/metrics/digits/{method}.json").read_text())
         assert set(metrics) == {"with_sc", "without_sc"}
@@ -80,19 +80,20 @@ def test_train_embed_evaluate_report_every_method(workdir):
         if method != "vanilla":
             curve = (root / f"reports/train/{key}/plots/metrics/loss.tsv").read_text().split("\n")
             assert curve[0] == "step\tloss" and len([c for c in curve[1:] if c]) >= 3
-    report.main(["--metrics", "reports/metrics", "--embeddings", "data/embeddings",
-                 "--tables", "reports/tables", "--plots", "reports/plots"])
+    report.main(["--dataset", "digits", "--metrics", "reports/metrics/digits", "--embeddings",
+                 "data/embeddings/digits", "--table", "reports/tables/digits", "--plots",
+                 "reports/plots/digits"])
     table = (root / "reports/tables/digits.md").read_text()
     assert table.count("| measured |") == 8 and "| NMI | R@1 | R@2 | R@4 | R@8 |" in table
     assert len(list(csv.reader(open(root / "reports/tables/digits.csv")))) == 9
     for method in METHODS:
-        png = root / f"reports/plots/tsne_digits_{method}.png"
+        png = root / f"reports/plots/digits/tsne_{method}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_last_layer_training_lowers_the_loss_and_resumes(workdir):
     params = small_params()
-    params["train"]["dscl_last"].update(iterations=40)
+    params["train"]["dscl_last"]["digits"].update(iterations=40)
     root = workdir(params)
     run_until_features(root)
     train.main(train_args("dscl_last"))
@@ -109,7 +110,7 @@ def test_last_layer_training_lowers_the_loss_and_resumes(workdir):
 
 def test_interrupted_training_resumes_to_the_same_model(workdir):
     params = small_params()
-    params["train"]["dscl_last"].update(iterations=10)
+    params["train"]["dscl_last"]["digits"].update(iterations=10)
     params["train"]["common"]["checkpoint_every"] = 4
     root = workdir(params)
     run_until_features(root)
@@ -142,7 +143,7 @@ def test_interrupted_training_resumes_to_the_same_model(workdir):
 
 def test_bad_params_fail_before_work(workdir):
     params = small_params()
-    params["train"]["dscl_last"]["learning_rate"] = 0.1
+    params["train"]["dscl_last"]["digits"]["learning_rate"] = 0.1
     root = workdir(params)
     with pytest.raises(ParamsError, match=r"unknown key\(s\) \['learning_rate'\] in train.dscl_last"):
         train.main(train_args("dscl_last"))

@@ -52,6 +52,8 @@ class RemoteFile:
     """A file of a dataset: its official name, where it can be downloaded, its checksum.
 
     ``sha256``/``md5``: the published checksums (either may be None); ``size`` in bytes.
+    ``how_to_obtain``: said when the file is neither there nor downloadable (``{target}``
+    becomes the path where it belongs).
     """
 
     filename: str
@@ -59,6 +61,7 @@ class RemoteFile:
     sha256: str | None = None
     md5: str | None = None
     size: int | None = None
+    how_to_obtain: str | None = None
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -147,10 +150,16 @@ def fetch(remote: RemoteFile, directory: Path, verify_checksum: bool = True) -> 
             continue
         os.replace(partial, target)
         return target
+    if remote.how_to_obtain is not None and not failures:
+        raise DatasetError(
+            f"{remote.filename} is not at {target.resolve()}, where it belongs. "
+            + remote.how_to_obtain.format(target=target)
+        )
     tried = "\n".join(f"  - {f}" for f in failures) or "  (no URL is known)"
+    hint = "" if remote.how_to_obtain is None else "\n" + remote.how_to_obtain.format(target=target)
     raise DatasetError(
         f"could not obtain {remote.filename}. Tried:\n{tried}\n"
-        f"Download it by other means and place it at {target.resolve()}"
+        f"Download it by other means and place it at {target.resolve()}{hint}"
     )
 
 

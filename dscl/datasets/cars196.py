@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dscl.datasets.archive import DatasetError, RemoteFile, extract, fetch, file_digest
-from dscl.datasets.common import finish, split_by_class
+from dscl.datasets.common import ClassSplit, finish, split_by_class
 from dscl.datasets.registry import DatasetSpec, register
 
 ORIGINAL_IMAGES = RemoteFile(
@@ -38,6 +38,7 @@ MIRROR = RemoteFile(
     filename="stanford-car-dataset-by-classes-folder.zip",
     urls=("https://www.kaggle.com/api/v1/datasets/download/jutrera/stanford-car-dataset-by-classes-folder",),
 )
+CLASSES = ClassSplit(train=(1, 98), test=(99, 196))
 EXPECTED = {"train_images": 8054, "test_images": 8131, "train_classes": 98, "test_classes": 98}
 
 
@@ -104,7 +105,7 @@ def prepare_cars196(out_dir: Path, root: Path, verify_checksum: bool) -> None:
         else:
             base = extract(images, folder / "extracted_original")
             rows = parse_annotations(annos)
-            finish("cars196", out_dir, base, split_by_class(rows, 98), EXPECTED,
+            finish("cars196", out_dir, base, split_by_class(rows, CLASSES), EXPECTED,
                    strict=verify_checksum, meta={"format": "original (car_ims.tgz + cars_annos.mat)"})
             return
     try:
@@ -116,7 +117,7 @@ def prepare_cars196(out_dir: Path, root: Path, verify_checksum: bool) -> None:
         ) from None
     base = _find(extract(archive, folder / "extracted_mirror"), "anno_train.csv")
     rows = parse_mirror(base)
-    finish("cars196", out_dir, base, split_by_class(rows, 98), EXPECTED, strict=verify_checksum,
+    finish("cars196", out_dir, base, split_by_class(rows, CLASSES), EXPECTED, strict=verify_checksum,
            meta={"format": "classes-by-folder mirror", "archive": MIRROR.filename,
                  "sha256": file_digest(archive, "sha256")})
 

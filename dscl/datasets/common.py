@@ -4,21 +4,77 @@ from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from dscl.atomic import atomic_dir
 from dscl.datasets.archive import DatasetError
 from dscl.datasets.prepared import write_prepared
 
-__all__ = ["split_by_class", "finish"]
+__all__ = ["ClassSplit", "split_by_class", "finish", "check_images"]
 
 
-def split_by_class(rows: list[tuple[str, int]], last_train_class: int) -> dict[str, list[tuple[str, int]]]:
-    """Classes ``<= last_train_class`` train, the others test (Song et al.'s protocol)."""
-    return {
-        "train": [r for r in rows if r[1] <= last_train_class],
-        "test": [r for r in rows if r[1] > last_train_class],
-    }
+@dataclass(frozen=True)
+class ClassSplit:
+    """Which class ids train and which test: two inclusive ranges ``(first, last)``.
+
+    The protocol of Song et al. (the paper's): the first half of the classes train,
+    the second half test, e.g. ``ClassSplit(train=(1, 100), test=(101, 200))`` for
+    CUB-200-2011. A class in neither range is an error, not silently dropped.
+    """
+
+    train: tuple[int, int]
+    test: tuple[int, int]
+
+    def __post_init__(self):
+        (a, b), (c, d) = self.train, self.test
+        if not (a <= b and c <= d) or max(a, c) <= min(b, d):
+            raise ValueError(f"class ranges must be ordered and disjoint, got train {self.train}, "
+                             f"test {self.test}")
+
+    def side(self, label: int) -> str | None:
+        for name, (first, last) in (("train", self.train), ("test", self.test)):
+            if first <= label <= last:
+                return name
+        return None
+
+
+def split_by_class(rows: list[tuple[str, int]], classes: ClassSplit) -> dict[str, list[tuple[str, int]]]:
+    """``rows`` of ``(path, class id)`` split by ``classes`` (train and test disjoint)."""
+    tables: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
+    outside = sorted({label for _, label in rows if classes.side(label) is None})
+    if outside:
+        raise DatasetError(f"class ids {outside[:10]} are in neither the train range {classes.train} "
+                           f"nor the test range {classes.test}")
+    for row in rows:
+        tables[classes.side(row[1])].append(row)
+    return tables
+
+
+def check_images(image_root: Path, paths: list[str], num_workers: int = 4) -> None:
+    """Decode every image once, so that a damaged file fails here, named, and not in the
+    middle of training. Raises :class:`DatasetError` listing the files that do not decode."""
+    from PIL import Image
+
+    def bad(rel: str) -> str | None:
+        try:
+            with Image.open(image_root / rel) as img:
+                img.load()
+        except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for broken files
+            return f"{image_root / rel}: {exc}"
+        return None
+
+    with ThreadPoolExecutor(num_workers) as pool:
+        failures = [f for f in tqdm(pool.map(bad, paths), total=len(paths), desc="check images",
+                                    unit="img") if f is not None]
+    if failures:
+        listed = "\n".join(f"  - {f}" for f in failures[:20])
+        more = f"\n  (and {len(failures) - 20} more)" if len(failures) > 20 else ""
+        raise DatasetError(f"{len(failures)} image(s) do not decode:\n{listed}{more}\n"
+                           f"The archive is damaged: obtain it again.")
 
 
 def finish(
@@ -57,6 +113,7 @@ def finish(
             f"{name}: {len(missing):,} listed images are missing under {image_root}, "
             f"e.g. {missing[:3]}"
         )
+    check_images(image_root, [p for split in tables.values() for p, _ in split])
     root = image_root.resolve()
     if not Path(os.path.commonpath([root, Path.cwd().resolve()])) == Path.cwd().resolve():
         recorded = str(root)  # outside the repository: keep it absolute
