@@ -43,7 +43,10 @@ class Backbone(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.normalize(x)).flatten(1)
+        x = self.normalize(x)
+        if x.dim() == 4:  # channels-last convolutions: several times faster on CPU (oneDNN)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.body(x).flatten(1)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ def build_backbone(name: str, weights: str = "none", seed: int = 0) -> Backbone:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         body = spec.build(state)
+    body = body.to(memory_format=torch.channels_last)
     return Backbone(body, spec.feature_dim, spec.mean, spec.std, spec.scale, spec.bgr)
 
 
