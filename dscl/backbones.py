@@ -27,9 +27,11 @@ class Backbone(nn.Module):
     reversed first for BGR networks -> ``body`` -> (b, feature_dim).
     """
 
-    def __init__(self, body: nn.Module, feature_dim: int, mean, std, scale=1.0, bgr=False):
+    def __init__(self, body: nn.Module, feature_dim: int, mean, std, scale=1.0, bgr=False,
+                 channels_last: bool = False):
         super().__init__()
         self.body = body
+        self.channels_last = channels_last
         self.feature_dim = feature_dim
         self.scale = scale
         self.bgr = bgr
@@ -44,7 +46,7 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalize(x)
-        if x.dim() == 4:  # channels-last convolutions: several times faster on CPU (oneDNN)
+        if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.body(x).flatten(1)
 
@@ -151,8 +153,9 @@ def build_backbone(name: str, weights: str = "none", seed: int = 0) -> Backbone:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         body = spec.build(state)
+    # channels-last convolutions: several times faster on a CPU (oneDNN), and on GPUs
     body = body.to(memory_format=torch.channels_last)
-    return Backbone(body, spec.feature_dim, spec.mean, spec.std, spec.scale, spec.bgr)
+    return Backbone(body, spec.feature_dim, spec.mean, spec.std, spec.scale, spec.bgr, channels_last=True)
 
 
 def _load(body: nn.Module, state: dict | None, drop_prefixes: tuple[str, ...] = ()) -> nn.Module:

@@ -64,3 +64,20 @@ def test_stage_command_line_prints_one_clear_line(workdir):
     assert res.stderr.strip() == ("error: params.yaml: unknown methods ['dscl']; valid names: "
                                   "['vanilla', 'softmax', 'dscl_last', 'dscl_e2e']")
     assert not (root / "data").exists()
+
+
+def test_every_dataset_has_valid_settings_for_every_stage():
+    """params.yaml lists settings for every registered dataset, per stage and method, and
+    each builds: switching ``datasets`` to any of them cannot fail on a missing key."""
+    from dscl.datasets import dataset_names
+    from stages.features import read_feature_params
+    from stages.train import METHOD_PARAMS, DatasetTrainParams
+    from tests.conftest import REPO
+
+    params = load_params(REPO / "params.yaml")
+    for dataset in dataset_names():
+        read_feature_params(params, dataset)
+        build(DatasetTrainParams, params["train"]["datasets"][dataset], dataset)
+        for method, cls in METHOD_PARAMS.items():
+            build(cls, params["train"][method][dataset], f"train.{method}.{dataset}")
+        assert params["evaluate"]["recall_ks"][dataset]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import REPO
 
 
-def test_readme_digits_table_matches_committed_report():
+@pytest.mark.parametrize("dataset", ["digits", "cub200_mini"])
+def test_readme_tables_match_committed_reports(dataset):
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- digits-table:start -->\n(.*?)<!-- digits-table:end -->", readme, re.S)
-    assert block, "README lost its digits table markers"
+    block = re.search(rf"<!-- {dataset}-table:start -->\n(.*?)<!-- {dataset}-table:end -->", readme, re.S)
+    assert block, f"README lost its {dataset} table markers"
     shown = [line for line in block.group(1).splitlines() if line.startswith("| ") and "---" not in line][1:]
-    report = (REPO / "reports/tables/digits.md").read_text().splitlines()
+    report = (REPO / f"reports/tables/{dataset}.md").read_text().splitlines()
     measured = [line.replace(" | measured |", " |") for line in report if "| measured |" in line]
     assert shown == measured
