@@ -44,17 +44,19 @@ def main() -> None:
     parser.add_argument("--all-iterations", action="store_true",
                         help="no early stop of k-means: every one of the 20 iterations")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--kmeans-backend", choices=["auto", "faiss", "torch"], default="auto",
+                        help="faiss, or the torch k-means (the GPU path without faiss-gpu)")
     args = parser.parse_args()
     x, y = synthetic(args.n, args.dim, args.classes, args.noise, seed=0, data=args.data)
     x = torch.from_numpy(x).to(args.device)
     print(f"device={args.device} threads={torch.get_num_threads()} n={args.n} d={args.dim} "
-          f"clusters={args.classes} ks={args.ks} data={args.data}")
+          f"clusters={args.classes} ks={args.ks} data={args.data} kmeans={args.kmeans_backend}")
     total = time.perf_counter()
     for variant in ("with_sc", "without_sc"):
         t0 = time.perf_counter()
         rep = spectral_embedding(x) if variant == "with_sc" else l2_normalize(x)
         t1 = time.perf_counter()
-        assign = kmeans(rep, args.classes, seed=0, niter=20,
+        assign = kmeans(rep, args.classes, seed=0, niter=20, backend=args.kmeans_backend,
                         early_stop_threshold=-1.0 if args.all_iterations else 0.0)
         t2 = time.perf_counter()
         score = nmi(y, assign)

@@ -120,6 +120,7 @@ def evaluate_embedding(
     kmeans_niter: int = 20,
     kmeans_nredo: int = 1,
     backend: str = "auto",
+    kmeans_backend: str = "auto",
 ) -> dict[str, dict[str, float]]:
     """NMI and Recall@K of a test embedding "with SC" and "without SC", as in [1].
 
@@ -138,6 +139,8 @@ def evaluate_embedding(
         k-means settings.
     backend : {"auto", "faiss", "torch"}
         Nearest-neighbour backend, see :func:`dscl.neighbors.iter_neighbors`.
+    kmeans_backend : {"auto", "faiss", "torch"}
+        k-means backend, see :func:`dscl.kmeans.kmeans`.
 
     Returns
     -------
@@ -150,7 +153,8 @@ def evaluate_embedding(
         raise ValueError(f"labels must contain at least 2 classes, got {n_classes}")
     results = {}
     for variant, rep in (("with_sc", spectral_embedding(x)), ("without_sc", l2_normalize(x))):
-        assignment = kmeans(rep, n_classes, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo)
+        assignment = kmeans(rep, n_classes, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo,
+                            backend=kmeans_backend)
         scores = {"nmi": nmi(y, assignment)}
         for k, value in recall_at_k(rep, y, ks, backend=backend).items():
             scores[f"recall@{k}"] = value

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dscl.atomic import write_text
+from dscl.kmeans import KMEANS_BACKENDS
 from dscl.metrics import evaluate_embedding
 from stages.cli import run
 from stages.params import ParamsError, convert, entry, load_params, section
@@ -21,6 +22,11 @@ class KMeansParams:
     niter: int = 20
     nredo: int = 1
     seed: int = 0
+    backend: str = "auto"  # auto: faiss, or torch on a GPU when faiss has no GPU build
+
+    def __post_init__(self):
+        if self.backend not in KMEANS_BACKENDS:
+            raise ValueError(f"backend must be one of {list(KMEANS_BACKENDS)}, got {self.backend!r}")
 
 
 def main(argv=None) -> None:
@@ -38,7 +44,7 @@ def main(argv=None) -> None:
     emb = np.load(args.embeddings / "test.npy")
     labels = np.load(args.embeddings / "test_labels.npy")
     scores = evaluate_embedding(emb, labels, ks=ks, seed=km.seed, kmeans_niter=km.niter,
-                                kmeans_nredo=km.nredo)
+                                kmeans_nredo=km.nredo, kmeans_backend=km.backend)
     percent = {variant: {name: round(100.0 * v, 2) for name, v in s.items()}
                for variant, s in scores.items()}
     write_text(args.out, json.dumps(percent, indent=2) + "\n")

@@ -90,3 +90,59 @@ def test_l2_normalize_keeps_type():
     t = l2_normalize(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
     assert isinstance(t, torch.Tensor)
     assert torch.allclose(t, torch.tensor([[0.6, 0.8], [0.0, 0.0]]))
+
+
+# -- k-means: faiss and the torch implementation ----------------------------------------
+def _blobs(n=1500, centers=30, std=3.0, seed=0):
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(n, 24, centers=centers, cluster_std=std, random_state=seed)
+    return x.astype(np.float32), y
+
+
+def test_torch_kmeans_agrees_with_faiss_and_is_chunked():
+    from sklearn.metrics import adjusted_rand_score
+
+    from dscl.kmeans import kmeans, torch_kmeans
+
+    x, y = _blobs()
+    faiss_nmi = normalized_mutual_info_score(y, kmeans(x, 30, seed=0, backend="faiss"))
+    torch_assign = kmeans(x, 30, seed=0, backend="torch")
+    assert abs(normalized_mutual_info_score(y, torch_assign) - faiss_nmi) < 0.03
+    assert normalized_mutual_info_score(y, torch_assign) > 0.9
+    # chunks of 7 points give the same clustering as one chunk; the same seed repeats
+    chunked = torch_kmeans(torch.from_numpy(x), 30, seed=0, chunk_size=7)
+    assert adjusted_rand_score(torch_assign, chunked) == 1.0
+    assert np.array_equal(torch_kmeans(torch.from_numpy(x), 30, seed=0), torch_assign)
+
+
+def test_torch_kmeans_separated_clusters_and_redo():
+    from sklearn.metrics import adjusted_rand_score
+
+    from dscl.kmeans import torch_kmeans
+
+    x, y = _blobs(n=600, centers=6, std=0.5, seed=1)
+    assert adjusted_rand_score(y, torch_kmeans(torch.from_numpy(x), 6, seed=0, nredo=3)) == 1.0
+
+    def objective(assign):
+        centres = np.stack([x[assign == c].mean(0) for c in np.unique(assign)])
+        return ((x - centres[np.searchsorted(np.unique(assign), assign)]) ** 2).sum()
+
+    x, _ = _blobs(n=800, centers=40, std=4.0, seed=2)
+    one = torch_kmeans(torch.from_numpy(x), 40, seed=3, nredo=1)
+    best = torch_kmeans(torch.from_numpy(x), 40, seed=3, nredo=4)  # the first run is the same
+    assert objective(best) <= objective(one) + 1e-3
+
+
+def test_torch_kmeans_empty_clusters_and_bad_input():
+    from dscl.kmeans import kmeans, torch_kmeans
+
+    x = np.repeat(np.eye(3, dtype=np.float32), 4, axis=0)  # 12 points, 3 distinct
+    assign = torch_kmeans(torch.from_numpy(x), 5, seed=0)
+    assert assign.shape == (12,) and set(assign.tolist()) <= set(range(5))
+    for p in range(3):  # identical points share their cluster
+        assert len(set(assign[4 * p: 4 * p + 4].tolist())) == 1
+    with pytest.raises(ValueError, match=r"n_clusters must be in \[1, 12\]"):
+        torch_kmeans(torch.from_numpy(x), 13)
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'faiss', 'torch'\)"):
+        kmeans(x, 2, backend="sklearn")
