@@ -12,6 +12,7 @@ References
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -272,6 +273,7 @@ def train_on_images(
     device: torch.device,
     amp: bool = False,
     mirror: bool = True,
+    prefetch: bool = True,
 ) -> EmbeddingNet:
     """Learn all trainable layers on images.
 
@@ -281,6 +283,11 @@ def train_on_images(
     labels (m,), mirrored where ``flips``, random crops seeded by ``seed`` and the index.
     Every process draws the same batch (same seed); under ``torchrun`` each decodes and
     embeds its own contiguous share of it.
+
+    With ``prefetch``, the next batch is decoded in a background thread while the
+    current one is learned. The batches and the result are exactly those without it,
+    and so is resumption: a checkpoint stores the random state from before the next
+    batch was drawn.
     """
     if objective not in ("dscl", "softmax"):
         raise ValueError(f"objective must be 'dscl' or 'softmax', got {objective!r}")
@@ -290,25 +297,52 @@ def train_on_images(
     rng = np.random.default_rng(seed)  # identical on every process: same batches
     start = checkpointer.resume(model, optimizer, rng)
     classes = None
-    progress = tqdm(range(start, iterations), desc=f"train ({objective}, all layers)",
-                    initial=start, total=iterations, disable=rank != 0)
-    for it in progress:
-        model.train()
-        freeze_batchnorm(model)
+
+    def draw() -> tuple[np.ndarray, np.ndarray, int, int]:
+        """The next batch: this process's indices and flips, the crop seed, n."""
         idx = sample_batch(pool, batch_size, rng)  # (n,)
         flips = rng.random(len(idx)) < 0.5 if mirror else np.zeros(len(idx), dtype=bool)
         crop_seed = int(rng.integers(2**31))
         share = np.array_split(np.arange(len(idx)), world)[rank]
-        images, labels = fetch(idx[share], flips[share], crop_seed)
-        if objective == "dscl":
-            loss = chunked_dscl_step(model, images, labels, optimizer, chunk_size, device, amp)
-        else:
-            if classes is None:
-                classes = model.class_ids.to(device)
-            loss = _softmax_step(model, images, labels, classes, optimizer, chunk_size, device, amp, len(idx))
-        log(it + 1, {"loss": loss})
-        if rank == 0:
-            checkpointer.maybe_save(it + 1, iterations, model, optimizer, rng)
+        return idx[share], flips[share], crop_seed, len(idx)
+
+    loader = ThreadPoolExecutor(1) if prefetch else None
+
+    def submit(plan):
+        if loader is None:
+            return plan
+        return loader.submit(fetch, *plan[:3]), plan[3]
+
+    progress = tqdm(range(start, iterations), desc=f"train ({objective}, all layers)",
+                    initial=start, total=iterations, disable=rank != 0)
+    pending = submit(draw()) if start < iterations else None
+    try:
+        for it in progress:
+            model.train()
+            freeze_batchnorm(model)
+            if loader is None:
+                idx, flips, crop_seed, n = pending
+                images, labels = fetch(idx, flips, crop_seed)
+            else:
+                future, n = pending
+                images, labels = future.result()
+            resume_state = rng.bit_generator.state  # before the next batch is drawn
+            if it + 1 < iterations:
+                pending = submit(draw())  # decoded while this batch is learned
+            if objective == "dscl":
+                loss = chunked_dscl_step(model, images, labels, optimizer, chunk_size, device, amp)
+            else:
+                if classes is None:
+                    classes = model.class_ids.to(device)
+                loss = _softmax_step(model, images, labels, classes, optimizer, chunk_size, device, amp, n)
+            log(it + 1, {"loss": loss})
+            if rank == 0:
+                snapshot = np.random.default_rng()
+                snapshot.bit_generator.state = resume_state
+                checkpointer.maybe_save(it + 1, iterations, model, optimizer, snapshot)
+    finally:
+        if loader is not None:
+            loader.shutdown(cancel_futures=True)
     return model
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from dscl.training import (
     freeze_batchnorm,
     make_optimizer,
     sample_batch,
+    train_on_images,
 )
 
 
@@ -114,3 +117,51 @@ def test_sample_batch():
     batch = sample_batch(pool, 30, rng)
     assert len(batch) == 30 and len(set(batch)) == 30 and set(batch) <= set(pool)
     assert sorted(sample_batch(pool, 500, rng)) == list(pool)  # the whole pool, once
+
+
+def _fake_fetch(calls=None, fail_at=None):
+    """Images made from the indices, flips and crop seed alone (deterministic); the
+    ``fail_at``-th call raises, as an interruption."""
+
+    def fetch(idx, flips, seed):
+        if calls is not None:
+            calls.append(threading.current_thread().name)
+            if len(calls) == fail_at:
+                raise KeyboardInterrupt
+        g = torch.Generator().manual_seed(int(seed))
+        base = torch.randint(0, 256, (1, 3, 12, 12), generator=g, dtype=torch.uint8)
+        images = (base + torch.as_tensor(idx, dtype=torch.uint8)[:, None, None, None]).to(torch.uint8)
+        images[torch.as_tensor(flips)] = images[torch.as_tensor(flips)].flip(-1)
+        return images, torch.as_tensor(idx % 3)
+
+    return fetch
+
+
+def _train(iterations, prefetch, checkpointer=None, calls=None, fail_at=None):
+    from dscl.checkpoint import Checkpointer
+
+    model = make_model()
+    checkpointer = checkpointer or Checkpointer(None, "x", 1)
+    return train_on_images(model, _fake_fetch(calls, fail_at), np.arange(40), "dscl", iterations, 12, 5,
+                           OptimizerConfig(lr=0.05), seed=3, checkpointer=checkpointer,
+                           log=lambda step, values: None, device=torch.device("cpu"),
+                           prefetch=prefetch)
+
+
+def test_prefetching_changes_nothing_and_resumes_exactly(tmp_path):
+    from dscl.checkpoint import Checkpointer
+
+    calls = []
+    plain = _train(5, prefetch=False).state_dict()
+    fetched = _train(5, prefetch=True, calls=calls).state_dict()
+    assert all(torch.equal(plain[k], fetched[k]) for k in plain)
+    assert len(calls) == 5 and all(name != threading.main_thread().name for name in calls)
+    # interrupted while the 5th batch was being decoded, after the checkpoint of the 4th
+    # iteration (drawn ahead: the 5th batch was already drawn when it was written), then
+    # resumed: the same model as the uninterrupted run
+    with pytest.raises(KeyboardInterrupt):
+        _train(5, prefetch=True, checkpointer=Checkpointer(tmp_path / "state.pt", "run", 1),
+               calls=[], fail_at=5)
+    assert torch.load(tmp_path / "state.pt", weights_only=False)["iteration"] == 4
+    resumed = _train(5, prefetch=True, checkpointer=Checkpointer(tmp_path / "state.pt", "run", 1))
+    assert all(torch.equal(plain[k], resumed.state_dict()[k]) for k in plain)
