@@ -15,10 +15,11 @@ import numpy as np
 from PIL import Image
 
 
-def jpeg_bytes(seed: int) -> bytes:
+def jpeg_bytes(seed: int, size: tuple[int, int] = (12, 16)) -> bytes:
+    """A random JPEG of ``size`` (height, width)."""
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(buf, format="JPEG")
     return buf.getvalue()
 
 
@@ -28,25 +29,31 @@ def add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     tf.addfile(info, io.BytesIO(data))
 
 
-def make_cub(path: Path, classes=(1, 2, 100, 101, 150, 200), per_class=3) -> dict[int, int]:
-    """CUB_200_2011.tgz in miniature. Returns class -> number of images."""
-    images, labels, split = [], [], []
+def make_cub(path: Path, classes=(1, 2, 100, 101, 150, 200), per_class=3, size=(12, 16),
+             broken: str | None = None) -> dict[int, int]:
+    """CUB_200_2011.tgz in miniature. ``per_class``: images per class, one number or a
+    mapping class -> number; ``size``: (height, width) of the images; ``broken``: the
+    relative path of an image whose bytes are not a JPEG. Returns class -> number of images."""
+    counts = per_class if isinstance(per_class, dict) else {c: per_class for c in classes}
+    lines = {"images.txt": [], "image_class_labels.txt": [], "train_test_split.txt": [],
+             "bounding_boxes.txt": []}
     with tarfile.open(path, "w:gz") as tf:
         i = 0
-        for c in classes:
-            for j in range(per_class):
+        for c, count in counts.items():
+            for j in range(count):
                 i += 1
                 rel = f"{c:03d}.Bird_{c}/Bird_{c}_{j}.jpg"
-                add_bytes(tf, f"CUB_200_2011/images/{rel}", jpeg_bytes(i))
-                images.append(f"{i} {rel}")
-                labels.append(f"{i} {c}")
-                split.append(f"{i} {j % 2}")  # the classification split: must be ignored
-        add_bytes(tf, "CUB_200_2011/images.txt", ("\n".join(images) + "\n").encode())
-        add_bytes(tf, "CUB_200_2011/image_class_labels.txt", ("\n".join(labels) + "\n").encode())
-        add_bytes(tf, "CUB_200_2011/train_test_split.txt", ("\n".join(split) + "\n").encode())
+                data = b"not a jpeg" if rel == broken else jpeg_bytes(i, size)
+                add_bytes(tf, f"CUB_200_2011/images/{rel}", data)
+                lines["images.txt"].append(f"{i} {rel}")
+                lines["image_class_labels.txt"].append(f"{i} {c}")
+                lines["train_test_split.txt"].append(f"{i} {j % 2}")  # classification split: ignored
+                lines["bounding_boxes.txt"].append(f"{i} 1.0 2.0 3.0 4.0")
+        for name, rows in lines.items():
+            add_bytes(tf, f"CUB_200_2011/{name}", ("\n".join(rows) + "\n").encode())
         add_bytes(tf, "CUB_200_2011/classes.txt",
-                  "".join(f"{c} {c:03d}.Bird_{c}\n" for c in classes).encode())
-    return {c: per_class for c in classes}
+                  "".join(f"{c} {c:03d}.Bird_{c}\n" for c in counts).encode())
+    return counts
 
 
 CARS_CLASSES = {1: 3, 2: 2, 98: 2, 99: 3, 150: 2, 196: 2}  # class -> images

@@ -10,7 +10,6 @@ import json
 import shutil
 import tarfile
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from PIL import Image
 from dscl.backbones import build_backbone, efficientnet_lite0, get_backbone, resolve_weights
 from dscl.datasets import cub200, read_meta, read_split
 from dscl.datasets.archive import ArchiveError, ChecksumError, DatasetError, RemoteFile
-from tests.archives import add_bytes
+from tests.archives import make_cub
 from tests.conftest import REPO
 
 TESTBED = REPO.parent / "shared/data/cub200_mini" / cub200.CUB200_MINI.archive.filename
@@ -77,34 +76,9 @@ def test_truncated_testbed_archive_fails_before_work(tmp_path):
     assert not (folder / "extracted.partial").exists()
 
 
-def _cub_with_photos(path: Path, classes: dict[int, int], broken: str | None = None) -> None:
-    """A CUB-format archive with images of 300 x 400 pixels; ``broken`` names an image
-    whose bytes are not a JPEG."""
-    rng = np.random.default_rng(0)
-    lines = {"images.txt": [], "image_class_labels.txt": [], "train_test_split.txt": [],
-             "bounding_boxes.txt": []}
-    with tarfile.open(path, "w:gz") as tf:
-        i = 0
-        for c, count in classes.items():
-            for j in range(count):
-                i += 1
-                rel = f"{c:03d}.Bird_{c}/Bird_{c}_{j}.jpg"
-                buf = io.BytesIO()
-                Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(buf, "JPEG")
-                data = b"not a jpeg" if rel == broken else buf.getvalue()
-                add_bytes(tf, f"CUB_200_2011/images/{rel}", data)
-                lines["images.txt"].append(f"{i} {rel}")
-                lines["image_class_labels.txt"].append(f"{i} {c}")
-                lines["train_test_split.txt"].append(f"{i} {j % 2}")
-                lines["bounding_boxes.txt"].append(f"{i} 1.0 2.0 30.0 40.0")
-        for name, rows in lines.items():
-            add_bytes(tf, f"CUB_200_2011/{name}", ("\n".join(rows) + "\n").encode())
-        add_bytes(tf, "CUB_200_2011/classes.txt", "".join(f"{c} {c:03d}.Bird_{c}\n" for c in range(1, 201)).encode())
-
-
 def test_make_subset_keeps_classes_ids_and_resizes(tmp_path):
     source, made = tmp_path / "CUB_200_2011.tgz", tmp_path / "mini.tgz"
-    _cub_with_photos(source, {1: 2, 2: 1, 3: 2, 4: 1})
+    make_cub(source, per_class={1: 2, 2: 1, 3: 2, 4: 1}, size=(300, 400))
     counts = cub200.make_subset(source, made, classes=(2, 3), shorter_side=64)
     assert counts == {"images": 3, "classes": 2}
     with tarfile.open(made) as tf:
@@ -136,7 +110,7 @@ def test_make_subset_keeps_classes_ids_and_resizes(tmp_path):
 def test_image_that_does_not_decode_is_named_at_prepare(tmp_path):
     (tmp_path / "raw/cub200_mini").mkdir(parents=True)
     archive = tmp_path / "raw/cub200_mini/x.tgz"
-    _cub_with_photos(archive, {1: 2, 2: 2}, broken="002.Bird_2/Bird_2_1.jpg")
+    make_cub(archive, per_class={1: 2, 2: 2}, broken="002.Bird_2/Bird_2_1.jpg")
     variant = replace(cub200.CUB200_MINI, archive=RemoteFile(archive.name, ()),
                       classes=cub200.ClassSplit(train=(1, 1), test=(2, 2)), expected={})
     with pytest.raises(DatasetError, match=r"1 image\(s\) do not decode:\n.*002.Bird_2/Bird_2_1.jpg"):
