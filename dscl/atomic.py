@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_dir", "write_text", "save_npy"]
+__all__ = ["atomic_path", "atomic_dir", "write_text", "save_npy", "save_torch"]
 
 
 @contextlib.contextmanager
@@ -59,3 +59,21 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, array)
+
+
+def save_torch(path: str | os.PathLike, obj) -> None:
+    """``torch.save`` atomically and reproducibly.
+
+    Saved straight to a file, the archive's internal folder is named after the file, and
+    the temporary file's random name would change the bytes of every save. Serialised in
+    memory first, the archive is named by PyTorch's default and equal inputs give equal
+    bytes (DVC hashes them).
+    """
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())

@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dscl.bninception import BNInception
+from dscl.bninception import accepts as bninception_accepts
+
 __all__ = ["BackboneSpec", "Backbone", "get_backbone", "backbone_names", "build_backbone"]
 
 
@@ -60,7 +63,8 @@ class BackboneSpec:
     downloaded once and checked against the hash their file name carries;
     ``weights_file``, where the weights ship inside an installed package, returns their
     path instead (no network at all). Both are None where the backbone has no
-    parameters.
+    parameters. ``accepts_size(s)``, where given, says whether an ``s`` x ``s`` input
+    can go through the network (:meth:`check_crop` names the sizes that can).
     """
 
     name: str
@@ -74,6 +78,16 @@ class BackboneSpec:
     scale: float = 1.0
     bgr: bool = False
     has_parameters: bool = True
+    accepts_size: Callable[[int], bool] | None = None
+
+    def check_crop(self, crop: int) -> None:
+        """Refuse, before any work, an input size the network cannot take."""
+        if self.accepts_size is None or self.accepts_size(crop):
+            return
+        near = [s for s in range(max(1, crop - 24), crop + 25) if self.accepts_size(s)]
+        raise ValueError(
+            f"backbone {self.name!r} cannot take {crop} x {crop} crops (its branches would "
+            f"disagree in size); valid crops near {crop}: {near} (the paper: 227, or 224)")
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -246,8 +260,6 @@ register(
     )
 )
 def _bninception(state: dict | None) -> nn.Module:
-    from dscl.bninception import BNInception
-
     return _load(BNInception(), state, drop_prefixes=("last_linear.",))
 
 
@@ -262,6 +274,7 @@ register(
         scale=255.0,
         bgr=True,
         build=_bninception,
+        accepts_size=bninception_accepts,
         weights_url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth",
     )
 )

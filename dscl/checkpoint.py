@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from dscl.atomic import atomic_path
+from dscl.atomic import save_torch
 
 __all__ = ["Checkpointer"]
 
@@ -40,20 +40,25 @@ class Checkpointer:
             self.path.unlink(missing_ok=True)
         self._loaded = None
 
-    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rng) -> int:
-        """Restore ``model``, ``optimizer`` and the NumPy generator ``rng`` from a matching
-        checkpoint; return the iteration to start from (0 without one)."""
+    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rng, extra=None) -> int:
+        """Restore ``model``, ``optimizer``, the NumPy generator ``rng`` and ``extra`` (any
+        object with ``state_dict``/``load_state_dict``, e.g. the early-stopping state) from a
+        matching checkpoint; return the iteration to start from (0 without one)."""
         state = self.load()
         if state is None:
             return 0
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
+        if extra is not None and state.get("extra") is not None:
+            extra.load_state_dict(state["extra"])
         return int(state["iteration"])
 
-    def maybe_save(self, iteration: int, total: int, model, optimizer, rng) -> None:
-        """Save the state every ``every`` iterations and after the last one."""
-        if self.path is None or (iteration % self.every and iteration != total):
+    def maybe_save(self, iteration: int, total: int, model, optimizer, rng, extra=None,
+                   force: bool = False) -> None:
+        """Save the state every ``every`` iterations, after the last one, and when
+        ``force``d (training stops early)."""
+        if self.path is None or (iteration % self.every and iteration != total and not force):
             return
         state = {
             "fingerprint": self.fingerprint,
@@ -61,6 +66,6 @@ class Checkpointer:
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "rng": rng.bit_generator.state,
+            "extra": None if extra is None else extra.state_dict(),
         }
-        with atomic_path(self.path) as tmp:
-            torch.save(state, tmp)
+        save_torch(self.path, state)

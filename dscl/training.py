@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from dscl.checkpoint import Checkpointer
 from dscl.loss import dscl_loss, dscl_loss_and_gradient
+from dscl.selection import EarlyStopping
 
 __all__ = [
     "OptimizerConfig",
@@ -30,6 +31,7 @@ __all__ = [
     "make_optimizer",
     "parameter_groups",
     "sample_batch",
+    "BatchSampler",
     "freeze_batchnorm",
     "chunked_dscl_step",
     "train_last_layer",
@@ -118,6 +120,39 @@ def sample_batch(pool: np.ndarray, batch_size: int, rng: np.random.Generator) ->
     if len(pool) <= batch_size:
         return rng.permutation(pool)
     return rng.choice(pool, size=batch_size, replace=False)
+
+
+class BatchSampler:
+    """Draws the training batches (Algorithm 1 of [1], step 2).
+
+    ``classes_per_batch`` None: ``batch_size`` examples uniformly from ``pool``.
+    Otherwise each batch first draws ``classes_per_batch`` of the pool's classes, then
+    ``batch_size`` examples among theirs: SOP's "512 randomly sampled training
+    categories" (Section 4.1), sampled anew for every batch so that training sees every
+    training image. ``labels`` are the labels of all examples (``pool`` indexes them).
+    """
+
+    def __init__(self, pool: np.ndarray, batch_size: int, labels: np.ndarray | None = None,
+                 classes_per_batch: int | None = None):
+        self.pool = np.asarray(pool)
+        self.batch_size = batch_size
+        self.classes_per_batch = classes_per_batch
+        if classes_per_batch is not None:
+            if labels is None:
+                raise ValueError("classes_per_batch needs the labels")
+            pool_labels = np.asarray(labels)[self.pool]
+            self.classes, inverse = np.unique(pool_labels, return_inverse=True)
+            if not 2 <= classes_per_batch <= len(self.classes):
+                raise ValueError(f"classes per batch must be in [2, {len(self.classes)}] (the "
+                                 f"training classes), got {classes_per_batch}")
+            order = np.argsort(inverse, kind="stable")
+            self.members = np.split(self.pool[order], np.cumsum(np.bincount(inverse))[:-1])
+
+    def __call__(self, rng: np.random.Generator) -> np.ndarray:
+        if self.classes_per_batch is None:
+            return sample_batch(self.pool, self.batch_size, rng)
+        chosen = np.sort(rng.choice(len(self.classes), self.classes_per_batch, replace=False))
+        return sample_batch(np.concatenate([self.members[c] for c in chosen]), self.batch_size, rng)
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -222,12 +257,18 @@ def train_last_layer(
     checkpointer: Checkpointer,
     log: LogFn,
     device: torch.device,
+    stopper: EarlyStopping | None = None,
+    classes_per_batch: int | None = None,
 ) -> nn.Module:
     """Learn only the last layer with DSCL on cached backbone features.
 
     Each iteration samples ``batch_size`` training examples from ``pool`` (indices into
-    ``features``), each seen in its original or (with ``features_mirrored``) its
+    ``features``; with ``classes_per_batch``, among that many random classes, see
+    :class:`BatchSampler`), each seen in its original or (with ``features_mirrored``) its
     mirrored view at random, and takes one step on :func:`dscl.loss.dscl_loss`.
+
+    ``stopper`` validates the layer at step 0 and every few steps, and the returned layer
+    is the best validated state (early stopping); its curve is logged beside the loss.
 
     Parameters
     ----------
@@ -239,12 +280,18 @@ def train_last_layer(
     head = head.to(device)
     optimizer = make_optimizer(head.parameters(), optim)
     rng = np.random.default_rng(seed)
-    start = checkpointer.resume(head, optimizer, rng)
+    stopper = stopper or EarlyStopping(None, 0)
+    start = checkpointer.resume(head, optimizer, rng, extra=stopper)
+    sampler = BatchSampler(pool, batch_size, labels.cpu().numpy(), classes_per_batch)
+    if start == 0 and stopper.enabled:
+        log(0, stopper(0, head))
     features, labels = features.to(device), labels.to(device)
     if features_mirrored is not None:
         features_mirrored = features_mirrored.to(device)
     for it in tqdm(range(start, iterations), desc="train (last layer)", initial=start, total=iterations):
-        idx = torch.from_numpy(sample_batch(pool, batch_size, rng)).to(device)
+        if stopper.stop:
+            break
+        idx = torch.from_numpy(sampler(rng)).to(device)
         x = features[idx]
         if features_mirrored is not None:
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
@@ -253,8 +300,12 @@ def train_last_layer(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        log(it + 1, {"loss": loss.item()})
-        checkpointer.maybe_save(it + 1, iterations, head, optimizer, rng)
+        values = {"loss": loss.item()}
+        if stopper.due(it + 1, iterations):
+            values.update(stopper(it + 1, head))
+        log(it + 1, values)
+        checkpointer.maybe_save(it + 1, iterations, head, optimizer, rng, extra=stopper, force=stopper.stop)
+    stopper.restore(head)
     return head
 
 
@@ -274,6 +325,9 @@ def train_on_images(
     amp: bool = False,
     mirror: bool = True,
     prefetch: bool = True,
+    stopper: EarlyStopping | None = None,
+    all_labels: np.ndarray | None = None,
+    classes_per_batch: int | None = None,
 ) -> EmbeddingNet:
     """Learn all trainable layers on images.
 
@@ -288,6 +342,10 @@ def train_on_images(
     current one is learned. The batches and the result are exactly those without it,
     and so is resumption: a checkpoint stores the random state from before the next
     batch was drawn.
+
+    ``stopper`` validates at step 0 and every few steps; the returned model is the best
+    validated state (early stopping). ``classes_per_batch`` (with ``all_labels``, the
+    labels of all examples) draws each batch among that many random classes (:class:`BatchSampler`).
     """
     if objective not in ("dscl", "softmax"):
         raise ValueError(f"objective must be 'dscl' or 'softmax', got {objective!r}")
@@ -295,12 +353,16 @@ def train_on_images(
     model = model.to(device)
     optimizer = make_optimizer(parameter_groups(model, optim), optim)
     rng = np.random.default_rng(seed)  # identical on every process: same batches
-    start = checkpointer.resume(model, optimizer, rng)
+    stopper = stopper or EarlyStopping(None, 0)
+    start = checkpointer.resume(model, optimizer, rng, extra=stopper)
+    sampler = BatchSampler(pool, batch_size, all_labels, classes_per_batch)
     classes = None
+    if start == 0 and stopper.enabled:
+        log(0, stopper(0, model))
 
     def draw() -> tuple[np.ndarray, np.ndarray, int, int]:
         """The next batch: this process's indices and flips, the crop seed, n."""
-        idx = sample_batch(pool, batch_size, rng)  # (n,)
+        idx = sampler(rng)  # (n,)
         flips = rng.random(len(idx)) < 0.5 if mirror else np.zeros(len(idx), dtype=bool)
         crop_seed = int(rng.integers(2**31))
         share = np.array_split(np.arange(len(idx)), world)[rank]
@@ -315,9 +377,11 @@ def train_on_images(
 
     progress = tqdm(range(start, iterations), desc=f"train ({objective}, all layers)",
                     initial=start, total=iterations, disable=rank != 0)
-    pending = submit(draw()) if start < iterations else None
+    pending = submit(draw()) if start < iterations and not stopper.stop else None
     try:
         for it in progress:
+            if stopper.stop:
+                break
             model.train()
             freeze_batchnorm(model)
             if loader is None:
@@ -335,14 +399,19 @@ def train_on_images(
                 if classes is None:
                     classes = model.class_ids.to(device)
                 loss = _softmax_step(model, images, labels, classes, optimizer, chunk_size, device, amp, n)
-            log(it + 1, {"loss": loss})
+            values = {"loss": loss}
+            if stopper.due(it + 1, iterations):
+                values.update(stopper(it + 1, model))
+            log(it + 1, values)
             if rank == 0:
                 snapshot = np.random.default_rng()
                 snapshot.bit_generator.state = resume_state
-                checkpointer.maybe_save(it + 1, iterations, model, optimizer, snapshot)
+                checkpointer.maybe_save(it + 1, iterations, model, optimizer, snapshot, extra=stopper,
+                                        force=stopper.stop)
     finally:
         if loader is not None:
             loader.shutdown(cancel_futures=True)
+    stopper.restore(model)
     return model
 
 

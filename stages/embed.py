@@ -1,11 +1,13 @@
 """Stage embed@<dataset>-<method>: embed the test set with the trained model.
 
-Writes ``<out>/test.npy`` (float32, (n, d)) and ``<out>/test_labels.npy``.
+Writes ``<out>/test.npy`` (float32, (n, d)), ``<out>/test_labels.npy`` and
+``<out>/info.json`` (the method and the step model selection chose, for the report).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dscl.atomic import atomic_dir
+from dscl.atomic import atomic_dir, write_text
 from dscl.backbones import build_backbone
 from dscl.datasets import read_split
 from dscl.device import resolve_device
@@ -69,11 +71,17 @@ def main(argv=None) -> None:
             raise RuntimeError(f"the model was trained with backbone {record['backbone']!r}, "
                                f"features.datasets.{args.dataset} names {feat.backbone!r}: re-run train")
         dataset = ImageDataset(split, image_transform(feat))
-        emb = embed_dataset(model.to(device), dataset, cfg.batch_size, image.num_workers, device,
+        # softmax: the fine-tuned pooled feature by default (Section 4.2), or the scores
+        net = model.backbone if record.get("embedding") == "pooled" else model
+        emb = embed_dataset(net.to(device), dataset, cfg.batch_size, image.num_workers, device,
                             image.amp, f"embed {args.dataset}")
     with atomic_dir(args.out) as tmp:
         np.save(tmp / "test.npy", emb.astype(np.float32))
         np.save(tmp / "test_labels.npy", labels)
+        write_text(tmp / "info.json", json.dumps(
+            {k: record.get(k) for k in ("method", "embedding_dim", "iterations", "selected_on",
+                                         "selected_step")} | {"test_embedding_dim": int(emb.shape[1])},
+            indent=2) + "\n")
     print(f"embed@{args.dataset}-{record['method']}: {emb.shape} -> {args.out}")
 
 

@@ -27,7 +27,7 @@ from stages.params import build, entry, load_params, section
 class ImageParams:
     batch_size: int = 128
     num_workers: int = 4
-    amp: bool = True  # bfloat16 autocast on CUDA
+    amp: bool = False  # bfloat16 autocast on CUDA (false: float32, the default)
     device: str = "auto"
 
 
@@ -39,9 +39,10 @@ class DatasetFeatureParams:
     crop: int = 227  # ... then cropped (centre crop for features and test)
 
     def __post_init__(self):
-        get_backbone(self.backbone)  # an unknown name fails here, before any work
+        spec = get_backbone(self.backbone)  # an unknown name fails here, before any work
         if not 0 < self.crop <= self.resize:
             raise ValueError(f"crop must be in [1, resize={self.resize}], got {self.crop}")
+        spec.check_crop(self.crop)  # e.g. BN-Inception takes 227, not 299
 
 
 def image_transform(ds: DatasetFeatureParams, crop_mode: str = "center") -> ImageTransform:

@@ -50,45 +50,67 @@ def metric_label(name: str) -> str:
     return "NMI" if name == "nmi" else name.replace("recall@", "R@")
 
 
-def build_rows(dataset: str, methods: list[str], metrics_dir: Path, ks: tuple[int, ...]):
-    """Rows of the table: ``(label, source, values)``, source "measured" or "reported"."""
+TEST_SELECTED = "†"
+
+
+def selected_step(info: dict | None) -> str:
+    """The "Step" cell: the step model selection kept, of the iterations run; marked
+    :data:`TEST_SELECTED` where it was chosen on the test classes."""
+    if not info or info.get("selected_step") is None or not info.get("iterations"):
+        return "—"  # nothing was trained (vanilla)
+    cell = f"{info['selected_step']}/{info.get('iterations') or 0}"
+    on = info.get("selected_on")
+    return cell + TEST_SELECTED if on == "test" else (cell + " last" if on == "none" else cell)
+
+
+def build_rows(dataset: str, methods: list[str], metrics_dir: Path, ks: tuple[int, ...],
+               embeddings_dir: Path | None = None):
+    """Rows of the table: ``(label, source, step, values)``, source "measured",
+    "reported" or "difference"; ``step`` says which training step was selected."""
     columns = ["nmi"] + [f"recall@{k}" for k in ks]
     rows = []
     for method in methods:
         measured = json.loads((metrics_dir / f"{method}.json").read_text())
+        info_file = None if embeddings_dir is None else embeddings_dir / method / "info.json"
+        info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else None
+        step = selected_step(info)
         for variant, vname in VARIANTS.items():
             label = f"{METHOD_NAMES[method]} ({vname})"
             got = measured[variant]
-            rows.append((label, "measured", [got.get(c) for c in columns]))
+            rows.append((label, "measured", step, [got.get(c) for c in columns]))
             paper = reported(dataset, method, variant)
             if paper is not None:
                 ref = [paper.get(c) for c in columns]
-                rows.append((label, "reported", ref))
-                rows.append((label, "difference", [
+                rows.append((label, "reported", "", ref))
+                rows.append((label, "difference", "", [
                     None if g is None or r is None else round(g - r, 2)
                     for g, r in zip([got.get(c) for c in columns], ref)]))
     return columns, rows
 
 
 def render_markdown(dataset: str, columns, rows) -> str:
-    head = ["Method", "Source"] + [metric_label(c) for c in columns]
+    head = ["Method", "Source", "Step"] + [metric_label(c) for c in columns]
     lines = [f"# {dataset}: NMI and Recall@K (%)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, source, values in rows:
+    for label, source, step, values in rows:
         cells = ["—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}")
                  for v in values]
-        lines.append("| " + " | ".join([label, source, *cells]) + " |")
+        lines.append("| " + " | ".join([label, source, step, *cells]) + " |")
     lines += ["", "Measured rows come from `reports/metrics/" + dataset + "/<method>.json`; "
-              "reported rows are the paper's Tables 1-3; difference = measured - reported."]
+              "reported rows are the paper's Tables 1-3; difference = measured - reported. "
+              "Step: the training step whose model is evaluated / the iterations run, chosen "
+              "on validation classes carved from the training classes unless marked "
+              f"{TEST_SELECTED} (chosen on the test classes, the 2017 practice) or 'last' "
+              "(no selection)."]
     return "\n".join(lines) + "\n"
 
 
 def render_csv(columns, rows) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["method", "source"] + columns)
-    for label, source, values in rows:
-        writer.writerow([label, source] + ["" if v is None else v for v in values])
+    writer.writerow(["method", "source", "step"] + columns)
+    for label, source, step, values in rows:
+        writer.writerow([label, source, step] + ["" if v is None else v for v in values])
     return buf.getvalue()
 
 
@@ -151,7 +173,7 @@ def main(argv=None) -> None:
     cfg = section(params, "report", ReportParams)
     ks = convert(entry(params, "evaluate.recall_ks", args.dataset, "dataset"), tuple[int, ...],
                  f"evaluate.recall_ks.{args.dataset}")
-    columns, rows = build_rows(args.dataset, params["methods"], args.metrics, ks)
+    columns, rows = build_rows(args.dataset, params["methods"], args.metrics, ks, args.embeddings)
     write_text(args.table.with_suffix(".md"), render_markdown(args.dataset, columns, rows))
     write_text(args.table.with_suffix(".csv"), render_csv(columns, rows))
     for method in params["methods"]:

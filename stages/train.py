@@ -5,8 +5,15 @@
 * ``dscl_last``: only the last layer learned with DSCL, on the cached features;
 * ``dscl_e2e``: all trainable layers learned with DSCL, on images (chunked update).
 
-Writes ``<out>/model.pt``; the training curve goes to DVCLive in ``--live``; the
-resumable state to ``--checkpoint`` (an interrupted run resumes from it).
+Writes ``<out>/model.pt``; the training and validation curves go to DVCLive in
+``--live``; the resumable state to ``--checkpoint`` (an interrupted run resumes from it).
+
+Model selection (``train.common.selection``): the training classes are split into
+validation classes (``train.datasets.<dataset>.validation_classes``, seeded) and the
+classes trained on. Every ``validate_every`` iterations, and at step 0, the model embeds
+the validation images; the state with the best validation score is the one saved
+(early stopping, Section 4.1). The summary records ``selected_step`` and the validation
+scores at it.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dscl.atomic import atomic_path, write_text
+from dscl.atomic import save_torch, write_text
 from dscl.backbones import build_backbone
 from dscl.checkpoint import Checkpointer
 from dscl.datasets import read_split
 from dscl.device import resolve_device
-from dscl.images import CROP_MODES, BatchDecoder
+from dscl.images import CROP_MODES, BatchDecoder, ImageDataset, embed_dataset
+from dscl.selection import EarlyStopping, SelectionRule, carve_validation, embed_in_chunks, validation_scores
 from dscl.training import EmbeddingNet, OptimizerConfig, train_last_layer, train_on_images
 from stages.cli import run
 from stages.features import image_transform, read_feature_params
@@ -44,14 +52,28 @@ CHECKPOINT_NOTE = (
 class CommonParams:
     seed: int = 0
     device: str = "auto"
+    amp: bool = True  # bfloat16 autocast of the training passes on CUDA
     checkpoint_every: int = 10
+    selection: SelectionRule = SelectionRule()
+
+
+CLASS_SAMPLING = ("per_batch", "once")
 
 
 @dataclass(frozen=True)
 class DatasetTrainParams:
     embedding_dim: int | None = None  # null: the number of training classes (the paper)
-    class_subsample: int | None = None  # train on this many random classes (SOP: 512)
+    class_subsample: int | None = None  # batches drawn among this many random classes (SOP: 512)
+    class_sampling: str = "per_batch"  # per_batch: new classes every batch; once: fixed classes
     mirror: bool = True  # random horizontal mirroring of training images
+    validation_classes: int = 0  # carved from the training classes (seeded)
+
+    def __post_init__(self):
+        if self.class_sampling not in CLASS_SAMPLING:
+            raise ValueError(f"class_sampling must be one of {list(CLASS_SAMPLING)}, "
+                             f"got {self.class_sampling!r}")
+        if self.validation_classes < 0:
+            raise ValueError(f"validation_classes must be >= 0, got {self.validation_classes}")
 
 
 @dataclass(frozen=True)
@@ -62,11 +84,14 @@ class LastLayerParams:
     lr: float = 1.0
     momentum: float = 0.9
     weight_decay: float = 0.0
+    validate_every: int = 10  # iterations between validations (and at step 0)
 
     def __post_init__(self):
         optimizer_config(self)  # refuses an unknown optimizer or a bad learning rate
         if self.iterations < 0 or self.batch_size < 2:
             raise ValueError("iterations must be >= 0 and batch_size >= 2")
+        if self.validate_every < 1:
+            raise ValueError(f"validate_every must be >= 1, got {self.validate_every}")
 
 
 @dataclass(frozen=True)
@@ -81,9 +106,12 @@ class ImageTrainParams:
     weight_decay: float = 0.0
     crop_mode: str = "random"
     num_workers: int = 4
+    validate_every: int = 10  # iterations between validations (and at step 0)
 
     def __post_init__(self):
         optimizer_config(self)
+        if self.validate_every < 1:
+            raise ValueError(f"validate_every must be >= 1, got {self.validate_every}")
         if self.backbone_lr is not None and not self.backbone_lr > 0:
             raise ValueError(f"backbone_lr must be positive (or null), got {self.backbone_lr}")
         if self.iterations < 0 or self.batch_size < 2 or self.chunk_size < 1:
@@ -93,13 +121,28 @@ class ImageTrainParams:
 
 
 @dataclass(frozen=True)
+class SoftmaxParams(ImageTrainParams):
+    # pooled: the test embedding is the fine-tuned pooled feature ("GoogLeNet features
+    # fine-tuned for classification", Section 4.2); logits: the class scores
+    embedding: str = "pooled"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.embedding not in SOFTMAX_EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {list(SOFTMAX_EMBEDDINGS)}, got {self.embedding!r}")
+
+
+SOFTMAX_EMBEDDINGS = ("pooled", "logits")
+
+
+@dataclass(frozen=True)
 class VanillaParams:
     """The vanilla method has nothing to learn."""
 
 
 METHOD_PARAMS = {
     "vanilla": VanillaParams,
-    "softmax": ImageTrainParams,
+    "softmax": SoftmaxParams,
     "dscl_last": LastLayerParams,
     "dscl_e2e": ImageTrainParams,
 }
@@ -110,26 +153,42 @@ def optimizer_config(p) -> OptimizerConfig:
                            backbone_lr=getattr(p, "backbone_lr", None))
 
 
-def training_pool(labels: np.ndarray, class_subsample: int | None, seed: int) -> np.ndarray:
-    """Indices of the training examples of the (sub-sampled) training classes."""
-    classes = np.unique(labels)
-    if class_subsample is not None:
-        if not 2 <= class_subsample <= len(classes):
-            raise ParamsError(
-                f"class_subsample must be in [2, {len(classes)}] (the training classes), "
-                f"got {class_subsample}"
-            )
-        classes = np.sort(np.random.default_rng(seed).choice(classes, class_subsample, replace=False))
-    return np.flatnonzero(np.isin(labels, classes))
+def training_pool(labels: np.ndarray, candidates: np.ndarray, class_subsample: int | None,
+                  class_sampling: str, seed: int) -> tuple[np.ndarray, int | None]:
+    """The examples training draws from (indices into ``labels``, among ``candidates``)
+    and the number of classes per batch (None: batches drawn from the whole pool).
+
+    ``class_subsample`` with "per_batch": every batch draws that many classes anew;
+    with "once": that many classes are drawn once and only they are trained on.
+    """
+    classes = np.unique(labels[candidates])
+    if class_subsample is None:
+        return candidates, None
+    if not 2 <= class_subsample <= len(classes):
+        raise ParamsError(
+            f"class_subsample must be in [2, {len(classes)}] (the training classes less the "
+            f"validation classes), got {class_subsample}"
+        )
+    if class_sampling == "per_batch":
+        return candidates, class_subsample
+    chosen = np.sort(np.random.default_rng(seed).choice(classes, class_subsample, replace=False))
+    return candidates[np.isin(labels[candidates], chosen)], None
 
 
 class LiveLog:
-    """Training curves through DVCLive (``dvcyaml=False``: dvc.yaml declares them)."""
+    """Training curves through DVCLive (``dvcyaml=False``: dvc.yaml declares them).
 
-    def __init__(self, directory: Path, resume: bool):
+    A run resumed from the checkpoint of step ``resume_step`` first drops the curve
+    points logged after it (by the interrupted run), so no step is written twice.
+    """
+
+    def __init__(self, directory: Path, resume_step: int | None):
         from dvclive import Live
 
-        self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, resume=resume)
+        if resume_step is not None:
+            truncate_curves(Path(directory) / "plots" / "metrics", resume_step)
+        self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False,
+                         resume=resume_step is not None)
 
     def __call__(self, step: int, values: dict) -> None:
         self.live.step = step
@@ -147,6 +206,18 @@ class LiveLog:
         curve = Path(self.live.plots_dir) / "metrics" / "loss.tsv"
         if not curve.exists():  # nothing was learned (vanilla): an empty curve
             write_text(curve, "step\tloss\n")
+
+
+def truncate_curves(folder: Path, last_step: int) -> None:
+    """Drop the rows after ``last_step`` from every DVCLive ``.tsv`` curve in ``folder``."""
+    for curve in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
+        lines = curve.read_text().splitlines()
+        if not lines:
+            continue
+        step = lines[0].split("\t").index("step")
+        kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[step]) <= last_step]
+        if len(kept) < len(lines):
+            write_text(curve, "\n".join(kept) + "\n")
 
 
 class NoLog:
@@ -198,6 +269,12 @@ def main(argv=None) -> None:
                 entry(params, f"train.{args.method}", args.dataset, "dataset"),
                 f"train.{args.method}.{args.dataset}")
     image, feat = read_feature_params(params, args.dataset)
+    rule = common.selection
+    if rule.split == "validation" and ds.validation_classes < 2:
+        raise ParamsError(
+            f"params.yaml: train.common.selection.split is 'validation' but "
+            f"train.datasets.{args.dataset}.validation_classes is {ds.validation_classes}: "
+            f"set it to 2 or more, or set the split to 'none'")
     device, rank, world = init_distributed(resolve_device(common.device))
     if rank != 0 and args.method not in ("softmax", "dscl_e2e"):
         return  # only the image methods run data-parallel: rank 0 does the rest
@@ -205,32 +282,72 @@ def main(argv=None) -> None:
         [args.dataset, args.method, asdict(common), asdict(ds), asdict(cfg), asdict(image), asdict(feat)],
         sort_keys=True).encode()).hexdigest()
 
-    args.checkpoint.mkdir(parents=True, exist_ok=True)
-    write_text(args.checkpoint / "README.txt", CHECKPOINT_NOTE)
-    checkpointer = Checkpointer(args.checkpoint / "state.pt", fingerprint, common.checkpoint_every)
-    resuming = checkpointer.load() is not None
     info = json.loads((args.features / "info.json").read_text())
     train_labels = np.load(args.features / "train_labels.npy")
-    pool = training_pool(train_labels, ds.class_subsample, common.seed)
+
+    # -- validation classes, carved from the training classes (checked before any output) --
+    if rule.split == "validation":
+        try:
+            candidates, val_idx = carve_validation(train_labels, ds.validation_classes, common.seed)
+        except ValueError as err:
+            raise ParamsError(f"params.yaml: train.datasets.{args.dataset}.validation_classes: "
+                              f"{err}") from None
+        val_labels = train_labels[val_idx]
+    else:
+        candidates, val_idx = np.arange(len(train_labels)), None
+        val_labels = np.load(args.features / "test_labels.npy") if rule.split == "test" else None
+    pool, classes_per_batch = training_pool(train_labels, candidates, ds.class_subsample,
+                                            ds.class_sampling, common.seed)
     n_classes = len(np.unique(train_labels[pool]))
     dim = ds.embedding_dim or n_classes
     record = {"method": args.method, "dataset": args.dataset, "backbone": feat.backbone,
-              "feature_dim": info["feature_dim"], "embedding_dim": dim}
-    log = LiveLog(args.live, resume=resuming) if rank == 0 else NoLog()
+              "feature_dim": info["feature_dim"], "embedding_dim": dim,
+              "selected_on": rule.split, "trained_classes": n_classes,
+              "validation_classes": 0 if val_labels is None else len(np.unique(val_labels))}
+    args.checkpoint.mkdir(parents=True, exist_ok=True)
+    write_text(args.checkpoint / "README.txt", CHECKPOINT_NOTE)
+    checkpointer = Checkpointer(args.checkpoint / "state.pt", fingerprint, common.checkpoint_every)
+    saved = checkpointer.load()
+    log = LiveLog(args.live, resume_step=saved["iteration"] if saved else None) if rank == 0 else NoLog()
+
+    def cached(name: str) -> np.ndarray:
+        """The validation rows of a cached feature array (centre crops)."""
+        if rule.split == "test":
+            return np.load(args.features / "test.npy")
+        return np.load(args.features / f"{name}.npy")[val_idx]
 
     # -- training -----------------------------------------------------------------------
     if args.method == "vanilla":
-        record.update(kind="features", embedding_dim=info["feature_dim"])
+        record.update(kind="features", embedding_dim=info["feature_dim"], iterations=0)
         state = None
+        if val_labels is not None:  # the pretrained feature's validation scores (step 0)
+            scores = validation_scores(cached("train"), val_labels, common.seed)
+            stopper = EarlyStopping(lambda _: scores, 1, rule)
+            log(0, stopper(0, nn.Identity()))
+        else:
+            stopper = EarlyStopping(None, 0, rule)
     elif args.method == "dscl_last":
         head = EmbeddingNet.build(nn.Identity(), info["feature_dim"], dim, seed=common.seed).head
         mirrored = torch.from_numpy(np.load(args.features / "train_mirrored.npy")) if ds.mirror else None
+        validate = None
+        if val_labels is not None:
+            val_feats = torch.from_numpy(cached("train"))
+
+            def validate_layer(layer):
+                emb = embed_in_chunks(lambda x: layer(x.to(device)), val_feats)
+                return validation_scores(emb, val_labels, common.seed)
+            validate = validate_layer
+        stopper = EarlyStopping(validate, cfg.validate_every, rule)
+        w0 = float(head.weight.detach().norm())
         head = train_last_layer(
             head, torch.from_numpy(np.load(args.features / "train.npy")), mirrored,
             torch.from_numpy(train_labels), pool, cfg.iterations, cfg.batch_size,
-            optimizer_config(cfg), common.seed, checkpointer, log, device)
-        record.update(kind="head")
+            optimizer_config(cfg), common.seed, checkpointer, log, device,
+            stopper=stopper, classes_per_batch=classes_per_batch)
+        record.update(kind="head", iterations=cfg.iterations)
         state = head.cpu().state_dict()
+        # the loss is invariant to the layer's scale: how much the step inflated |W|
+        log.summary({"head_norm_ratio": float(head.weight.detach().norm()) / w0})
     else:
         model = EmbeddingNet.build(
             build_backbone(feat.backbone, feat.weights, seed=common.seed), info["feature_dim"], dim,
@@ -239,6 +356,19 @@ def main(argv=None) -> None:
         split = read_split(args.prepared, "train")
         transform = image_transform(feat, crop_mode=cfg.crop_mode)
         initial = [p.detach().clone() for p in model.backbone.parameters()]
+        w0 = float(model.head.weight.detach().norm())
+        pooled = args.method == "softmax" and cfg.embedding == "pooled"
+        validate = None
+        if val_labels is not None:
+            val_split = read_split(args.prepared, "test") if rule.split == "test" else split
+            val_set = ImageDataset(val_split, image_transform(feat), indices=val_idx)
+
+            def validate_net(net):
+                emb = embed_dataset(net.backbone if pooled else net, val_set, image.batch_size,
+                                    image.num_workers, device, image.amp, "validate")
+                return validation_scores(emb, val_labels, common.seed)
+            validate = validate_net
+        stopper = EarlyStopping(validate, cfg.validate_every, rule)
 
         decoder = BatchDecoder(split, transform, cfg.num_workers, pin_memory=device.type == "cuda")
         objective = "softmax" if args.method == "softmax" else "dscl"
@@ -246,27 +376,37 @@ def main(argv=None) -> None:
             model = train_on_images(
                 model, decoder, pool, objective, cfg.iterations, cfg.batch_size, cfg.chunk_size,
                 optimizer_config(cfg), common.seed, checkpointer, log, device,
-                amp=image.amp and device.type == "cuda", mirror=ds.mirror)
+                amp=common.amp and device.type == "cuda", mirror=ds.mirror, stopper=stopper,
+                all_labels=train_labels, classes_per_batch=classes_per_batch)
         finally:
             decoder.close()
-        record.update(kind="full", weights=feat.weights)
+        record.update(kind="full", weights=feat.weights, iterations=cfg.iterations,
+                      embedding="pooled" if pooled else "head")
         state = {k: v.cpu() for k, v in model.state_dict().items()}
+        log.summary({"head_norm_ratio": float(model.head.weight.detach().norm()) / w0})
         if initial:  # how far fine-tuning moved the pretrained layers
             moved = sum(float((p.detach().cpu() - q.cpu()).pow(2).sum())
                         for p, q in zip(model.backbone.parameters(), initial)) ** 0.5
             norm = sum(float(q.pow(2).sum()) for q in initial) ** 0.5
             record.update(backbone_relative_change=moved / norm)
             log.summary({"backbone_relative_change": moved / norm})
+    selected = stopper.best_step if stopper.enabled else record["iterations"]
+    record.update(selected_step=selected)
+    summary = {"selected_step": selected, "selected_on": rule.split}
+    if stopper.best_scores is not None:
+        summary["selected"] = stopper.best_scores
+        record.update(selected_scores=stopper.best_scores)
+    log.summary(summary)
     log.close()
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     if rank != 0:
         return
-    with atomic_path(args.out / "model.pt") as tmp:
-        torch.save({"record": record, "state_dict": state}, tmp)
+    save_torch(args.out / "model.pt", {"record": record, "state_dict": state})
     checkpointer.clear()  # completed: the next run starts afresh
-    print(f"train@{args.dataset}-{args.method}: wrote {args.out / 'model.pt'}")
+    print(f"train@{args.dataset}-{args.method}: selected step {selected} (on {rule.split}); "
+          f"wrote {args.out / 'model.pt'}")
 
 
 if __name__ == "__main__":

@@ -109,3 +109,32 @@ def test_imagenet_weights_offline_fail_before_any_work(tmp_path, monkeypatch):
 
 def test_registry_is_complete():
     assert backbone_names() == ["bninception", "efficientnet_lite0", "googlenet", "pixels", "resnet50"]
+
+
+def test_bninception_crop_sizes_are_checked_before_any_work():
+    from dscl.bninception import BNInception, accepts
+    from stages.features import DatasetFeatureParams
+
+    net = BNInception().eval()
+    for size in (56, 64, 112, 200, 224, 227):  # the rule agrees with the network itself
+        try:
+            with torch.no_grad():
+                net(torch.zeros(1, 3, size, size))
+            went_through = True
+        except RuntimeError:
+            went_through = False
+        assert went_through == accepts(size), size
+    assert accepts(227) and accepts(224) and not accepts(299)
+    DatasetFeatureParams("bninception", "none", resize=256, crop=227)
+    with pytest.raises(ValueError, match=r"cannot take 299 x 299 crops.*valid crops near 299: \[287,"):
+        DatasetFeatureParams("bninception", "none", resize=320, crop=299)
+
+
+def test_saved_models_are_byte_identical(tmp_path):
+    from dscl.atomic import save_torch
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "record": {"step": 3}}
+    save_torch(tmp_path / "a" / "model.pt", state)
+    save_torch(tmp_path / "b" / "model.pt", state)  # another folder, another temporary name
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a/model.pt")["w"], state["w"])

@@ -4,6 +4,7 @@ with a real backbone architecture at random initialisation (weights: none)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -33,6 +34,9 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
         # a small step keeps this untrained network finite
         params["train"][method]["cub200"].update(iterations=2, batch_size=10, chunk_size=4, lr=1e-4)
     params["train"]["dscl_last"]["cub200"].update(iterations=3, batch_size=10)
+    # three training classes leave none to carve validation classes from: the image path
+    # of selection is exercised on the test classes (the 2017 practice, marked)
+    params["train"]["common"]["selection"]["split"] = "test"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     prepare.main(["--dataset", "cub200", "--out", "data/prepared/cub200"])
@@ -51,23 +55,42 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
                     "data/prepared/cub200", "--features", "data/features/cub200",
                     "--out", f"data/embeddings/cub200/{method}"])
         emb = np.load(tmp_path / f"data/embeddings/cub200/{method}/test.npy")
-        assert emb.shape == (12, 1024 if method == "vanilla" else 3) and np.isfinite(emb).all()
+        # softmax: the fine-tuned pooled feature (1024-d), as the paper evaluates it
+        assert emb.shape == (12, 1024 if method in ("vanilla", "softmax") else 3)
+        assert np.isfinite(emb).all()
         evaluate.main(["--dataset", "cub200", "--embeddings", f"data/embeddings/cub200/{method}",
                        "--out", f"reports/metrics/cub200/{method}.json"])
-    # all layers were trained: the backbone moved away from its initialisation
+    # the saved end-to-end model
     saved = torch.load(tmp_path / "models/cub200-dscl_e2e/model.pt", weights_only=False)
     from dscl.backbones import build_backbone
 
     init = build_backbone("bninception", "none", seed=0).state_dict()
     moved = [k for k, v in init.items() if v.is_floating_point() and "running" not in k
              and not torch.allclose(saved["state_dict"][f"backbone.{k}"], v)]
-    assert moved, "end-to-end training left the backbone unchanged"
+    # the kept state is the selected one: the untouched network when step 0 was selected
+    assert bool(moved) == (saved["record"]["selected_step"] > 0), saved["record"]["selected_step"]
+    # all layers were trained: with no selection the last step is kept and has moved
+    params["train"]["common"]["selection"]["split"] = "none"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    train.main(["--dataset", "cub200", "--method", "dscl_e2e", "--prepared", "data/prepared/cub200",
+                "--features", "data/features/cub200", "--out", "models/last", "--live",
+                "reports/train/last", "--checkpoint", "checkpoints/last"])
+    last = torch.load(tmp_path / "models/last/model.pt", weights_only=False)
+    assert last["record"]["selected_step"] == 2
+    weights = {k for k, v in build_backbone("bninception", "none", seed=0).named_parameters()
+               if v.dim() > 1}  # every convolution and linear layer
+    assert weights and all(not torch.allclose(last["state_dict"][f"backbone.{k}"], init[k])
+                           for k in weights), \
+        "end-to-end training left a pretrained layer unchanged"
     report.main(["--dataset", "cub200", "--metrics", "reports/metrics/cub200", "--embeddings",
                  "data/embeddings/cub200", "--table", "reports/tables/cub200", "--plots",
                  "reports/plots/cub200"])
     table = (tmp_path / "reports/tables/cub200.md").read_text()
     assert table.count("| reported |") == 8 and table.count("| difference |") == 8
-    assert "| Ours (last layer) (with SC) | reported | 59.16 | 53.22 | 66.09 | 76.70 | 85.33 |" in table
+    assert "| Ours (last layer) (with SC) | reported |  | 59.16 | 53.22 | 66.09 | 76.70 | 85.33 |" in table
+    assert re.search(r"\| Ours \(end-to-end\) \(with SC\) \| measured \| [02]/2† \|", table)
+    curve = tmp_path / "reports/train/cub200-dscl_e2e/plots/metrics/val/with_sc/nmi.tsv"
+    assert [line.split("\t")[0] for line in curve.read_text().splitlines()] == ["step", "0", "2"]
     metrics = json.loads((tmp_path / "reports/metrics/cub200/dscl_last.json").read_text())
     assert set(metrics["without_sc"]) == {"nmi", "recall@1", "recall@2", "recall@4", "recall@8"}
 

@@ -81,3 +81,32 @@ def test_every_dataset_has_valid_settings_for_every_stage():
         for method, cls in METHOD_PARAMS.items():
             build(cls, params["train"][method][dataset], f"train.{method}.{dataset}")
         assert params["evaluate"]["recall_ks"][dataset]
+
+
+def test_an_edit_to_one_dataset_reruns_only_its_stages(tmp_path):
+    """The stages that read ``train.dscl_e2e.cub200_mini`` (its learning rate, say) are that
+    dataset's alone: digits' results are not touched by tuning the testbed."""
+    import shutil
+    import subprocess
+
+    import yaml
+    from dvc.repo import Repo
+
+    from tests.conftest import REPO
+
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["datasets"] = ["digits", "cub200_mini"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+    readers = {}
+    for stage in Repo(str(tmp_path)).index.stages:
+        for dep in stage.params:
+            for key in dep.params:
+                readers.setdefault(key, set()).add(stage.name)
+    for method in ("softmax", "dscl_last", "dscl_e2e"):
+        assert readers[f"train.{method}.cub200_mini"] == {f"train@cub200_mini-{method}"}
+    cub_only = {k: v for k, v in readers.items() if k.endswith(".cub200_mini")}
+    assert all(all("digits" not in s for s in stages) for stages in cub_only.values())
+    assert "train.common" in readers  # shared settings are shared on purpose

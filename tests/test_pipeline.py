@@ -56,6 +56,11 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro")) == set()  # nothing to redo
 
+    # every output is byte-identical when re-run (models included): the lock is unchanged
+    lock = (tmp_path / "dvc.lock").read_text()
+    assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro", "--force")) == expected
+    assert (tmp_path / "dvc.lock").read_text() == lock
+
     params = small_params()
     params["train"]["dscl_last"]["digits"]["lr"] = 0.5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

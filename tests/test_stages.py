@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -70,7 +71,18 @@ def test_train_embed_evaluate_report_every_method(workdir):
                     "--out", f"data/embeddings/digits/{method}"])
         emb = np.load(root / f"data/embeddings/digits/{method}/test.npy")
         assert emb.shape[0] == 896 and np.isfinite(emb).all()
-        assert emb.shape[1] == (64 if method == "vanilla" else 5)
+        # 5 training classes less 2 validation classes: d = 3
+        assert emb.shape[1] == (64 if method == "vanilla" else 3)
+        assert saved["record"]["trained_classes"] == 3 and saved["record"]["validation_classes"] == 2
+        summary = json.loads((root / f"reports/train/{key}/metrics.json").read_text())
+        assert summary["selected_step"] == saved["record"]["selected_step"]
+        assert summary["selected_on"] == "validation"
+        assert set(summary["selected"]) == {"with_sc", "without_sc"}
+        info = json.loads((root / f"data/embeddings/digits/{method}/info.json").read_text())
+        assert info["selected_step"] == summary["selected_step"]
+        val_curve = root / f"reports/train/{key}/plots/metrics/val/without_sc/recall@1.tsv"
+        steps = [int(r.split("\t")[0]) for r in val_curve.read_text().split("\n")[1:] if r]
+        assert steps[0] == 0 and summary["selected_step"] in steps
         evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/digits/{method}",
                        "--out", f"reports/metrics/digits/{method}.json"])
         metrics = json.loads((root / f"reports/metrics/digits/{method}.json").read_text())
@@ -84,7 +96,8 @@ def test_train_embed_evaluate_report_every_method(workdir):
                  "data/embeddings/digits", "--table", "reports/tables/digits", "--plots",
                  "reports/plots/digits"])
     table = (root / "reports/tables/digits.md").read_text()
-    assert table.count("| measured |") == 8 and "| NMI | R@1 | R@2 | R@4 | R@8 |" in table
+    assert table.count("| measured |") == 8 and "| Step | NMI | R@1 | R@2 | R@4 | R@8 |" in table
+    assert "| Vanilla backbone (with SC) | measured | — |" in table and "†" not in table.split("\n\n")[1]
     assert len(list(csv.reader(open(root / "reports/tables/digits.csv")))) == 9
     for method in METHODS:
         png = root / f"reports/plots/digits/tsne_{method}.png"
@@ -110,13 +123,14 @@ def test_last_layer_training_lowers_the_loss_and_resumes(workdir):
 
 def test_interrupted_training_resumes_to_the_same_model(workdir):
     params = small_params()
-    params["train"]["dscl_last"]["digits"].update(iterations=10)
+    params["train"]["dscl_last"]["digits"].update(iterations=10, validate_every=4)
     params["train"]["common"]["checkpoint_every"] = 4
     root = workdir(params)
     run_until_features(root)
     train.main(train_args("dscl_last"))
     reference = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
-    # interrupt a fresh run after its checkpoint at iteration 8
+    # interrupt a fresh run at iteration 7, after its checkpoint at iteration 4 (steps 5
+    # and 6 were logged after it)
     import dscl.training as training
 
     calls = {"n": 0}
@@ -124,7 +138,7 @@ def test_interrupted_training_resumes_to_the_same_model(workdir):
 
     def failing(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 9:
+        if calls["n"] == 7:
             raise KeyboardInterrupt
         return real(*a, **k)
 
@@ -134,11 +148,58 @@ def test_interrupted_training_resumes_to_the_same_model(workdir):
             train.main(train_args("dscl_last"))
     finally:
         training.dscl_loss = real
-    assert torch.load(root / "checkpoints/digits-dscl_last/state.pt", weights_only=False)["iteration"] == 8
+    assert torch.load(root / "checkpoints/digits-dscl_last/state.pt", weights_only=False)["iteration"] == 4
     train.main(train_args("dscl_last"))
     resumed = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
     for k in reference["state_dict"]:
         assert torch.allclose(reference["state_dict"][k], resumed["state_dict"][k], atol=1e-6)
+    # the curve holds every step once: the points the interrupted run logged after its
+    # checkpoint are not written twice
+    curves = root / "reports/train/digits-dscl_last/plots/metrics"
+    loss = np.loadtxt(curves / "loss.tsv", skiprows=1)
+    assert loss[:, 0].tolist() == list(range(1, 11))
+    val = np.loadtxt(curves / "val/without_sc/recall@1.tsv", skiprows=1)
+    assert val[:, 0].tolist() == [0, 4, 8, 10]
+
+
+def test_selection_rules_and_softmax_embeddings(workdir):
+    params = small_params()
+    params["train"]["common"]["selection"]["split"] = "test"
+    params["train"]["softmax"]["digits"]["embedding"] = "pooled"
+    root = workdir(params)
+    run_until_features(root)
+    for method in ("vanilla", "softmax"):
+        train.main(train_args(method))
+        embed.main(["--dataset", "digits", "--model", f"models/digits-{method}", "--prepared",
+                    "data/prepared/digits", "--features", "data/features/digits",
+                    "--out", f"data/embeddings/digits/{method}"])
+        evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/digits/{method}",
+                       "--out", f"reports/metrics/digits/{method}.json"])
+    saved = torch.load(root / "models/digits-softmax/model.pt", weights_only=False)["record"]
+    assert saved["selected_on"] == "test" and saved["trained_classes"] == 5  # nothing carved
+    # pooled: the fine-tuned backbone's feature (the pixels backbone: the 64 pixels)
+    emb = np.load(root / "data/embeddings/digits/softmax/test.npy")
+    assert emb.shape == (896, 64)
+    params["methods"] = ["vanilla", "softmax"]
+    workdir(params)
+    report.main(["--dataset", "digits", "--metrics", "reports/metrics/digits", "--embeddings",
+                 "data/embeddings/digits", "--table", "reports/tables/digits", "--plots",
+                 "reports/plots/digits"])
+    table = (root / "reports/tables/digits.md").read_text()
+    assert f"| Softmax regression (with SC) | measured | {saved['selected_step']}/3† |" in table
+    # selecting on validation classes needs at least two of them
+    params["train"]["common"]["selection"]["split"] = "validation"
+    params["train"]["datasets"]["digits"]["validation_classes"] = 1
+    workdir(params)
+    with pytest.raises(ParamsError, match="validation_classes is 1: set it to 2 or more"):
+        train.main(train_args("dscl_last"))
+    # ... and at least two training classes left: too many fail before any output
+    params["train"]["datasets"]["digits"]["validation_classes"] = 4
+    root = workdir(params)
+    shutil.rmtree(root / "checkpoints", ignore_errors=True)
+    with pytest.raises(ParamsError, match=r"train\.datasets\.digits\.validation_classes: .*\[0, 3\]"):
+        train.main(train_args("dscl_last"))
+    assert not (root / "checkpoints/digits-dscl_last").exists()
 
 
 def test_bad_params_fail_before_work(workdir):

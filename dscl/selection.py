@@ -1,0 +1,172 @@
+"""Validation classes and model selection (early stopping).
+
+Section 4.1 of [1]: "In the same way as the baselines, we then perform early stopping".
+The 2017 papers stopped on the test classes; here the stopping point is chosen on
+*validation classes* carved from the training classes (:func:`carve_validation`), and
+:class:`EarlyStopping` keeps the state of the best validation score.
+
+References
+----------
+.. [1] Law, Urtasun, Zemel. Deep Spectral Clustering Learning. ICML 2017.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from dscl.metrics import evaluate_embedding
+
+__all__ = [
+    "carve_validation",
+    "SelectionRule",
+    "EarlyStopping",
+    "validation_scores",
+    "flatten_scores",
+    "SELECT_SPLITS",
+    "SELECT_METRICS",
+    "SELECT_VARIANTS",
+]
+
+SELECT_SPLITS = ("validation", "test", "none")
+SELECT_METRICS = ("nmi", "recall@1")
+SELECT_VARIANTS = ("with_sc", "without_sc")
+
+Scores = dict[str, dict[str, float]]  # {"with_sc": {"nmi": .., "recall@1": ..}, ...}
+
+
+def carve_validation(labels, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the training examples by class: ``n_classes`` classes drawn at random
+    (seeded) become validation classes.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n,)
+        The training labels.
+    n_classes : int
+        Validation classes, in [0, C - 2] for C training classes (at least two classes
+        are left to train on); 0 returns an empty validation set.
+    seed : int
+
+    Returns
+    -------
+    ``(train_indices, validation_indices)``, sorted int64 arrays, class-disjoint.
+    """
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if not 0 <= n_classes <= len(classes) - 2:
+        raise ValueError(
+            f"validation classes must be in [0, {len(classes) - 2}] for {len(classes)} training "
+            f"classes (at least two must remain to train on), got {n_classes}")
+    rng = np.random.default_rng([seed, 0x5A1])  # independent of the other draws of `seed`
+    held = rng.choice(classes, n_classes, replace=False) if n_classes else classes[:0]
+    is_val = np.isin(labels, held)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def validation_scores(embeddings, labels, seed: int = 0) -> Scores:
+    """NMI and R@1 with and without SC, in percent (rounded to 0.01) as the reports."""
+    scores = evaluate_embedding(embeddings, labels, ks=(1,), seed=seed)
+    return {v: {m: round(100.0 * x, 2) for m, x in s.items()} for v, s in scores.items()}
+
+
+def flatten_scores(scores: Scores, prefix: str = "val") -> dict[str, float]:
+    """``{"val/with_sc/nmi": .., ...}``: curve names for the training log."""
+    return {f"{prefix}/{variant}/{name}": value
+            for variant, s in scores.items() for name, value in s.items()}
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """Which score selects the model.
+
+    ``split``: "validation" (classes carved from the training classes), "test" (the test
+    classes, the 2017 practice: results so selected are marked in the tables) or "none"
+    (no selection: the last step). ``metric`` of ``variant`` is maximised; ``patience``
+    validations without improvement stop training (None: train to the end).
+    """
+
+    split: str = "validation"
+    metric: str = "recall@1"
+    variant: str = "without_sc"
+    patience: int | None = None
+
+    def __post_init__(self):
+        for name, value, valid in (("split", self.split, SELECT_SPLITS), ("metric", self.metric, SELECT_METRICS),
+                                   ("variant", self.variant, SELECT_VARIANTS)):
+            if value not in valid:
+                raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 (or null), got {self.patience}")
+
+
+class EarlyStopping:
+    """Validates a model every ``every`` steps and keeps the state of the best score.
+
+    ``validate(model)`` returns :data:`Scores`. A tie keeps the earlier step. With
+    ``validate`` None nothing is validated and the last state is the result.
+    """
+
+    def __init__(self, validate: Callable[[nn.Module], Scores] | None, every: int,
+                 rule: SelectionRule = SelectionRule()):
+        if validate is not None and every < 1:
+            raise ValueError(f"the validation interval must be >= 1, got {every}")
+        self.validate = validate
+        self.every = every
+        self.rule = rule
+        self.best_step: int | None = None
+        self.best_scores: Scores | None = None
+        self.best_state: dict | None = None
+        self.since_best = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.validate is not None
+
+    def due(self, step: int, total: int) -> bool:
+        return self.enabled and (step == 0 or step % self.every == 0 or step == total)
+
+    def score(self, scores: Scores) -> float:
+        return scores[self.rule.variant][self.rule.metric]
+
+    def __call__(self, step: int, model: nn.Module) -> dict[str, float]:
+        """Validate ``model`` at ``step``; returns the curve values to log."""
+        scores = self.validate(model)
+        if self.best_scores is None or self.score(scores) > self.score(self.best_scores):
+            self.best_step, self.best_scores, self.since_best = step, scores, 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            self.since_best += 1
+        return flatten_scores(scores)
+
+    @property
+    def stop(self) -> bool:
+        """Patience exhausted: no improvement in the last ``patience`` validations."""
+        return self.rule.patience is not None and self.since_best >= self.rule.patience
+
+    def restore(self, model: nn.Module) -> int | None:
+        """Load the best state into ``model``; returns its step (None: nothing validated)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        return self.best_step
+
+    def state_dict(self) -> dict:
+        return {"best_step": self.best_step, "best_scores": copy.deepcopy(self.best_scores),
+                "best_state": self.best_state, "since_best": self.since_best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_step = state["best_step"]
+        self.best_scores = state["best_scores"]
+        self.best_state = state["best_state"]
+        self.since_best = state["since_best"]
+
+
+@torch.no_grad()
+def embed_in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 4096) -> np.ndarray:
+    """``fn`` over the rows of ``x`` in chunks: float32 (n, d) on the CPU."""
+    return torch.cat([fn(c).float().cpu() for c in torch.split(x, chunk)]).numpy()
