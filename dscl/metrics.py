@@ -1,8 +1,10 @@
-"""Evaluation metrics of [1]: NMI of a k-means partition and Recall@K.
+"""Evaluation metrics of [1]: NMI of a k-means partition and Recall@K; and MAP@R and
+R-Precision, the retrieval metrics of [2].
 
 References
 ----------
 .. [1] Law, Urtasun, Zemel. Deep Spectral Clustering Learning. ICML 2017.
+.. [2] Musgrave, Belongie, Lim. A Metric Learning Reality Check. ECCV 2020.
 """
 
 from __future__ import annotations
@@ -17,7 +19,79 @@ from dscl.kmeans import kmeans
 from dscl.neighbors import iter_neighbors
 from dscl.spectral import spectral_embedding
 
-__all__ = ["recall_at_k", "nmi", "l2_normalize", "evaluate_embedding"]
+__all__ = ["recall_at_k", "retrieval_scores", "nmi", "l2_normalize", "evaluate_embedding"]
+
+
+def retrieval_scores(
+    embeddings, labels, ks: Sequence[int] = (1, 2, 4, 8), map_at_r: bool = True,
+    chunk: int = 4096, backend="auto",
+) -> dict[str, float]:
+    """Recall@K, and MAP@R and R-Precision [2], from one exact nearest-neighbour search
+    (Euclidean distance, the query itself excluded), in chunks of queries.
+
+    * ``recall@K``: the fraction of queries with a same-class point among their K
+      nearest neighbours [1].
+    * ``r_precision``: for a query whose class has R other points, the fraction of its R
+      nearest neighbours that share its class; averaged over queries.
+    * ``map@r``: ``(1 / R) * sum_{i <= R} P@i * [neighbour i shares the class]``, averaged
+      over queries: R-Precision that also rewards ranking the matches first.
+
+    Queries alone in their class (R = 0) are left out of MAP@R and R-Precision, as in
+    pytorch-metric-learning's ``AccuracyCalculator``.
+
+    Parameters
+    ----------
+    embeddings : ndarray or Tensor of shape (n, d)
+    labels : array-like of shape (n,), integers
+    ks : sequence of int
+        Each K in [1, n - 1]; may be empty when ``map_at_r``.
+    map_at_r : bool
+        Also compute ``map@r`` and ``r_precision``.
+    chunk : int
+        Queries per chunk: at most ``chunk * n`` distances exist at once, and the
+        neighbour lists hold ``chunk * max(K, R)`` ids.
+    backend : {"auto", "faiss", "torch"}
+        See :func:`dscl.neighbors.iter_neighbors`.
+
+    Returns
+    -------
+    ``{"recall@1": .., ..., "map@r": .., "r_precision": ..}``, fractions in [0, 1].
+    """
+    x = as_float_matrix(embeddings)
+    y = as_label_vector(labels, x.shape[0])
+    n = x.shape[0]
+    ks = sorted({int(k) for k in ks})
+    if not ks and not map_at_r:
+        raise ValueError("ks must name at least one K")
+    if ks and (ks[0] < 1 or ks[-1] >= n):
+        raise ValueError(f"every K must be in [1, {n - 1}], got {ks}")
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    r = counts[inverse] - 1  # (n,) the other points of each query's class
+    if map_at_r and not r.any():
+        raise ValueError("MAP@R needs a class with at least two points; every class has one")
+    kmax = max(ks[-1] if ks else 0, int(r.max()) if map_at_r else 0)
+    chunk = max(1, min(chunk, (1 << 24) // kmax))  # neighbour lists of at most 2^24 entries
+    first_hit = np.empty(n, dtype=np.int64)  # rank of the first same-class hit
+    ap = np.zeros(n)  # average precision at R of each query
+    rp = np.zeros(n)  # R-Precision of each query
+    for start, ids in iter_neighbors(x, kmax, chunk=chunk, backend=backend):
+        stop = start + ids.shape[0]
+        match = y[ids] == y[start:stop, None]  # (m, kmax)
+        first_hit[start:stop] = np.where(match.any(axis=1), match.argmax(axis=1), kmax)
+        if map_at_r:
+            rq = r[start:stop]
+            within = match & (np.arange(kmax)[None, :] < rq[:, None])  # hits among the first R
+            hits = np.cumsum(within, axis=1)
+            precision = np.where(within, hits / np.arange(1, kmax + 1)[None, :], 0.0)
+            safe = np.maximum(rq, 1)
+            ap[start:stop] = precision.sum(axis=1) / safe
+            rp[start:stop] = hits[:, -1] / safe
+    scores = {f"recall@{k}": float(np.mean(first_hit < k)) for k in ks}
+    if map_at_r:
+        kept = r > 0
+        scores["map@r"] = float(ap[kept].mean())
+        scores["r_precision"] = float(rp[kept].mean())
+    return scores
 
 
 def recall_at_k(
@@ -41,21 +115,8 @@ def recall_at_k(
     -------
     dict mapping K to the recall in [0, 1].
     """
-    x = as_float_matrix(embeddings)
-    y = as_label_vector(labels, x.shape[0])
-    ks = sorted({int(k) for k in ks})
-    if not ks:
-        raise ValueError("ks must name at least one K")
-    kmax = ks[-1]
-    if ks[0] < 1 or kmax >= x.shape[0]:
-        raise ValueError(f"every K must be in [1, {x.shape[0] - 1}], got {ks}")
-    first_hit = np.empty(x.shape[0], dtype=np.int64)  # rank of the first same-class hit
-    for start, ids in iter_neighbors(x, kmax, chunk=chunk, backend=backend):
-        match = y[ids] == y[start : start + ids.shape[0], None]  # (m, kmax)
-        first_hit[start : start + ids.shape[0]] = np.where(
-            match.any(axis=1), match.argmax(axis=1), kmax
-        )
-    return {k: float(np.mean(first_hit < k)) for k in ks}
+    scores = retrieval_scores(embeddings, labels, ks, map_at_r=False, chunk=chunk, backend=backend)
+    return {int(name.split("@")[1]): value for name, value in scores.items()}
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -121,8 +182,10 @@ def evaluate_embedding(
     kmeans_nredo: int = 1,
     backend: str = "auto",
     kmeans_backend: str = "auto",
+    map_at_r: bool = True,
 ) -> dict[str, dict[str, float]]:
-    """NMI and Recall@K of a test embedding "with SC" and "without SC", as in [1].
+    """NMI and Recall@K of a test embedding "with SC" and "without SC", as in [1], and
+    MAP@R and R-Precision [2] (see :func:`retrieval_scores`).
 
     * with SC: the rows of T from Algorithm 2 (:func:`dscl.spectral.spectral_embedding`);
     * without SC: the l2-normalised embedding (Section 4.2 of [1]).
@@ -141,10 +204,13 @@ def evaluate_embedding(
         Nearest-neighbour backend, see :func:`dscl.neighbors.iter_neighbors`.
     kmeans_backend : {"auto", "faiss", "torch"}
         k-means backend, see :func:`dscl.kmeans.kmeans`.
+    map_at_r : bool
+        Also compute ``map@r`` and ``r_precision``.
 
     Returns
     -------
-    ``{"with_sc": {"nmi": .., "recall@1": .., ...}, "without_sc": {...}}``, in [0, 1].
+    ``{"with_sc": {"nmi": .., "recall@1": .., ..., "map@r": .., "r_precision": ..},
+    "without_sc": {...}}``, in [0, 1].
     """
     x = as_float_matrix(embeddings)
     y = as_label_vector(labels, x.shape[0])
@@ -156,7 +222,6 @@ def evaluate_embedding(
         assignment = kmeans(rep, n_classes, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo,
                             backend=kmeans_backend)
         scores = {"nmi": nmi(y, assignment)}
-        for k, value in recall_at_k(rep, y, ks, backend=backend).items():
-            scores[f"recall@{k}"] = value
+        scores.update(retrieval_scores(rep, y, ks, map_at_r=map_at_r, backend=backend))
         results[variant] = scores
     return results

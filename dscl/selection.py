@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 SELECT_SPLITS = ("validation", "test", "none")
-SELECT_METRICS = ("nmi", "recall@1")
+SELECT_METRICS = ("nmi", "recall@1", "map@r", "r_precision")
 SELECT_VARIANTS = ("with_sc", "without_sc")
 
 Scores = dict[str, dict[str, float]]  # {"with_sc": {"nmi": .., "recall@1": ..}, ...}
@@ -70,7 +70,8 @@ def carve_validation(labels, n_classes: int, seed: int) -> tuple[np.ndarray, np.
 
 
 def validation_scores(embeddings, labels, seed: int = 0) -> Scores:
-    """NMI and R@1 with and without SC, in percent (rounded to 0.01) as the reports."""
+    """NMI, R@1, MAP@R and R-Precision with and without SC, in percent (rounded to 0.01)
+    as the reports."""
     scores = evaluate_embedding(embeddings, labels, ks=(1,), seed=seed)
     return {v: {m: round(100.0 * x, 2) for m, x in s.items()} for v, s in scores.items()}
 

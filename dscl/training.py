@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from dscl.checkpoint import Checkpointer
 from dscl.loss import dscl_loss, dscl_loss_and_gradient
+from dscl.methods import Objective
 from dscl.selection import EarlyStopping
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "sample_batch",
     "BatchSampler",
     "freeze_batchnorm",
+    "chunked_step",
     "chunked_dscl_step",
     "train_last_layer",
     "train_on_images",
@@ -174,7 +176,7 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def chunked_dscl_step(
+def chunked_step(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -182,12 +184,16 @@ def chunked_dscl_step(
     chunk_size: int,
     device: torch.device,
     amp: bool = False,
+    objective: Objective | None = None,
 ) -> float:
-    """One DSCL update of all trainable layers, memory bounded by ``chunk_size``.
+    """One update of all trainable layers on a batch objective, memory bounded by
+    ``chunk_size``.
 
     Section 4.1 of [1]: (1) embed every sub-batch without a graph and concatenate them
-    into F; (2) compute the gradient G of the loss for the whole batch once; (3) embed
-    each sub-batch again with a graph and back-propagate ``<F_i, G_i>``.
+    into F; (2) compute the gradient G of the loss for the whole batch once (DSCL: the
+    closed form of Eq. 9; any other objective of :mod:`dscl.methods`: one autograd pass
+    on F alone); (3) embed each sub-batch again with a graph and back-propagate
+    ``<F_i, G_i>``. The parameter gradient is the whole batch's, exactly.
 
     Under ``torchrun``, ``images``/``labels`` are this process's share of the batch:
     F and the labels are all-gathered, every process computes the same G, back-propagates
@@ -198,10 +204,11 @@ def chunked_dscl_step(
     ----------
     images : uint8 Tensor of shape (m, c, h, w)
     labels : Tensor of shape (m,)
+    objective : the batch objective (None: DSCL)
 
     Returns
     -------
-    The loss of Eq. (10) on the whole batch, before the update.
+    The loss on the whole batch, before the update.
     """
     rank, world = _rank_and_world()
     freeze_batchnorm(model)
@@ -219,7 +226,10 @@ def chunked_dscl_step(
         offset = sum(sizes[:rank])
     else:
         f_all, y_all, offset = f_local, y_local, 0
-    loss, grad = dscl_loss_and_gradient(f_all, y_all)  # Eq. (10) and dLoss/dF, (n, d)
+    if objective is None:
+        loss, grad = dscl_loss_and_gradient(f_all, y_all)  # Eq. (10) and dLoss/dF, (n, d)
+    else:
+        loss, grad = objective.loss_and_gradient(f_all, y_all)
     grad = grad[offset : offset + f_local.shape[0]]  # this process's rows
     optimizer.zero_grad(set_to_none=True)
     for c in chunks:
@@ -232,6 +242,11 @@ def chunked_dscl_step(
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
     optimizer.step()
     return float(loss)
+
+
+def chunked_dscl_step(model, images, labels, optimizer, chunk_size, device, amp=False) -> float:
+    """:func:`chunked_step` on the DSCL loss (Eq. 10)."""
+    return chunked_step(model, images, labels, optimizer, chunk_size, device, amp)
 
 
 def _gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -259,13 +274,15 @@ def train_last_layer(
     device: torch.device,
     stopper: EarlyStopping | None = None,
     classes_per_batch: int | None = None,
+    objective: Objective | None = None,
 ) -> nn.Module:
-    """Learn only the last layer with DSCL on cached backbone features.
+    """Learn only the last layer on cached backbone features, with DSCL (``objective``
+    None) or another batch objective of :mod:`dscl.methods`.
 
     Each iteration samples ``batch_size`` training examples from ``pool`` (indices into
     ``features``; with ``classes_per_batch``, among that many random classes, see
     :class:`BatchSampler`), each seen in its original or (with ``features_mirrored``) its
-    mirrored view at random, and takes one step on :func:`dscl.loss.dscl_loss`.
+    mirrored view at random, and takes one step on the objective of the whole batch.
 
     ``stopper`` validates the layer at step 0 and every few steps, and the returned layer
     is the best validated state (early stopping); its curve is logged beside the loss.
@@ -296,7 +313,8 @@ def train_last_layer(
         if features_mirrored is not None:
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
             x = torch.where(flip[:, None], features_mirrored[idx], x)
-        loss = dscl_loss(head(x), labels[idx])
+        emb = head(x)
+        loss = dscl_loss(emb, labels[idx]) if objective is None else objective(emb, labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -313,7 +331,7 @@ def train_on_images(
     model: EmbeddingNet,
     fetch: Callable[[np.ndarray, np.ndarray, int], tuple[torch.Tensor, torch.Tensor]],
     pool: np.ndarray,
-    objective: str,
+    objective: str | Objective,
     iterations: int,
     batch_size: int,
     chunk_size: int,
@@ -331,8 +349,9 @@ def train_on_images(
 ) -> EmbeddingNet:
     """Learn all trainable layers on images.
 
-    ``objective`` is "dscl" (the chunked update of :func:`chunked_dscl_step`) or
-    "softmax" (cross-entropy on the class scores, gradients accumulated over chunks).
+    ``objective`` is "dscl" or an :class:`dscl.methods.Objective` (the chunked update of
+    :func:`chunked_step`), or "softmax" (cross-entropy on the class scores, gradients
+    accumulated over chunks).
     ``fetch(indices, flips, seed)`` decodes a batch: uint8 images (m, c, h, w) and
     labels (m,), mirrored where ``flips``, random crops seeded by ``seed`` and the index.
     Every process draws the same batch (same seed); under ``torchrun`` each decodes and
@@ -347,8 +366,9 @@ def train_on_images(
     validated state (early stopping). ``classes_per_batch`` (with ``all_labels``, the
     labels of all examples) draws each batch among that many random classes (:class:`BatchSampler`).
     """
-    if objective not in ("dscl", "softmax"):
-        raise ValueError(f"objective must be 'dscl' or 'softmax', got {objective!r}")
+    if not isinstance(objective, Objective) and objective not in ("dscl", "softmax"):
+        raise ValueError(f"objective must be 'dscl', 'softmax' or an Objective, got {objective!r}")
+    name = objective.name if isinstance(objective, Objective) else objective
     rank, world = _rank_and_world()
     model = model.to(device)
     optimizer = make_optimizer(parameter_groups(model, optim), optim)
@@ -375,7 +395,7 @@ def train_on_images(
             return plan
         return loader.submit(fetch, *plan[:3]), plan[3]
 
-    progress = tqdm(range(start, iterations), desc=f"train ({objective}, all layers)",
+    progress = tqdm(range(start, iterations), desc=f"train ({name}, all layers)",
                     initial=start, total=iterations, disable=rank != 0)
     pending = submit(draw()) if start < iterations and not stopper.stop else None
     try:
@@ -393,8 +413,9 @@ def train_on_images(
             resume_state = rng.bit_generator.state  # before the next batch is drawn
             if it + 1 < iterations:
                 pending = submit(draw())  # decoded while this batch is learned
-            if objective == "dscl":
-                loss = chunked_dscl_step(model, images, labels, optimizer, chunk_size, device, amp)
+            if objective != "softmax":
+                loss = chunked_step(model, images, labels, optimizer, chunk_size, device, amp,
+                                    None if objective == "dscl" else objective)
             else:
                 if classes is None:
                     classes = model.class_ids.to(device)

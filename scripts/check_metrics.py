@@ -2,8 +2,9 @@
 
 ``dvc metrics diff`` reports changes but always exits 0; this script compares every
 metric of ``reports/metrics/**.json`` in the workspace with the same file at a git
-revision (default ``HEAD``: the committed results) and exits 1 when any value is lower
-by more than ``--tolerance`` percentage points, or when a baseline file or metric is
+revision (default ``HEAD``: the committed results), both read through DVC's API
+(``DVCFileSystem``, ``dvc.api.metrics_show``), and exits 1 when any value is lower by
+more than ``--tolerance`` percentage points, or when a baseline file or metric is
 missing. Improvements and small drops are listed and pass.
 
     python scripts/check_metrics.py --rev HEAD --tolerance 2.0
@@ -13,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, float]:
@@ -29,24 +28,27 @@ def flatten(d: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def baseline_files(rev: str, root: str) -> dict[str, dict]:
-    names = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev, "--", root],
-                           check=True, capture_output=True, text=True).stdout.split()
-    return {n: json.loads(subprocess.run(["git", "show", f"{rev}:{n}"], check=True,
-                                         capture_output=True, text=True).stdout)
-            for n in names if n.endswith(".json")}
+def read_metrics(rev: str | None, root: str) -> dict[str, dict]:
+    """Every metrics file under ``root`` at git revision ``rev`` (None: the workspace),
+    ``{path: metrics}``, read through DVC's API (git-tracked or DVC-tracked alike)."""
+    from dvc.api import DVCFileSystem, metrics_show
+
+    fs = DVCFileSystem(".", rev=rev)
+    if not fs.isdir(root):
+        return {}
+    names = sorted(p.lstrip("/") for p in fs.find(root) if p.endswith(".json"))
+    # one file per call: metrics_show keys several files' metrics by "path:key"
+    return {name: metrics_show(name, rev=rev) for name in names}
 
 
-def compare(baseline: dict[str, dict], tolerance: float) -> list[str]:
-    """Return the failures; print one line per metric. Paths are relative to the
-    repository root, the working directory."""
+def compare(baseline: dict[str, dict], current: dict[str, dict], tolerance: float) -> list[str]:
+    """Return the failures; print one line per metric."""
     failures = []
     for name, base in sorted(baseline.items()):
-        path = Path(name)
-        if not path.is_file():
+        if name not in current:
             failures.append(f"{name}: missing from the workspace")
             continue
-        cur = flatten(json.loads(path.read_text()))
+        cur = flatten(current[name])
         for metric, old in flatten(base).items():
             new = cur.get(metric)
             if new is None:
@@ -67,11 +69,11 @@ def main(argv=None) -> int:
     parser.add_argument("--tolerance", type=float, default=2.0,
                         help="largest allowed drop, in percentage points (default 2.0)")
     args = parser.parse_args(argv)
-    baseline = baseline_files(args.rev, args.metrics)
+    baseline = read_metrics(args.rev, args.metrics)
     if not baseline:
         print(f"no baseline metrics under {args.metrics} at {args.rev}", file=sys.stderr)
         return 1
-    failures = compare(baseline, args.tolerance)
+    failures = compare(baseline, read_metrics(None, args.metrics), args.tolerance)
     if failures:
         print(f"\n{len(failures)} regression(s) beyond {args.tolerance} points:", file=sys.stderr)
         for f in failures:

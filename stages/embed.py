@@ -2,6 +2,8 @@
 
 Writes ``<out>/test.npy`` (float32, (n, d)), ``<out>/test_labels.npy`` and
 ``<out>/info.json`` (the method and the step model selection chose, for the report).
+Methods whose objective measures l2-normalised embeddings (triplet, lifted,
+multi-similarity) are embedded l2-normalised, as they were trained and validated.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dscl.backbones import build_backbone
 from dscl.datasets import read_split
 from dscl.device import resolve_device
 from dscl.images import ImageDataset, embed_dataset
+from dscl.metrics import l2_normalize
 from dscl.training import EmbeddingNet
 from stages.cli import run
 from stages.features import image_transform, read_feature_params
@@ -75,12 +78,14 @@ def main(argv=None) -> None:
         net = model.backbone if record.get("embedding") == "pooled" else model
         emb = embed_dataset(net.to(device), dataset, cfg.batch_size, image.num_workers, device,
                             image.amp, f"embed {args.dataset}")
+    if record.get("normalized"):  # the objective measured l2-normalised embeddings
+        emb = l2_normalize(emb)
     with atomic_dir(args.out) as tmp:
         np.save(tmp / "test.npy", emb.astype(np.float32))
         np.save(tmp / "test_labels.npy", labels)
         write_text(tmp / "info.json", json.dumps(
             {k: record.get(k) for k in ("method", "embedding_dim", "iterations", "selected_on",
-                                         "selected_step")} | {"test_embedding_dim": int(emb.shape[1])},
+                                         "selected_step", "normalized")} | {"test_embedding_dim": int(emb.shape[1])},
             indent=2) + "\n")
     print(f"embed@{args.dataset}-{record['method']}: {emb.shape} -> {args.out}")
 

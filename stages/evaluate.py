@@ -1,5 +1,5 @@
-"""Stage evaluate@<dataset>-<method>: NMI and Recall@K with and without spectral
-clustering, written in percent as the paper prints them."""
+"""Stage evaluate@<dataset>-<method>: NMI, Recall@K, MAP@R and R-Precision with and
+without spectral clustering, written in percent as the paper prints them."""
 
 from __future__ import annotations
 

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import yaml
 
 from dscl.datasets import dataset_names
+from dscl.methods import METHODS as METHOD_REGISTRY
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
-METHODS = ("vanilla", "softmax", "dscl_last", "dscl_e2e")
+METHODS = tuple(METHOD_REGISTRY)
 
 
 class ParamsError(ValueError):
@@ -32,6 +33,9 @@ def load_params(path: Path = PARAMS_FILE) -> dict:
     if not isinstance(params, dict):
         raise ParamsError(f"{path} must hold a mapping of sections, got {type(params).__name__}")
     check_experiment(params)
+    from stages.validate import check_all  # the stage modules import this one
+
+    check_all(params)
     return params
 
 

@@ -1,10 +1,12 @@
-"""Stage report: the paper's tables (Markdown and CSV) and t-SNE plots.
+"""Stage report: the paper's tables (Markdown and CSV), a comparison of the methods and
+t-SNE plots.
 
 For each dataset, ``<tables>/<dataset>.md`` and ``.csv`` have one row per method and
 spectral-clustering variant; where the paper published the row (Tables 1-3), the
 reported figures and the difference (measured - reported) are shown beside it.
-``<plots>/<dataset>/tsne_<method>.png`` shows the l2-normalised test embedding, coloured
-by class.
+``<plots>/<dataset>/methods.png`` compares the methods (NMI and R@1, with and without
+SC); ``<plots>/<dataset>/tsne_<method>.png`` shows the l2-normalised test embedding,
+coloured by class.
 """
 
 from __future__ import annotations
@@ -19,17 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from dscl.atomic import atomic_path, write_text
+from dscl.methods import METHODS
 from dscl.metrics import l2_normalize
 from dscl.paper_results import reported
 from stages.cli import run
 from stages.params import convert, entry, load_params, section
 
-METHOD_NAMES = {
-    "vanilla": "Vanilla backbone",
-    "softmax": "Softmax regression",
-    "dscl_e2e": "Ours (end-to-end)",
-    "dscl_last": "Ours (last layer)",
-}
+METHOD_NAMES = {name: method.title for name, method in METHODS.items()}
 VARIANTS = {"with_sc": "with SC", "without_sc": "without SC"}
 
 
@@ -46,8 +44,12 @@ class ReportParams:
     tsne: TsneParams
 
 
+RETRIEVAL = ("map@r", "r_precision")  # Musgrave et al. 2020; the paper has no such column
+LABELS = {"nmi": "NMI", "map@r": "MAP@R", "r_precision": "RP"}
+
+
 def metric_label(name: str) -> str:
-    return "NMI" if name == "nmi" else name.replace("recall@", "R@")
+    return LABELS.get(name, name.replace("recall@", "R@"))
 
 
 TEST_SELECTED = "†"
@@ -67,7 +69,7 @@ def build_rows(dataset: str, methods: list[str], metrics_dir: Path, ks: tuple[in
                embeddings_dir: Path | None = None):
     """Rows of the table: ``(label, source, step, values)``, source "measured",
     "reported" or "difference"; ``step`` says which training step was selected."""
-    columns = ["nmi"] + [f"recall@{k}" for k in ks]
+    columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
     rows = []
     for method in methods:
         measured = json.loads((metrics_dir / f"{method}.json").read_text())
@@ -90,14 +92,15 @@ def build_rows(dataset: str, methods: list[str], metrics_dir: Path, ks: tuple[in
 
 def render_markdown(dataset: str, columns, rows) -> str:
     head = ["Method", "Source", "Step"] + [metric_label(c) for c in columns]
-    lines = [f"# {dataset}: NMI and Recall@K (%)", "",
+    lines = [f"# {dataset}: NMI, Recall@K, MAP@R and R-Precision (%)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, source, step, values in rows:
         cells = ["—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}")
                  for v in values]
         lines.append("| " + " | ".join([label, source, step, *cells]) + " |")
     lines += ["", "Measured rows come from `reports/metrics/" + dataset + "/<method>.json`; "
-              "reported rows are the paper's Tables 1-3; difference = measured - reported. "
+              "reported rows are the paper's Tables 1-3 (which have no MAP@R or R-Precision, RP); "
+              "difference = measured - reported. "
               "Step: the training step whose model is evaluated / the iterations run, chosen "
               "on validation classes carved from the training classes unless marked "
               f"{TEST_SELECTED} (chosen on the test classes, the 2017 practice) or 'last' "
@@ -112,6 +115,30 @@ def render_csv(columns, rows) -> str:
     for label, source, step, values in rows:
         writer.writerow([label, source, step] + ["" if v is None else v for v in values])
     return buf.getvalue()
+
+
+def plot_methods(dataset: str, methods: list[str], metrics_dir: Path, out: Path) -> None:
+    """One figure comparing the methods: NMI and R@1 (%), with and without SC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = {m: json.loads((metrics_dir / f"{m}.json").read_text()) for m in methods}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.42 * len(methods)), dpi=100, sharey=True)
+    y = np.arange(len(methods))
+    for ax, metric in zip(axes, ("recall@1", "nmi")):
+        for shift, (variant, vname), color in zip((-0.2, 0.2), VARIANTS.items(), ("#1f77b4", "#ff7f0e")):
+            values = [measured[m][variant][metric] for m in methods]
+            bars = ax.barh(y + shift, values, height=0.38, color=color, label=vname)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        ax.set_title(f"{dataset}: {metric_label(metric)} (%, test classes)", fontsize=10)
+        ax.set_xlim(0, 105)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, [METHOD_NAMES[m] for m in methods], fontsize=8)
+    axes[0].invert_yaxis()
+    axes[1].legend(fontsize=8, loc="lower right")
+    _save(fig, out)
 
 
 def plot_tsne(emb: np.ndarray, labels: np.ndarray, title: str, out: Path, cfg: TsneParams) -> None:
@@ -176,6 +203,7 @@ def main(argv=None) -> None:
     columns, rows = build_rows(args.dataset, params["methods"], args.metrics, ks, args.embeddings)
     write_text(args.table.with_suffix(".md"), render_markdown(args.dataset, columns, rows))
     write_text(args.table.with_suffix(".csv"), render_csv(columns, rows))
+    plot_methods(args.dataset, params["methods"], args.metrics, args.plots / "methods.png")
     for method in params["methods"]:
         src = args.embeddings / method
         plot_tsne(np.load(src / "test.npy"), np.load(src / "test_labels.npy"),

@@ -1,9 +1,13 @@
 """Stage train@<dataset>-<method>: learn the embedding.
 
+The methods are those of the registry :data:`dscl.methods.METHODS`:
+
 * ``vanilla``: no training (the embedding is the pretrained backbone's feature);
 * ``softmax``: all layers fine-tuned for classification of the training classes;
-* ``dscl_last``: only the last layer learned with DSCL, on the cached features;
-* ``dscl_e2e``: all trainable layers learned with DSCL, on images (chunked update).
+* ``<objective>_last``: only the last layer learned, on the cached features;
+* ``<objective>_e2e``: all trainable layers learned on images (chunked update of
+  Section 4.1), where ``<objective>`` is ``dscl`` or a baseline (``triplet``,
+  ``lifted``, ``npairs``, ``multisim``).
 
 Writes ``<out>/model.pt``; the training and validation curves go to DVCLive in
 ``--live``; the resumable state to ``--checkpoint`` (an interrupted run resumes from it).
@@ -22,7 +26,7 @@ import argparse
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +40,13 @@ from dscl.checkpoint import Checkpointer
 from dscl.datasets import read_split
 from dscl.device import resolve_device
 from dscl.images import CROP_MODES, BatchDecoder, ImageDataset, embed_dataset
+from dscl.metrics import l2_normalize
+from dscl.methods import Method, get_method, make_objective
 from dscl.selection import EarlyStopping, SelectionRule, carve_validation, embed_in_chunks, validation_scores
 from dscl.training import EmbeddingNet, OptimizerConfig, train_last_layer, train_on_images
 from stages.cli import run
 from stages.features import image_transform, read_feature_params
-from stages.params import METHODS, ParamsError, build, entry, load_params, section
+from stages.params import ParamsError, build, entry, load_params, section
 
 CHECKPOINT_NOTE = (
     "The training state of an interrupted run is kept here (state.pt) and resumed by the\n"
@@ -85,6 +91,7 @@ class LastLayerParams:
     momentum: float = 0.9
     weight_decay: float = 0.0
     validate_every: int = 10  # iterations between validations (and at step 0)
+    loss: dict[str, float] = field(default_factory=dict)  # the objective's settings
 
     def __post_init__(self):
         optimizer_config(self)  # refuses an unknown optimizer or a bad learning rate
@@ -107,6 +114,7 @@ class ImageTrainParams:
     crop_mode: str = "random"
     num_workers: int = 4
     validate_every: int = 10  # iterations between validations (and at step 0)
+    loss: dict[str, float] = field(default_factory=dict)  # the objective's settings
 
     def __post_init__(self):
         optimizer_config(self)
@@ -128,6 +136,8 @@ class SoftmaxParams(ImageTrainParams):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.loss:
+            raise ValueError(f"softmax has no loss settings, got {sorted(self.loss)}")
         if self.embedding not in SOFTMAX_EMBEDDINGS:
             raise ValueError(f"embedding must be one of {list(SOFTMAX_EMBEDDINGS)}, got {self.embedding!r}")
 
@@ -140,12 +150,31 @@ class VanillaParams:
     """The vanilla method has nothing to learn."""
 
 
-METHOD_PARAMS = {
-    "vanilla": VanillaParams,
-    "softmax": SoftmaxParams,
-    "dscl_last": LastLayerParams,
-    "dscl_e2e": ImageTrainParams,
-}
+def method_params(method: Method) -> type:
+    """The dataclass of ``train.<method>.<dataset>``."""
+    if method.learns == "nothing":
+        return VanillaParams
+    if method.learns == "last_layer":
+        return LastLayerParams
+    return SoftmaxParams if method.objective == "softmax" else ImageTrainParams
+
+
+def read_method_params(params: dict, name: str, dataset: str):
+    """The settings of method ``name`` on ``dataset`` and its objective (None for vanilla
+    and softmax), checked: an unknown method or loss setting names the valid ones."""
+    try:
+        method = get_method(name)
+    except ValueError as err:
+        raise ParamsError(f"params.yaml: {err}") from None
+    where = f"train.{name}.{dataset}"
+    cfg = build(method_params(method), entry(params, f"train.{name}", dataset, "dataset"), where)
+    objective = None
+    if method.objective not in (None, "softmax"):
+        try:
+            objective = make_objective(method.objective, cfg.loss)
+        except ValueError as err:
+            raise ParamsError(f"params.yaml: {where}.loss: {err}") from None
+    return method, cfg, objective
 
 
 def optimizer_config(p) -> OptimizerConfig:
@@ -247,6 +276,14 @@ def init_distributed(device: torch.device) -> tuple[torch.device, int, int]:
     return device, dist.get_rank(), world
 
 
+def check_selection(common: CommonParams, ds: DatasetTrainParams, dataset: str) -> None:
+    if common.selection.split == "validation" and ds.validation_classes < 2:
+        raise ParamsError(
+            f"params.yaml: train.common.selection.split is 'validation' but "
+            f"train.datasets.{dataset}.validation_classes is {ds.validation_classes}: "
+            f"set it to 2 or more, or set the split to 'none'")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
@@ -260,23 +297,15 @@ def main(argv=None) -> None:
 
     # -- configuration, validated whole before any work ---------------------------------
     params = load_params()
-    if args.method not in METHOD_PARAMS:
-        raise ParamsError(f"unknown method {args.method!r}; valid names: {list(METHODS)}")
+    method, cfg, objective = read_method_params(params, args.method, args.dataset)
     common = section(params, "train.common", CommonParams)
     ds = build(DatasetTrainParams, entry(params, "train.datasets", args.dataset, "dataset"),
                f"train.datasets.{args.dataset}")
-    cfg = build(METHOD_PARAMS[args.method],
-                entry(params, f"train.{args.method}", args.dataset, "dataset"),
-                f"train.{args.method}.{args.dataset}")
     image, feat = read_feature_params(params, args.dataset)
     rule = common.selection
-    if rule.split == "validation" and ds.validation_classes < 2:
-        raise ParamsError(
-            f"params.yaml: train.common.selection.split is 'validation' but "
-            f"train.datasets.{args.dataset}.validation_classes is {ds.validation_classes}: "
-            f"set it to 2 or more, or set the split to 'none'")
+    check_selection(common, ds, args.dataset)
     device, rank, world = init_distributed(resolve_device(common.device))
-    if rank != 0 and args.method not in ("softmax", "dscl_e2e"):
+    if rank != 0 and method.learns != "all_layers":
         return  # only the image methods run data-parallel: rank 0 does the rest
     fingerprint = hashlib.sha256(json.dumps(
         [args.dataset, args.method, asdict(common), asdict(ds), asdict(cfg), asdict(image), asdict(feat)],
@@ -303,6 +332,7 @@ def main(argv=None) -> None:
     record = {"method": args.method, "dataset": args.dataset, "backbone": feat.backbone,
               "feature_dim": info["feature_dim"], "embedding_dim": dim,
               "selected_on": rule.split, "trained_classes": n_classes,
+              "objective": method.objective, "normalized": method.normalized,
               "validation_classes": 0 if val_labels is None else len(np.unique(val_labels))}
     args.checkpoint.mkdir(parents=True, exist_ok=True)
     write_text(args.checkpoint / "README.txt", CHECKPOINT_NOTE)
@@ -316,8 +346,12 @@ def main(argv=None) -> None:
             return np.load(args.features / "test.npy")
         return np.load(args.features / f"{name}.npy")[val_idx]
 
+    def scores_of(emb: np.ndarray) -> dict:
+        """Validation scores of an embedding, l2-normalised as its objective measures it."""
+        return validation_scores(l2_normalize(emb) if method.normalized else emb, val_labels, common.seed)
+
     # -- training -----------------------------------------------------------------------
-    if args.method == "vanilla":
+    if method.learns == "nothing":
         record.update(kind="features", embedding_dim=info["feature_dim"], iterations=0)
         state = None
         if val_labels is not None:  # the pretrained feature's validation scores (step 0)
@@ -326,7 +360,7 @@ def main(argv=None) -> None:
             log(0, stopper(0, nn.Identity()))
         else:
             stopper = EarlyStopping(None, 0, rule)
-    elif args.method == "dscl_last":
+    elif method.learns == "last_layer":
         head = EmbeddingNet.build(nn.Identity(), info["feature_dim"], dim, seed=common.seed).head
         mirrored = torch.from_numpy(np.load(args.features / "train_mirrored.npy")) if ds.mirror else None
         validate = None
@@ -334,8 +368,7 @@ def main(argv=None) -> None:
             val_feats = torch.from_numpy(cached("train"))
 
             def validate_layer(layer):
-                emb = embed_in_chunks(lambda x: layer(x.to(device)), val_feats)
-                return validation_scores(emb, val_labels, common.seed)
+                return scores_of(embed_in_chunks(lambda x: layer(x.to(device)), val_feats))
             validate = validate_layer
         stopper = EarlyStopping(validate, cfg.validate_every, rule)
         w0 = float(head.weight.detach().norm())
@@ -343,7 +376,7 @@ def main(argv=None) -> None:
             head, torch.from_numpy(np.load(args.features / "train.npy")), mirrored,
             torch.from_numpy(train_labels), pool, cfg.iterations, cfg.batch_size,
             optimizer_config(cfg), common.seed, checkpointer, log, device,
-            stopper=stopper, classes_per_batch=classes_per_batch)
+            stopper=stopper, classes_per_batch=classes_per_batch, objective=objective)
         record.update(kind="head", iterations=cfg.iterations)
         state = head.cpu().state_dict()
         # the loss is invariant to the layer's scale: how much the step inflated |W|
@@ -364,17 +397,15 @@ def main(argv=None) -> None:
             val_set = ImageDataset(val_split, image_transform(feat), indices=val_idx)
 
             def validate_net(net):
-                emb = embed_dataset(net.backbone if pooled else net, val_set, image.batch_size,
-                                    image.num_workers, device, image.amp, "validate")
-                return validation_scores(emb, val_labels, common.seed)
+                return scores_of(embed_dataset(net.backbone if pooled else net, val_set, image.batch_size,
+                                               image.num_workers, device, image.amp, "validate"))
             validate = validate_net
         stopper = EarlyStopping(validate, cfg.validate_every, rule)
 
         decoder = BatchDecoder(split, transform, cfg.num_workers, pin_memory=device.type == "cuda")
-        objective = "softmax" if args.method == "softmax" else "dscl"
         try:
             model = train_on_images(
-                model, decoder, pool, objective, cfg.iterations, cfg.batch_size, cfg.chunk_size,
+                model, decoder, pool, objective or method.objective, cfg.iterations, cfg.batch_size, cfg.chunk_size,
                 optimizer_config(cfg), common.seed, checkpointer, log, device,
                 amp=common.amp and device.type == "cuda", mirror=ds.mirror, stopper=stopper,
                 all_labels=train_labels, classes_per_batch=classes_per_batch)

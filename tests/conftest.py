@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dscl.methods import METHODS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -16,11 +18,13 @@ def small_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params = copy.deepcopy(params)
     params["features"]["image"].update(num_workers=0, batch_size=64)
-    for per_dataset in params["train"]["softmax"], params["train"]["dscl_e2e"]:
-        for cfg in per_dataset.values():
-            cfg.update(iterations=3, num_workers=0, batch_size=200, chunk_size=64)
-    for cfg in params["train"]["dscl_last"].values():
-        cfg.update(iterations=5, batch_size=200)
+    for name, method in METHODS.items():
+        for cfg in params["train"][name].values():
+            if method.learns == "all_layers":
+                cfg.update(iterations=3, num_workers=0, batch_size=200, chunk_size=64)
+            elif method.learns == "last_layer":
+                cfg.update(iterations=5, batch_size=200)
+    params["methods"] = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]  # the paper's, quick
     params["train"]["common"]["checkpoint_every"] = 2
     params["report"]["tsne"].update(max_points=150, perplexity=10)
     return params

@@ -15,7 +15,7 @@ from stages import embed, evaluate, features, prepare, report, train
 from tests.archives import make_cub
 from tests.conftest import small_params
 
-METHODS = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
+METHODS = ["vanilla", "softmax", "dscl_last", "dscl_e2e", "triplet_last", "npairs_e2e"]
 
 
 @pytest.mark.filterwarnings("ignore:cub200. train images")
@@ -25,11 +25,12 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
     make_cub(tmp_path / "raw/cub200/CUB_200_2011.tgz", per_class=4)
     params = small_params()
     params["datasets"] = ["cub200"]
+    params["methods"] = METHODS
     params["prepare"] = {"root": "raw", "verify_checksum": False}
     params["features"]["image"].update(batch_size=8)
     params["features"]["datasets"]["cub200"] = {"backbone": "bninception", "weights": "none",
                                                 "resize": 72, "crop": 64}
-    for method in ("softmax", "dscl_e2e"):
+    for method in ("softmax", "dscl_e2e", "npairs_e2e"):
         # random features are tiny (about 1e-2) and the DSCL gradient scales as 1 / |F|:
         # a small step keeps this untrained network finite
         params["train"][method]["cub200"].update(iterations=2, batch_size=10, chunk_size=4, lr=1e-4)
@@ -86,13 +87,16 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
                  "data/embeddings/cub200", "--table", "reports/tables/cub200", "--plots",
                  "reports/plots/cub200"])
     table = (tmp_path / "reports/tables/cub200.md").read_text()
-    assert table.count("| reported |") == 8 and table.count("| difference |") == 8
-    assert "| Ours (last layer) (with SC) | reported |  | 59.16 | 53.22 | 66.09 | 76.70 | 85.33 |" in table
+    # the paper's 8 rows of the four methods, and the Npairs row it copies from Song et al.
+    assert table.count("| reported |") == 9 and table.count("| difference |") == 9
+    assert "| Npairs (end-to-end) (without SC) | reported |  | 57.24 | 45.37 | 58.41 | 69.51 | 79.49 | — | — |" in table
+    assert "| Ours (last layer) (with SC) | reported |  | 59.16 | 53.22 | 66.09 | 76.70 | 85.33 | — | — |" in table
     assert re.search(r"\| Ours \(end-to-end\) \(with SC\) \| measured \| [02]/2† \|", table)
     curve = tmp_path / "reports/train/cub200-dscl_e2e/plots/metrics/val/with_sc/nmi.tsv"
     assert [line.split("\t")[0] for line in curve.read_text().splitlines()] == ["step", "0", "2"]
     metrics = json.loads((tmp_path / "reports/metrics/cub200/dscl_last.json").read_text())
-    assert set(metrics["without_sc"]) == {"nmi", "recall@1", "recall@2", "recall@4", "recall@8"}
+    assert set(metrics["without_sc"]) == {"nmi", "recall@1", "recall@2", "recall@4", "recall@8",
+                                          "map@r", "r_precision"}
 
 
 def test_batch_decoder_is_deterministic_and_parallel(tmp_path):

@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from dscl.metrics import evaluate_embedding, l2_normalize, nmi, recall_at_k
+from dscl.metrics import evaluate_embedding, l2_normalize, nmi, recall_at_k, retrieval_scores
 
 
 def brute_force_recall(x, y, ks):
@@ -47,6 +47,40 @@ def test_recall_bad_input():
         recall_at_k(x, np.arange(5), (1,), backend="annoy")
 
 
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("chunk", [5, 4096])
+def test_map_at_r_and_r_precision_against_pytorch_metric_learning(backend, chunk):
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+    rng = np.random.default_rng(1)
+    y = np.concatenate([rng.integers(0, 9, size=197), [40, 41]])  # two classes of one point
+    x = (rng.normal(size=(199, 5)) + 0.8 * np.eye(5)[y % 5]).astype(np.float32)  # some signal
+    got = retrieval_scores(x, y, ks=(1, 4), chunk=chunk, backend=backend)
+    calc = AccuracyCalculator(include=("mean_average_precision_at_r", "r_precision",
+                                       "precision_at_1"), k="max_bin_count",
+                              device=torch.device("cpu"))
+    ref = calc.get_accuracy(torch.from_numpy(x), torch.from_numpy(y), ref_includes_query=True)
+    assert got["map@r"] == pytest.approx(ref["mean_average_precision_at_r"], abs=1e-6)
+    assert got["r_precision"] == pytest.approx(ref["r_precision"], abs=1e-6)
+    # the lone points count for Recall@K (always a miss) but not for MAP@R (R = 0)
+    assert got["recall@1"] == pytest.approx(ref["precision_at_1"] * 197 / 199, abs=1e-6)
+    assert got["recall@1"] == recall_at_k(x, y, (1,), backend=backend)[1]
+
+
+def test_map_at_r_by_hand():
+    # on a line, no ties: class 0 at 0, 1, 1.9; class 1 at 2.2, 3
+    x = np.array([[0.0], [1.0], [1.9], [2.2], [3.0]], dtype=np.float32)
+    y = np.array([0, 0, 0, 1, 1])
+    # R = 2, 2, 2, 1, 1; the R nearest: 0 -> 1, 1.9 (hits 1 1); 1 -> 1.9, 0 (1 1);
+    # 1.9 -> 2.2, 1 (0 1: AP (1/2) / 2); 2.2 -> 1.9 (0); 3 -> 2.2 (1)
+    for backend in ("faiss", "torch"):
+        got = retrieval_scores(x, y, ks=(), backend=backend)
+        assert got == pytest.approx({"map@r": (1 + 1 + 0.25 + 0 + 1) / 5,
+                                     "r_precision": (1 + 1 + 0.5 + 0 + 1) / 5})
+    with pytest.raises(ValueError, match="at least two points"):
+        retrieval_scores(x, np.arange(5), ks=(1,))
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_nmi_against_scikit_learn(seed):
     rng = np.random.default_rng(seed)
@@ -77,7 +111,8 @@ def test_evaluate_embedding_structure_and_values():
     res = evaluate_embedding(x, y, ks=(1, 2, 4), seed=0)
     assert set(res) == {"with_sc", "without_sc"}
     for scores in res.values():
-        assert set(scores) == {"nmi", "recall@1", "recall@2", "recall@4"}
+        assert set(scores) == {"nmi", "recall@1", "recall@2", "recall@4", "map@r", "r_precision"}
+        assert 0.5 < scores["map@r"] <= scores["r_precision"] <= 1.0
         assert scores["nmi"] > 0.9 and scores["recall@1"] > 0.95
     assert res["without_sc"]["recall@1"] == recall_at_k(l2_normalize(x), y, (1,))[1]
     # deterministic for a fixed seed

@@ -61,8 +61,36 @@ def test_stage_command_line_prints_one_clear_line(workdir):
                           "data/prepared/digits"], cwd=root, capture_output=True, text=True,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 2
-    assert res.stderr.strip() == ("error: params.yaml: unknown methods ['dscl']; valid names: "
-                                  "['vanilla', 'softmax', 'dscl_last', 'dscl_e2e']")
+    assert res.stderr.strip().startswith("error: params.yaml: unknown methods ['dscl']; valid names: "
+                                         "['vanilla', 'softmax', 'dscl_last', 'dscl_e2e', 'triplet_last'")
+    assert not (root / "data").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["evaluate"]["kmeans"].update(niterr=5),
+     r"unknown key\(s\) \['niterr'\] in evaluate.kmeans; expected \['backend', 'niter', 'nredo', 'seed'\]"),
+    (lambda p: p["report"]["tsne"].update(perplexity="high"), r"report.tsne.perplexity must be a number"),
+    (lambda p: p["evaluate"]["recall_ks"].update(digits=[]), r"evaluate.recall_ks.digits must list at least one K"),
+    (lambda p: p["train"]["dscl_e2e"]["digits"].update(optimizer="lbfgs"),
+     r"train.dscl_e2e.digits: optimizer must be one of"),
+    (lambda p: p["train"]["datasets"]["digits"].update(validation_classes=1),
+     r"validation_classes is 1: set it to 2 or more"),
+    (lambda p: p["embed"].update(device="tpu"), r"embed.device must be one of \[.auto., .cpu., .cuda.\], got .tpu."),
+    (lambda p: (p["methods"].append("triplet_last"), p["train"]["triplet_last"]["digits"]["loss"].update(margn=0.1)),
+     r"train.triplet_last.digits.loss: unknown loss setting\(s\) \['margn'\] for 'triplet'; expected \['margin'\]"),
+    (lambda p: p["train"]["softmax"]["digits"].update(loss={"margin": 0.1}),
+     r"train.softmax.digits: softmax has no loss settings"),
+])
+def test_a_bad_key_anywhere_fails_at_the_first_stage(workdir, edit, message):
+    """prepare, the first stage, reads only ``prepare``, yet checks the whole file."""
+    from stages import prepare
+
+    params = small_params()
+    params["datasets"] = ["digits"]
+    edit(params)
+    root = workdir(params)
+    with pytest.raises(ParamsError, match=message):
+        prepare.main(["--dataset", "digits", "--out", "data/prepared/digits"])
     assert not (root / "data").exists()
 
 
@@ -71,15 +99,16 @@ def test_every_dataset_has_valid_settings_for_every_stage():
     each builds: switching ``datasets`` to any of them cannot fail on a missing key."""
     from dscl.datasets import dataset_names
     from stages.features import read_feature_params
-    from stages.train import METHOD_PARAMS, DatasetTrainParams
+    from dscl.methods import METHODS
+    from stages.train import DatasetTrainParams, read_method_params
     from tests.conftest import REPO
 
     params = load_params(REPO / "params.yaml")
     for dataset in dataset_names():
         read_feature_params(params, dataset)
         build(DatasetTrainParams, params["train"]["datasets"][dataset], dataset)
-        for method, cls in METHOD_PARAMS.items():
-            build(cls, params["train"][method][dataset], f"train.{method}.{dataset}")
+        for method in METHODS:
+            read_method_params(params, method, dataset)
         assert params["evaluate"]["recall_ks"][dataset]
 
 

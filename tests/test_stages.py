@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from dscl.methods import METHODS as REGISTRY
 from stages import embed, evaluate, features, prepare, report, train
 from stages.params import ParamsError
 from tests.conftest import small_params
 
-METHODS = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
+METHODS = list(REGISTRY)  # every registered method: the paper's and the baselines
 
 
 def run_until_features(root):
@@ -59,7 +60,9 @@ def test_features_are_the_pixels(workdir):
 
 
 def test_train_embed_evaluate_report_every_method(workdir):
-    root = workdir()
+    params = small_params()
+    params["methods"] = METHODS
+    root = workdir(params)
     run_until_features(root)
     for method in METHODS:
         key = f"digits-{method}"
@@ -73,6 +76,8 @@ def test_train_embed_evaluate_report_every_method(workdir):
         assert emb.shape[0] == 896 and np.isfinite(emb).all()
         # 5 training classes less 2 validation classes: d = 3
         assert emb.shape[1] == (64 if method == "vanilla" else 3)
+        # triplet, lifted, multi-similarity measure l2-normalised embeddings: so does the test
+        assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5) == REGISTRY[method].normalized
         assert saved["record"]["trained_classes"] == 3 and saved["record"]["validation_classes"] == 2
         summary = json.loads((root / f"reports/train/{key}/metrics.json").read_text())
         assert summary["selected_step"] == saved["record"]["selected_step"]
@@ -87,7 +92,8 @@ def test_train_embed_evaluate_report_every_method(workdir):
                        "--out", f"reports/metrics/digits/{method}.json"])
         metrics = json.loads((root / f"reports/metrics/digits/{method}.json").read_text())
         assert set(metrics) == {"with_sc", "without_sc"}
-        assert set(metrics["with_sc"]) == {"nmi", "recall@1", "recall@2", "recall@4", "recall@8"}
+        assert set(metrics["with_sc"]) == {"nmi", "recall@1", "recall@2", "recall@4", "recall@8",
+                                           "map@r", "r_precision"}
         assert all(0 <= v <= 100 for s in metrics.values() for v in s.values())
         if method != "vanilla":
             curve = (root / f"reports/train/{key}/plots/metrics/loss.tsv").read_text().split("\n")
@@ -96,9 +102,10 @@ def test_train_embed_evaluate_report_every_method(workdir):
                  "data/embeddings/digits", "--table", "reports/tables/digits", "--plots",
                  "reports/plots/digits"])
     table = (root / "reports/tables/digits.md").read_text()
-    assert table.count("| measured |") == 8 and "| Step | NMI | R@1 | R@2 | R@4 | R@8 |" in table
+    assert table.count("| measured |") == 2 * len(METHODS) and "| Step | NMI | R@1 | R@2 | R@4 | R@8 | MAP@R | RP |" in table
     assert "| Vanilla backbone (with SC) | measured | — |" in table and "†" not in table.split("\n\n")[1]
-    assert len(list(csv.reader(open(root / "reports/tables/digits.csv")))) == 9
+    assert len(list(csv.reader(open(root / "reports/tables/digits.csv")))) == 1 + 2 * len(METHODS)
+    assert (root / "reports/plots/digits/methods.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for method in METHODS:
         png = root / f"reports/plots/digits/tsne_{method}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -131,23 +138,23 @@ def test_interrupted_training_resumes_to_the_same_model(workdir):
     reference = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
     # interrupt a fresh run at iteration 7, after its checkpoint at iteration 4 (steps 5
     # and 6 were logged after it)
-    import dscl.training as training
+    from dscl.methods import Objective
 
     calls = {"n": 0}
-    real = training.dscl_loss
+    real = Objective.__call__
 
-    def failing(*a, **k):
+    def failing(self, *a, **k):
         calls["n"] += 1
         if calls["n"] == 7:
             raise KeyboardInterrupt
-        return real(*a, **k)
+        return real(self, *a, **k)
 
-    training.dscl_loss = failing
+    Objective.__call__ = failing
     try:
         with pytest.raises(KeyboardInterrupt):
             train.main(train_args("dscl_last"))
     finally:
-        training.dscl_loss = real
+        Objective.__call__ = real
     assert torch.load(root / "checkpoints/digits-dscl_last/state.pt", weights_only=False)["iteration"] == 4
     train.main(train_args("dscl_last"))
     resumed = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
@@ -215,6 +222,7 @@ def test_bad_params_fail_before_work(workdir):
         features.main(["--dataset", "digits", "--prepared", "data/prepared/digits",
                        "--out", "data/features/digits"])
     assert not (root / "data/features").exists()
+    workdir(small_params())
     with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; valid names"):
         prepare.main(["--dataset", "mnist", "--out", "data/prepared/mnist"])
 
