@@ -67,11 +67,15 @@ class Method:
 # --------------------------------------------------------------------------------------
 # Objectives of a batch's embeddings
 # --------------------------------------------------------------------------------------
+def _squared_distances(x: Tensor) -> Tensor:
+    """Squared Euclidean distances of the rows of ``x`` (n, n)."""
+    sq = (x * x).sum(1)
+    return (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0)
+
+
 def _pairwise_distance(x: Tensor) -> Tensor:
     """Euclidean distances of the rows of ``x`` (n, n), with a gradient safe at 0."""
-    sq = (x * x).sum(1)
-    d2 = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0)
-    return torch.sqrt(d2 + 1e-12)
+    return torch.sqrt(_squared_distances(x) + 1e-12)
 
 
 def triplet_semihard_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.2) -> Tensor:
@@ -83,9 +87,7 @@ def triplet_semihard_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.
     positive pairs of ``max(0, D(a, p) - D(a, n) + margin)``. O(n^2) memory: each
     anchor's negative distances are sorted once and searched.
     """
-    x = F.normalize(embeddings, dim=1)
-    sq = (x * x).sum(1)
-    d = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0)
+    d = _squared_distances(F.normalize(embeddings, dim=1))
     same = labels[:, None] == labels[None, :]
     pos = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     if not bool(pos.any()) or bool(same.all()):
@@ -179,7 +181,7 @@ class Objective:
 
     def loss_and_gradient(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         spec = OBJECTIVES[self.name]
-        if spec.closed_form is not None and not self.settings:
+        if spec.closed_form is not None:  # DSCL: Eqs. 8-9, no autograd
             return spec.closed_form(embeddings, labels)
         with torch.enable_grad():
             f = embeddings.detach().requires_grad_(True)

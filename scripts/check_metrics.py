@@ -13,7 +13,6 @@ missing. Improvements and small drops are listed and pass.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
