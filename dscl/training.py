@@ -36,6 +36,7 @@ __all__ = [
     "freeze_batchnorm",
     "chunked_step",
     "chunked_dscl_step",
+    "allreduce_gradients",
     "train_last_layer",
     "train_on_images",
     "OPTIMIZERS",
@@ -237,9 +238,7 @@ def chunked_step(
             f_chunk = model(images[c].to(device, non_blocking=True)).float()
         (f_chunk * grad[c.to(device)]).sum().backward()  # d<F_i, G_i>/dθ
     if world > 1:
-        for p in model.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        allreduce_gradients(model.parameters())
     optimizer.step()
     return float(loss)
 
@@ -247,6 +246,57 @@ def chunked_step(
 def chunked_dscl_step(model, images, labels, optimizer, chunk_size, device, amp=False) -> float:
     """:func:`chunked_step` on the DSCL loss (Eq. 10)."""
     return chunked_step(model, images, labels, optimizer, chunk_size, device, amp)
+
+
+BUCKET_BYTES = 25 * 2**20  # DistributedDataParallel's default bucket_cap_mb
+
+
+def allreduce_gradients(parameters, bucket_bytes: int = BUCKET_BYTES) -> int:
+    """Sum the parameters' gradients across processes, in buckets as
+    ``DistributedDataParallel`` does: gradients are packed into flat buffers of about
+    ``bucket_bytes`` (one dtype and device per buffer), one ``all_reduce`` per buffer, and
+    unpacked, instead of one collective per parameter.
+
+    A parameter that has a gradient on some process but not on this one (its share of
+    the batch was empty) gets zeros first; one that has none anywhere keeps none, so the
+    optimiser skips it as in a single process. Returns the number of collectives issued.
+    """
+    params = [p for p in parameters if p.requires_grad]
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.uint8,
+                           device=params[0].device if params else "cpu")
+    dist.all_reduce(present, op=dist.ReduceOp.MAX)
+    calls = 1
+    grads = []
+    for p, anywhere in zip(params, present.tolist()):
+        if anywhere:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+    buckets: dict[tuple, list[torch.Tensor]] = {}
+    sizes: dict[tuple, int] = {}
+
+    def flush(key):
+        bucket = buckets.pop(key, [])
+        sizes.pop(key, None)
+        if not bucket:
+            return 0
+        flat = torch.cat([g.reshape(-1) for g in bucket])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for g in bucket:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+        return 1
+
+    for g in grads:
+        key = (g.dtype, g.device)
+        buckets.setdefault(key, []).append(g)
+        sizes[key] = sizes.get(key, 0) + g.numel() * g.element_size()
+        if sizes[key] >= bucket_bytes:
+            calls += flush(key)
+    for key in list(buckets):
+        calls += flush(key)
+    return calls
 
 
 def _gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -452,8 +502,6 @@ def _softmax_step(model, images, labels, classes, optimizer, chunk_size, device,
         total += loss.detach()
     if world > 1:
         dist.all_reduce(total)
-        for p in model.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
+        allreduce_gradients(model.parameters())
     optimizer.step()
     return float(total) / batch_total

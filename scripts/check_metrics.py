@@ -49,6 +49,8 @@ def compare(baseline: dict[str, dict], current: dict[str, dict], tolerance: floa
             continue
         cur = flatten(current[name])
         for metric, old in flatten(base).items():
+            if metric.startswith("std."):  # the spread over seeds: not a score (means are)
+                continue
             new = cur.get(metric)
             if new is None:
                 failures.append(f"{name}: {metric} missing")

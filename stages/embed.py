@@ -40,20 +40,18 @@ def load_model(path: Path) -> tuple[dict, dict | None]:
     return saved["record"], saved["state_dict"]
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--model", required=True, type=Path)
-    parser.add_argument("--prepared", required=True, type=Path)
-    parser.add_argument("--features", required=True, type=Path)
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args(argv)
-    params = load_params()
-    cfg = section(params, "embed", EmbedParams)
-    image, feat = read_feature_params(params, args.dataset)
-    device = resolve_device(cfg.device)
-    record, state = load_model(args.model / "model.pt")
-    labels = np.load(args.features / "test_labels.npy")
+def model_runs(folder: Path) -> list[tuple[str, Path]]:
+    """The training runs of a model folder: ``model.pt`` (the first seed), then
+    ``seed-<s>.pt`` for the other seeds (``train.common.seeds``), in seed order; as
+    ``(name of the embedding's sub-folder, "" for the first, path)``."""
+    if not (folder / "model.pt").is_file():
+        raise FileNotFoundError(f"{folder / 'model.pt'} not found: run the train stage first")
+    others = sorted(folder.glob("seed-*.pt"), key=lambda p: int(p.stem.split("-", 1)[1]))
+    return [("", folder / "model.pt")] + [(p.stem, p) for p in others]
+
+
+def embed_run(record, state, args, cfg, image, feat, labels, device) -> np.ndarray:
+    """The test embedding of one trained model."""
     if record["kind"] == "features":  # vanilla: the pretrained feature itself
         emb = np.load(args.features / "test.npy")
     elif record["kind"] == "head":  # last layer over the cached features
@@ -80,14 +78,41 @@ def main(argv=None) -> None:
                             image.amp, f"embed {args.dataset}")
     if record.get("normalized"):  # the objective measured l2-normalised embeddings
         emb = l2_normalize(emb)
+    return emb
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--prepared", required=True, type=Path)
+    parser.add_argument("--features", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    params = load_params()
+    cfg = section(params, "embed", EmbedParams)
+    image, feat = read_feature_params(params, args.dataset)
+    device = resolve_device(cfg.device)
+    labels = np.load(args.features / "test_labels.npy")
+    runs = model_runs(args.model)
     with atomic_dir(args.out) as tmp:
-        np.save(tmp / "test.npy", emb.astype(np.float32))
-        np.save(tmp / "test_labels.npy", labels)
-        write_text(tmp / "info.json", json.dumps(
-            {k: record.get(k) for k in ("method", "embedding_dim", "iterations", "selected_on",
-                                         "selected_step", "normalized")} | {"test_embedding_dim": int(emb.shape[1])},
-            indent=2) + "\n")
-    print(f"embed@{args.dataset}-{record['method']}: {emb.shape} -> {args.out}")
+        for sub, path in runs:
+            record, state = load_model(path)
+            emb = embed_run(record, state, args, cfg, image, feat, labels, device)
+            where = tmp / sub
+            where.mkdir(parents=True, exist_ok=True)
+            np.save(where / "test.npy", emb.astype(np.float32))
+            if sub:
+                continue
+            np.save(tmp / "test_labels.npy", labels)
+            info = {k: record.get(k) for k in ("method", "embedding_dim", "iterations", "selected_on",
+                                                 "selected_step", "normalized")}
+            info["test_embedding_dim"] = int(emb.shape[1])
+            if len(runs) > 1:  # the other seeds' selected steps
+                info["seeds"] = [load_model(p)[0].get("seed") for _, p in runs]
+                info["selected_steps"] = [load_model(p)[0].get("selected_step") for _, p in runs]
+            write_text(tmp / "info.json", json.dumps(info, indent=2) + "\n")
+    print(f"embed@{args.dataset}: {len(runs)} run(s), {emb.shape} -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,10 @@ def convert(value: Any, tp: Any, where: str) -> Any:
             raise ParamsError(f"{where} must be a mapping, got {value!r}")
         _, vt = typing.get_args(tp)
         return {k: convert(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if tp is dict:  # a free-form mapping, checked by whoever reads it
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where} must be a mapping, got {value!r}")
+        return value
     if dataclasses.is_dataclass(tp):
         return build(tp, value, where)
     if tp is float:

@@ -60,15 +60,17 @@ def selected_step(info: dict | None) -> str:
     :data:`TEST_SELECTED` where it was chosen on the test classes."""
     if not info or info.get("selected_step") is None or not info.get("iterations"):
         return "—"  # nothing was trained (vanilla)
-    cell = f"{info['selected_step']}/{info.get('iterations') or 0}"
+    steps = info.get("selected_steps") or [info["selected_step"]]  # one per seed
+    cell = f"{', '.join(str(s) for s in steps)}/{info.get('iterations') or 0}"
     on = info.get("selected_on")
     return cell + TEST_SELECTED if on == "test" else (cell + " last" if on == "none" else cell)
 
 
 def build_rows(dataset: str, methods: list[str], metrics_dir: Path, ks: tuple[int, ...],
                embeddings_dir: Path | None = None):
-    """Rows of the table: ``(label, source, step, values)``, source "measured",
-    "reported" or "difference"; ``step`` says which training step was selected."""
+    """Rows of the table: ``(label, source, step, values, stds)``, source "measured",
+    "reported" or "difference"; ``step`` says which training step was selected; ``stds``:
+    the standard deviations over seeds of a measured row (None with one seed)."""
     columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
     rows = []
     for method in methods:
@@ -78,15 +80,17 @@ def build_rows(dataset: str, methods: list[str], metrics_dir: Path, ks: tuple[in
         step = selected_step(info)
         for variant, vname in VARIANTS.items():
             label = f"{METHOD_NAMES[method]} ({vname})"
-            got = measured[variant]
-            rows.append((label, "measured", step, [got.get(c) for c in columns]))
+            got = measured[variant]  # the mean over seeds, with several
+            spread = measured.get("std", {}).get(variant)
+            rows.append((label, "measured", step, [got.get(c) for c in columns],
+                         None if spread is None else [spread.get(c) for c in columns]))
             paper = reported(dataset, method, variant)
             if paper is not None:
                 ref = [paper.get(c) for c in columns]
-                rows.append((label, "reported", "", ref))
+                rows.append((label, "reported", "", ref, None))
                 rows.append((label, "difference", "", [
                     None if g is None or r is None else round(g - r, 2)
-                    for g, r in zip([got.get(c) for c in columns], ref)]))
+                    for g, r in zip([got.get(c) for c in columns], ref)], None))
     return columns, rows
 
 
@@ -94,9 +98,11 @@ def render_markdown(dataset: str, columns, rows) -> str:
     head = ["Method", "Source", "Step"] + [metric_label(c) for c in columns]
     lines = [f"# {dataset}: NMI, Recall@K, MAP@R and R-Precision (%)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, source, step, values in rows:
+    for label, source, step, values, stds in rows:
         cells = ["—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}")
                  for v in values]
+        if stds is not None:  # several seeds: mean ± standard deviation
+            cells = [c if sd is None else f"{c} ± {sd:.2f}" for c, sd in zip(cells, stds)]
         lines.append("| " + " | ".join([label, source, step, *cells]) + " |")
     lines += ["", "Measured rows come from `reports/metrics/" + dataset + "/<method>.json`; "
               "reported rows are the paper's Tables 1-3 (which have no MAP@R or R-Precision, RP); "
@@ -105,15 +111,20 @@ def render_markdown(dataset: str, columns, rows) -> str:
               "on validation classes carved from the training classes unless marked "
               f"{TEST_SELECTED} (chosen on the test classes, the 2017 practice) or 'last' "
               "(no selection)."]
+    if any(stds is not None for *_, stds in rows):
+        lines[-1] += (" With several seeds (train.common.seeds), a measured cell is the mean "
+                      "± the standard deviation over the runs, and Step lists each run's step.")
     return "\n".join(lines) + "\n"
 
 
 def render_csv(columns, rows) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["method", "source", "step"] + columns)
-    for label, source, step, values in rows:
-        writer.writerow([label, source, step] + ["" if v is None else v for v in values])
+    seeded = any(stds is not None for *_, stds in rows)  # std columns with several seeds
+    writer.writerow(["method", "source", "step"] + columns + ([f"{c} std" for c in columns] if seeded else []))
+    for label, source, step, values, stds in rows:
+        extra = [] if not seeded else ["" if v is None else v for v in (stds or [None] * len(columns))]
+        writer.writerow([label, source, step] + ["" if v is None else v for v in values] + extra)
     return buf.getvalue()
 
 
@@ -130,7 +141,10 @@ def plot_methods(dataset: str, methods: list[str], metrics_dir: Path, out: Path)
     for ax, metric in zip(axes, ("recall@1", "nmi")):
         for shift, (variant, vname), color in zip((-0.2, 0.2), VARIANTS.items(), ("#1f77b4", "#ff7f0e")):
             values = [measured[m][variant][metric] for m in methods]
-            bars = ax.barh(y + shift, values, height=0.38, color=color, label=vname)
+            spread = [measured[m].get("std", {}).get(variant, {}).get(metric) for m in methods]
+            errors = None if all(e is None for e in spread) else [e or 0.0 for e in spread]
+            bars = ax.barh(y + shift, values, height=0.38, color=color, label=vname, xerr=errors,
+                           error_kw={"elinewidth": 0.8, "capsize": 2})
             ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
         ax.set_title(f"{dataset}: {metric_label(metric)} (%, test classes)", fontsize=10)
         ax.set_xlim(0, 105)

@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dscl.atomic import save_torch, write_text
+from dscl.atomic import atomic_dir, save_torch, write_text
 from dscl.backbones import build_backbone
 from dscl.checkpoint import Checkpointer
 from dscl.datasets import read_split
@@ -55,12 +55,52 @@ CHECKPOINT_NOTE = (
 
 
 @dataclass(frozen=True)
+class TorchrunParams:
+    """The options of ``torchrun`` that launches the train stage (dvc.yaml unpacks this
+    mapping into ``--key value`` flags; ``true`` gives ``--key``, ``false`` nothing).
+    One process per GPU (or CPU process group): ``nproc_per_node``; several machines:
+    ``standalone: false`` with ``nnodes``, ``node_rank`` or ``rdzv_*`` (README)."""
+
+    standalone: bool = True  # one machine, a free local port for the rendezvous
+    nproc_per_node: int = 1
+    nnodes: int | str | None = None  # N, or MIN:MAX (elastic)
+    node_rank: int | None = None
+    rdzv_backend: str | None = None  # c10d
+    rdzv_endpoint: str | None = None  # host:port of the rendezvous
+    rdzv_id: str | None = None  # the job's name, the same on every node
+    master_addr: str | None = None
+    master_port: int | None = None
+    max_restarts: int | None = None
+
+    def __post_init__(self):
+        if self.nproc_per_node < 1:
+            raise ValueError(f"nproc_per_node must be >= 1, got {self.nproc_per_node}")
+        several = [k for k in ("nnodes", "node_rank", "rdzv_endpoint", "rdzv_id", "master_addr",
+                               "master_port") if getattr(self, k) is not None]
+        if self.standalone and several:
+            raise ValueError(f"standalone: true is for one machine, but {several} are set: "
+                             f"set standalone: false to run on several machines")
+
+
+@dataclass(frozen=True)
 class CommonParams:
-    seed: int = 0
+    # one training run per seed (initialisation, batches, crops); the validation classes
+    # and the class pool are drawn once, with the first, so runs differ only in training
+    seeds: tuple[int, ...] = (0,)
     device: str = "auto"
     amp: bool = True  # bfloat16 autocast of the training passes on CUDA
     checkpoint_every: int = 10
     selection: SelectionRule = SelectionRule()
+    torchrun: TorchrunParams = TorchrunParams()
+
+    def __post_init__(self):
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(self.seeds)}")
+
+    @property
+    def seed(self) -> int:
+        """The first seed: the one of the split (validation classes, class pool)."""
+        return self.seeds[0]
 
 
 CLASS_SAMPLING = ("per_batch", "once")
@@ -305,10 +345,17 @@ def main(argv=None) -> None:
     rule = common.selection
     check_selection(common, ds, args.dataset)
     device, rank, world = init_distributed(resolve_device(common.device))
-    if rank != 0 and method.learns != "all_layers":
-        return  # only the image methods run data-parallel: rank 0 does the rest
+    if world > 1 and method.learns != "all_layers":
+        # only the image methods run data-parallel: rank 0 does the rest, alone
+        dist.destroy_process_group()
+        if rank != 0:
+            return
+        world = 1
+    # how the run is launched does not change the result, and each seed's run has its own
+    # key: neither is part of the settings' fingerprint
+    settings = {k: v for k, v in asdict(common).items() if k not in ("torchrun", "seeds")}
     fingerprint = hashlib.sha256(json.dumps(
-        [args.dataset, args.method, asdict(common), asdict(ds), asdict(cfg), asdict(image), asdict(feat)],
+        [args.dataset, args.method, settings, asdict(ds), asdict(cfg), asdict(image), asdict(feat)],
         sort_keys=True).encode()).hexdigest()
 
     info = json.loads((args.features / "info.json").read_text())
@@ -336,9 +383,6 @@ def main(argv=None) -> None:
               "validation_classes": 0 if val_labels is None else len(np.unique(val_labels))}
     args.checkpoint.mkdir(parents=True, exist_ok=True)
     write_text(args.checkpoint / "README.txt", CHECKPOINT_NOTE)
-    checkpointer = Checkpointer(args.checkpoint / "state.pt", fingerprint, common.checkpoint_every)
-    saved = checkpointer.load()
-    log = LiveLog(args.live, resume_step=saved["iteration"] if saved else None) if rank == 0 else NoLog()
 
     def cached(name: str) -> np.ndarray:
         """The validation rows of a cached feature array (centre crops)."""
@@ -350,94 +394,126 @@ def main(argv=None) -> None:
         """Validation scores of an embedding, l2-normalised as its objective measures it."""
         return validation_scores(l2_normalize(emb) if method.normalized else emb, val_labels, common.seed)
 
-    # -- training -----------------------------------------------------------------------
-    if method.learns == "nothing":
-        record.update(kind="features", embedding_dim=info["feature_dim"], iterations=0)
-        state = None
-        if val_labels is not None:  # the pretrained feature's validation scores (step 0)
-            scores = validation_scores(cached("train"), val_labels, common.seed)
-            stopper = EarlyStopping(lambda _: scores, 1, rule)
-            log(0, stopper(0, nn.Identity()))
+    def train_run(seed: int, checkpointer: Checkpointer, log) -> tuple[dict | None, dict]:
+        """One training run with ``seed``: its state and what the record says of it."""
+        done: dict = {}
+        if method.learns == "nothing":
+            done.update(kind="features", embedding_dim=info["feature_dim"], iterations=0)
+            state = None
+            if val_labels is not None:  # the pretrained feature's validation scores (step 0)
+                scores = validation_scores(cached("train"), val_labels, common.seed)
+                stopper = EarlyStopping(lambda _: scores, 1, rule)
+                log(0, stopper(0, nn.Identity()))
+            else:
+                stopper = EarlyStopping(None, 0, rule)
+        elif method.learns == "last_layer":
+            head = EmbeddingNet.build(nn.Identity(), info["feature_dim"], dim, seed=seed).head
+            mirrored = torch.from_numpy(np.load(args.features / "train_mirrored.npy")) if ds.mirror else None
+            validate = None
+            if val_labels is not None:
+                val_feats = torch.from_numpy(cached("train"))
+
+                def validate_layer(layer):
+                    return scores_of(embed_in_chunks(lambda x: layer(x.to(device)), val_feats))
+                validate = validate_layer
+            stopper = EarlyStopping(validate, cfg.validate_every, rule)
+            w0 = float(head.weight.detach().norm())
+            head = train_last_layer(
+                head, torch.from_numpy(np.load(args.features / "train.npy")), mirrored,
+                torch.from_numpy(train_labels), pool, cfg.iterations, cfg.batch_size,
+                optimizer_config(cfg), seed, checkpointer, log, device,
+                stopper=stopper, classes_per_batch=classes_per_batch, objective=objective)
+            done.update(kind="head", iterations=cfg.iterations)
+            state = head.cpu().state_dict()
+            # the loss is invariant to the layer's scale: how much the step inflated |W|
+            log.summary({"head_norm_ratio": float(head.weight.detach().norm()) / w0})
         else:
-            stopper = EarlyStopping(None, 0, rule)
-    elif method.learns == "last_layer":
-        head = EmbeddingNet.build(nn.Identity(), info["feature_dim"], dim, seed=common.seed).head
-        mirrored = torch.from_numpy(np.load(args.features / "train_mirrored.npy")) if ds.mirror else None
-        validate = None
-        if val_labels is not None:
-            val_feats = torch.from_numpy(cached("train"))
+            model = EmbeddingNet.build(
+                build_backbone(feat.backbone, feat.weights, seed=seed), info["feature_dim"], dim,
+                class_ids=torch.from_numpy(np.unique(train_labels[pool])),
+                classifier=args.method == "softmax" and dim != n_classes, seed=seed)
+            split = read_split(args.prepared, "train")
+            transform = image_transform(feat, crop_mode=cfg.crop_mode)
+            initial = [p.detach().clone() for p in model.backbone.parameters()]
+            w0 = float(model.head.weight.detach().norm())
+            pooled = args.method == "softmax" and cfg.embedding == "pooled"
+            validate = None
+            if val_labels is not None:
+                val_split = read_split(args.prepared, "test") if rule.split == "test" else split
+                val_set = ImageDataset(val_split, image_transform(feat), indices=val_idx)
 
-            def validate_layer(layer):
-                return scores_of(embed_in_chunks(lambda x: layer(x.to(device)), val_feats))
-            validate = validate_layer
-        stopper = EarlyStopping(validate, cfg.validate_every, rule)
-        w0 = float(head.weight.detach().norm())
-        head = train_last_layer(
-            head, torch.from_numpy(np.load(args.features / "train.npy")), mirrored,
-            torch.from_numpy(train_labels), pool, cfg.iterations, cfg.batch_size,
-            optimizer_config(cfg), common.seed, checkpointer, log, device,
-            stopper=stopper, classes_per_batch=classes_per_batch, objective=objective)
-        record.update(kind="head", iterations=cfg.iterations)
-        state = head.cpu().state_dict()
-        # the loss is invariant to the layer's scale: how much the step inflated |W|
-        log.summary({"head_norm_ratio": float(head.weight.detach().norm()) / w0})
-    else:
-        model = EmbeddingNet.build(
-            build_backbone(feat.backbone, feat.weights, seed=common.seed), info["feature_dim"], dim,
-            class_ids=torch.from_numpy(np.unique(train_labels[pool])),
-            classifier=args.method == "softmax" and dim != n_classes, seed=common.seed)
-        split = read_split(args.prepared, "train")
-        transform = image_transform(feat, crop_mode=cfg.crop_mode)
-        initial = [p.detach().clone() for p in model.backbone.parameters()]
-        w0 = float(model.head.weight.detach().norm())
-        pooled = args.method == "softmax" and cfg.embedding == "pooled"
-        validate = None
-        if val_labels is not None:
-            val_split = read_split(args.prepared, "test") if rule.split == "test" else split
-            val_set = ImageDataset(val_split, image_transform(feat), indices=val_idx)
+                def validate_net(net):
+                    return scores_of(embed_dataset(net.backbone if pooled else net, val_set, image.batch_size,
+                                                   image.num_workers, device, image.amp, "validate"))
+                validate = validate_net
+            stopper = EarlyStopping(validate, cfg.validate_every, rule)
 
-            def validate_net(net):
-                return scores_of(embed_dataset(net.backbone if pooled else net, val_set, image.batch_size,
-                                               image.num_workers, device, image.amp, "validate"))
-            validate = validate_net
-        stopper = EarlyStopping(validate, cfg.validate_every, rule)
+            decoder = BatchDecoder(split, transform, cfg.num_workers, pin_memory=device.type == "cuda")
+            try:
+                model = train_on_images(
+                    model, decoder, pool, objective or method.objective, cfg.iterations, cfg.batch_size,
+                    cfg.chunk_size, optimizer_config(cfg), seed, checkpointer, log, device,
+                    amp=common.amp and device.type == "cuda", mirror=ds.mirror, stopper=stopper,
+                    all_labels=train_labels, classes_per_batch=classes_per_batch)
+            finally:
+                decoder.close()
+            done.update(kind="full", weights=feat.weights, iterations=cfg.iterations,
+                        embedding="pooled" if pooled else "head")
+            state = {k: v.cpu() for k, v in model.state_dict().items()}
+            log.summary({"head_norm_ratio": float(model.head.weight.detach().norm()) / w0})
+            if initial:  # how far fine-tuning moved the pretrained layers
+                moved = sum(float((p.detach().cpu() - q.cpu()).pow(2).sum())
+                            for p, q in zip(model.backbone.parameters(), initial)) ** 0.5
+                norm = sum(float(q.pow(2).sum()) for q in initial) ** 0.5
+                done.update(backbone_relative_change=moved / norm)
+                log.summary({"backbone_relative_change": moved / norm})
+        selected = stopper.best_step if stopper.enabled else done["iterations"]
+        done.update(selected_step=selected)
+        summary = {"selected_step": selected, "selected_on": rule.split}
+        if stopper.best_scores is not None:
+            summary["selected"] = stopper.best_scores
+            done.update(selected_scores=stopper.best_scores)
+        log.summary(summary)
+        log.close()
+        return state, done
 
-        decoder = BatchDecoder(split, transform, cfg.num_workers, pin_memory=device.type == "cuda")
-        try:
-            model = train_on_images(
-                model, decoder, pool, objective or method.objective, cfg.iterations, cfg.batch_size, cfg.chunk_size,
-                optimizer_config(cfg), common.seed, checkpointer, log, device,
-                amp=common.amp and device.type == "cuda", mirror=ds.mirror, stopper=stopper,
-                all_labels=train_labels, classes_per_batch=classes_per_batch)
-        finally:
-            decoder.close()
-        record.update(kind="full", weights=feat.weights, iterations=cfg.iterations,
-                      embedding="pooled" if pooled else "head")
-        state = {k: v.cpu() for k, v in model.state_dict().items()}
-        log.summary({"head_norm_ratio": float(model.head.weight.detach().norm()) / w0})
-        if initial:  # how far fine-tuning moved the pretrained layers
-            moved = sum(float((p.detach().cpu() - q.cpu()).pow(2).sum())
-                        for p, q in zip(model.backbone.parameters(), initial)) ** 0.5
-            norm = sum(float(q.pow(2).sum()) for q in initial) ** 0.5
-            record.update(backbone_relative_change=moved / norm)
-            log.summary({"backbone_relative_change": moved / norm})
-    selected = stopper.best_step if stopper.enabled else record["iterations"]
-    record.update(selected_step=selected)
-    summary = {"selected_step": selected, "selected_on": rule.split}
-    if stopper.best_scores is not None:
-        summary["selected"] = stopper.best_scores
-        record.update(selected_scores=stopper.best_scores)
-    log.summary(summary)
-    log.close()
+    # -- training: one run per seed ---------------------------------------------------------
+    # The first seed's curves are the stage's (``--live``); another seed's go to
+    # <live>/plots/metrics/seed-<s>/, its checkpoint to <checkpoint>/state-seed-<s>.pt, and a
+    # finished run's result to <checkpoint>/done-seed-<s>.pt, so an interrupted multi-seed
+    # run resumes at the run it stopped in.
+    several = len(common.seeds) > 1
+    results = []
+    for i, seed in enumerate(common.seeds):
+        key = hashlib.sha256(f"{fingerprint}/{seed}".encode()).hexdigest()
+        name = "state.pt" if i == 0 else f"state-seed-{seed}.pt"
+        checkpointer = Checkpointer(args.checkpoint / name, key, common.checkpoint_every)
+        finished = Checkpointer(args.checkpoint / f"done-seed-{seed}.pt", key, 1) if several else None
+        if finished is not None and finished.load() is not None:
+            results.append((seed, finished.load()["state"], finished.load()["done"]))
+            continue
+        saved = checkpointer.load()
+        live = args.live if i == 0 else args.live / "plots" / "metrics" / f"seed-{seed}"
+        log = LiveLog(live, resume_step=saved["iteration"] if saved else None) if rank == 0 else NoLog()
+        state, done = train_run(seed, checkpointer, log)
+        if several and rank == 0:
+            save_torch(finished.path, {"fingerprint": key, "state": state, "done": done})
+        results.append((seed, state, done))
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     if rank != 0:
         return
-    save_torch(args.out / "model.pt", {"record": record, "state_dict": state})
-    checkpointer.clear()  # completed: the next run starts afresh
-    print(f"train@{args.dataset}-{args.method}: selected step {selected} (on {rule.split}); "
-          f"wrote {args.out / 'model.pt'}")
+    with atomic_dir(args.out) as tmp:
+        for i, (seed, state, done) in enumerate(results):
+            run_record = {**record, **done, **({"seed": seed} if several else {})}
+            save_torch(tmp / ("model.pt" if i == 0 else f"seed-{seed}.pt"),
+                       {"record": run_record, "state_dict": state})
+    for path in args.checkpoint.glob("*.pt"):  # completed: the next run starts afresh
+        path.unlink()
+    steps = ", ".join(str(done["selected_step"]) for _, _, done in results)
+    print(f"train@{args.dataset}-{args.method}: selected step {steps} (on {rule.split}); "
+          f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from stages.embed import EmbedParams
 from stages.evaluate import KMeansParams
 from stages.features import ImageParams, read_feature_params
 from stages.params import ParamsError, build, convert, entry, section
-from stages.prepare import PrepareParams
+from stages.prepare import PrepareParams, dataset_options
 from stages.report import ReportParams
 from stages.train import CommonParams, DatasetTrainParams, check_selection, read_method_params
 
@@ -25,6 +25,7 @@ def check_all(params: dict) -> None:
     section(params, "report", ReportParams)
     image = section(params, "features.image", ImageParams)
     for dataset in params["datasets"]:
+        dataset_options(params, dataset)
         read_feature_params(params, dataset)
         ds = build(DatasetTrainParams, entry(params, "train.datasets", dataset, "dataset"),
                    f"train.datasets.{dataset}")

@@ -160,3 +160,20 @@ class RangeServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def make_image_folder(folder: Path, classes: dict[str, int], size: tuple[int, int] = (12, 16)) -> None:
+    """A folder of class sub-folders (``classes``: name -> number of images), JPEG and PNG
+    images whose brightness depends on the class, plus what must be skipped: a hidden
+    folder, a text file, a stray file at the top."""
+    for c, (name, count) in enumerate(sorted(classes.items())):
+        for i in range(count):
+            rng = np.random.default_rng(1000 * c + i)
+            pixels = np.clip(rng.normal(30 + 25 * c, 20, (*size, 3)), 0, 255).astype(np.uint8)
+            target = folder / name / ("sub" if i % 3 == 2 else "") / f"{i:03d}.{'png' if i % 2 else 'jpg'}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(target)
+        (folder / name / "notes.txt").write_text("not an image\n")
+    (folder / ".cache").mkdir(parents=True, exist_ok=True)
+    (folder / ".cache" / "x.jpg").write_bytes(b"not read")
+    (folder / "README.txt").write_text("stray file\n")

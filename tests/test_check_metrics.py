@@ -31,6 +31,23 @@ def test_gate():
         "reports/metrics/d/m.json: with_sc.recall@1 missing"]
 
 
+def test_gate_compares_means_over_seeds():
+    """With several seeds, the gate reads the means; the spread is not a score."""
+    def seeded(mean, std, runs):
+        return {"with_sc": {"nmi": mean}, "std": {"with_sc": {"nmi": std}},
+                "runs": [{"seed": i, "with_sc": {"nmi": v}} for i, v in enumerate(runs)]}
+
+    baseline = {"m.json": seeded(50.0, 3.0, [47.0, 50.0, 53.0])}
+    current = {"m.json": seeded(49.0, 0.5, [48.5, 49.0, 49.5])}  # mean -1, std -2.5: pass
+    assert check_metrics.compare(baseline, current, tolerance=2.0) == []
+    current = {"m.json": seeded(47.5, 3.0, [44.5, 47.5, 50.5])}  # mean -2.5: fail
+    assert check_metrics.compare(baseline, current, tolerance=2.0) == ["m.json: with_sc.nmi dropped 50.00 -> 47.50"]
+    # a single-seed baseline against a several-seed run: the value against the mean
+    assert check_metrics.compare({"m.json": metrics(50.0, 70.0)},
+                                 {"m.json": {**metrics(49.0, 69.0), "std": {"with_sc": {"nmi": 9.0}}}},
+                                 tolerance=2.0) == []
+
+
 def test_reads_the_committed_and_the_current_metrics(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 

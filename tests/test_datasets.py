@@ -277,7 +277,7 @@ def test_stage_prepare_uses_params_root(tmp_path, monkeypatch):
     make_cub(tmp_path / "mine/cub200/CUB_200_2011.tgz")
     params = small_params()
     params["datasets"] = ["cub200"]
-    params["prepare"] = {"root": "mine", "verify_checksum": False}
+    params["prepare"].update(root="mine", verify_checksum=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.warns(UserWarning):
         prepare.main(["--dataset", "cub200", "--out", "data/prepared/cub200"])
@@ -286,3 +286,59 @@ def test_stage_prepare_uses_params_root(tmp_path, monkeypatch):
     assert read_split(tmp_path / "data/prepared/cub200", "train").image_path(0).is_file()
 
 
+
+
+# -- imagefolder: your own photographs --------------------------------------------------
+def test_imagefolder_scans_splits_by_class_and_records_names(tmp_path, monkeypatch):
+    from dscl.datasets import imagefolder
+    from tests.archives import make_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    classes = {f"class_{c}": 4 + c for c in range(7)}
+    make_image_folder(tmp_path / "photos", classes)
+    options = imagefolder.ImageFolderOptions(path="photos", test_fraction=0.5, seed=3)
+    get_dataset("imagefolder").run(tmp_path / "prepared", tmp_path / "raw", True, options)
+    meta = json.loads((tmp_path / "prepared/meta.json").read_text())
+    assert meta["classes"] == sorted(classes)
+    train, test = rows(tmp_path / "prepared/train.csv"), rows(tmp_path / "prepared/test.csv")
+    assert len(train) + len(test) == sum(classes.values())  # hidden and non-image files skipped
+    train_classes, test_classes = {label for _, label in train}, {label for _, label in test}
+    assert not train_classes & test_classes and len(test_classes) == 4  # round(3.5) = 4
+    assert [meta["classes"][c] for c in sorted(test_classes)] == meta["test_class_names"]
+    for path, label in train + test:  # labels number the sorted class names
+        assert path.split("/")[0] == meta["classes"][label]
+    assert read_split(tmp_path / "prepared", "test").image_path(0).is_file()
+    # the same seed draws the same classes; another seed, others
+    again = imagefolder.split_classes(7, 0.5, 3)
+    assert sorted(test_classes) == again.tolist()
+    assert any(imagefolder.split_classes(7, 0.5, s).tolist() != again.tolist() for s in range(4, 10))
+
+
+def test_imagefolder_refuses_bad_folders(tmp_path):
+    from dscl.datasets import imagefolder
+    from tests.archives import make_image_folder
+
+    spec = get_dataset("imagefolder")
+
+    def prepare(path):
+        spec.run(tmp_path / "out", tmp_path, True, imagefolder.ImageFolderOptions(path=str(path)))
+
+    with pytest.raises(DatasetError, match="is not a folder.*one sub-folder per class"):
+        prepare(tmp_path / "missing")
+    make_image_folder(tmp_path / "three", {"a": 2, "b": 2, "c": 2})
+    with pytest.raises(DatasetError, match=r"3 class sub-folder\(s\).*at least 4"):
+        prepare(tmp_path / "three")
+    make_image_folder(tmp_path / "empty", {"a": 2, "b": 2, "c": 2, "d": 2})
+    (tmp_path / "empty/e").mkdir()
+    with pytest.raises(DatasetError, match=r"\['e'\].*hold no image"):
+        prepare(tmp_path / "empty")
+    make_image_folder(tmp_path / "broken", {"a": 2, "b": 2, "c": 2, "d": 2})
+    (tmp_path / "broken/b/000.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(DatasetError, match="1 image"):
+        prepare(tmp_path / "broken")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    with pytest.raises(ValueError, match="test_fraction must be between 0 and 1"):
+        imagefolder.ImageFolderOptions(test_fraction=1.0)
+    for n in (4, 5, 40):  # at least two classes on each side
+        held = imagefolder.split_classes(n, 0.05, 0)
+        assert 2 <= len(held) <= n - 2

@@ -26,7 +26,7 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
     params = small_params()
     params["datasets"] = ["cub200"]
     params["methods"] = METHODS
-    params["prepare"] = {"root": "raw", "verify_checksum": False}
+    params["prepare"].update(root="raw", verify_checksum=False)
     params["features"]["image"].update(batch_size=8)
     params["features"]["datasets"]["cub200"] = {"backbone": "bninception", "weights": "none",
                                                 "resize": 72, "crop": 64}

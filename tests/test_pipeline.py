@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -37,6 +38,7 @@ def test_dvc_repro_end_to_end(tmp_path):
         shutil.copy(REPO / name, tmp_path / name)
     (tmp_path / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc/config", tmp_path / ".dvc/config")
+    shutil.copytree(REPO / ".dvc/plots", tmp_path / ".dvc/plots")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params()))
     sh(tmp_path, "git", "init", "-q")
     sh(tmp_path, "git", "add", "-A")
@@ -44,7 +46,7 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     first = sh(tmp_path, sys.executable, "-m", "dvc", "repro")
     methods = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
-    expected = {"prepare@digits", "features@digits", "report@digits"} | {
+    expected = {"prepare@digits", "features@digits", "curves@digits", "report@digits"} | {
         f"{s}@digits-{m}" for s in ("train", "embed", "evaluate") for m in methods}
     assert ran(first) == expected
     for m in methods:
@@ -56,6 +58,15 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro")) == set()  # nothing to redo
 
+    # dvc plots show: one figure for the dataset, every method's curves in it
+    shown = json.loads(sh(tmp_path, sys.executable, "-m", "dvc", "plots", "show", "--json"))["data"]
+    assert list(shown) == ["reports/curves/digits.tsv"]
+    (figure,) = shown["reports/curves/digits.tsv"]
+    rows = figure["content"]["data"]["values"]
+    assert {r["method"] for r in rows} == set(methods)
+    assert {r["curve"] for r in rows if r["method"] == "dscl_e2e"} == {
+        "training loss / its first value", "validation recall@1 (without sc)"}
+
     # every output is byte-identical when re-run (models included): the lock is unchanged
     lock = (tmp_path / "dvc.lock").read_text()
     assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro", "--force")) == expected
@@ -65,4 +76,90 @@ def test_dvc_repro_end_to_end(tmp_path):
     params["train"]["dscl_last"]["digits"]["lr"] = 0.5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro")) == {
-        "train@digits-dscl_last", "embed@digits-dscl_last", "evaluate@digits-dscl_last", "report@digits"}
+        "train@digits-dscl_last", "embed@digits-dscl_last", "evaluate@digits-dscl_last",
+        "curves@digits", "report@digits"}
+
+    # -- the train stage under torchrun: two gloo processes give the one-process model --
+    import torch
+
+    single = torch.load(tmp_path / "models/digits-dscl_e2e/model.pt", weights_only=False)
+    params["train"]["common"]["torchrun"]["nproc_per_node"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = sh(tmp_path, sys.executable, "-m", "dvc", "repro", "-s", "train@digits-dscl_e2e")
+    assert ran(out) == {"train@digits-dscl_e2e"}
+    parallel = torch.load(tmp_path / "models/digits-dscl_e2e/model.pt", weights_only=False)
+    assert parallel["record"] == single["record"]
+    for k, v in single["state_dict"].items():
+        assert torch.allclose(parallel["state_dict"][k], v, rtol=1e-4, atol=1e-6), k
+
+    # -- a queued sweep: two settings, run from the experiment queue, both listed -------
+    params["train"]["common"]["torchrun"]["nproc_per_node"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    sh(tmp_path, sys.executable, "-m", "dvc", "repro")
+    sh(tmp_path, "git", "add", "-A")
+    sh(tmp_path, "git", "commit", "-qm", "results")
+    for lr in (0.05, 0.2):
+        sh(tmp_path, sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", f"lr-{lr}",
+           "-S", f"train.dscl_last.digits.lr={lr}")
+    # a dataset's raw archive (never in git) reaches the queue's workspace by --copy-paths:
+    # without it, prepare would try to download (and fail offline)
+    from tests.archives import make_cub
+
+    (tmp_path / "data/raw/cub200").mkdir(parents=True)
+    make_cub(tmp_path / "data/raw/cub200/CUB_200_2011.tgz")
+    sh(tmp_path, sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", "cub-archive",
+       "--copy-paths", "data/raw", "-S", "datasets=[cub200]", "-S", "prepare.verify_checksum=false",
+       "prepare@cub200")
+    sh(tmp_path, sys.executable, "-m", "dvc", "queue", "start", "-j", "1")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = sh(tmp_path, sys.executable, "-m", "dvc", "queue", "status")
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(3)
+    assert status.count("Success") == 3, status
+    shown = json.loads(sh(tmp_path, sys.executable, "-m", "dvc", "exp", "show", "--json"))
+    exps = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                data = rev.get("data", {})
+                exps[rev.get("name")] = data
+    assert {"lr-0.05", "lr-0.2"} <= set(exps), sorted(exps)
+    for name, lr in (("lr-0.05", 0.05), ("lr-0.2", 0.2)):
+        data = exps[name]
+        assert data["params"]["params.yaml"]["data"]["train"]["dscl_last"]["digits"]["lr"] == lr
+        metrics = data["metrics"]["reports/metrics/digits/dscl_last.json"]["data"]
+        assert 0 < metrics["without_sc"]["recall@1"] <= 100
+
+
+def test_dvc_repro_on_your_own_photographs(tmp_path):
+    """The dataset imagefolder: a folder of class sub-folders through the whole pipeline."""
+    from tests.archives import make_image_folder
+
+    for name in ("dscl", "stages"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc/config", tmp_path / ".dvc/config")
+    make_image_folder(tmp_path / "photos", {f"species_{c:02d}": 8 for c in range(10)})
+    params = small_params()
+    params["datasets"] = ["imagefolder"]
+    params["methods"] = ["vanilla", "dscl_last", "dscl_e2e"]
+    params["prepare"]["datasets"]["imagefolder"] = {"path": "photos", "test_fraction": 0.5, "seed": 0}
+    params["features"]["datasets"]["imagefolder"] = {"backbone": "pixels", "weights": "none",
+                                                     "resize": 16, "crop": 12}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    sh(tmp_path, "git", "init", "-q")
+    sh(tmp_path, "git", "add", "-A")
+    sh(tmp_path, "git", "commit", "-qm", "init")
+
+    out = sh(tmp_path, sys.executable, "-m", "dvc", "repro")
+    assert {"prepare@imagefolder", "report@imagefolder", "train@imagefolder-dscl_e2e"} <= ran(out)
+    meta = json.loads((tmp_path / "data/prepared/imagefolder/meta.json").read_text())
+    assert (meta["train_classes"], meta["test_classes"], meta["test_images"]) == (5, 5, 40)
+    for m in params["methods"]:
+        metrics = json.loads((tmp_path / f"reports/metrics/imagefolder/{m}.json").read_text())
+        assert 0 < metrics["without_sc"]["recall@1"] <= 100
+    assert "imagefolder" in (tmp_path / "reports/tables/imagefolder.md").read_text().lower()

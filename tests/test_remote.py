@@ -38,6 +38,13 @@ def test_push_clone_pull_reruns_nothing(tmp_path):
     sh(origin, sys.executable, "-m", "dvc", "push", "--run-cache")
     assert "nothing to commit" in sh(origin, "git", "status")  # the run left git clean
 
+    # a declared model, registered (a GTO version tag) and fetched by its artifact name
+    sh(origin, "git", "tag", "-a", "digits-dscl-last@v0.1.0", "-m", "Registered digits-dscl-last version v0.1.0")
+    sh(tmp_path, sys.executable, "-m", "dvc", "artifacts", "get", str(origin), "digits-dscl-last",
+       "-o", str(tmp_path / "fetched"))
+    assert (tmp_path / "fetched/model.pt").read_bytes() == (
+        origin / "models/digits-dscl_last/model.pt").read_bytes()
+
     sh(tmp_path, "git", "clone", "-q", str(origin), str(clone))
     assert not (clone / "models").exists()  # models and data are not in git
     sh(clone, sys.executable, "-m", "dvc", "pull")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 
@@ -232,3 +233,92 @@ def test_tsne_of_a_degenerate_embedding_still_renders(tmp_path):
     labels = np.repeat(np.arange(3), 10)
     report.plot_tsne(emb, labels, "constant", tmp_path / "t.png", report.TsneParams())
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_several_seeds_give_mean_and_std(workdir):
+    """train.common.seeds: one run per seed; the first seed's run is the single-seed run;
+    metrics hold the mean over runs, their standard deviation and each run; the table
+    shows mean ± std."""
+    params = small_params()
+    params["methods"] = ["vanilla", "dscl_last"]
+    root = workdir(params)
+    run_until_features(root)
+
+    def run_all():
+        for method in params["methods"]:
+            train.main(train_args(method))
+            embed.main(["--dataset", "digits", "--model", f"models/digits-{method}", "--prepared",
+                        "data/prepared/digits", "--features", "data/features/digits",
+                        "--out", f"data/embeddings/digits/{method}"])
+            evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/digits/{method}",
+                           "--out", f"reports/metrics/digits/{method}.json"])
+        return {m: json.loads((root / f"reports/metrics/digits/{m}.json").read_text())
+                for m in params["methods"]}
+
+    single = run_all()
+    single_model = (root / "models/digits-dscl_last/model.pt").read_bytes()
+    params["train"]["common"]["seeds"] = [0, 3, 7]
+    workdir(params)
+    shutil.rmtree(root / "data/embeddings")
+    several = run_all()
+    model_dir = root / "models/digits-dscl_last"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.pt", "seed-3.pt", "seed-7.pt"]
+    first = torch.load(model_dir / "model.pt", weights_only=False)
+    assert first["record"]["seed"] == 0
+    assert torch.equal(first["state_dict"]["weight"],
+                       torch.load(io.BytesIO(single_model), weights_only=False)["state_dict"]["weight"])
+    other = torch.load(model_dir / "seed-3.pt", weights_only=False)
+    assert not torch.equal(other["state_dict"]["weight"], first["state_dict"]["weight"])
+    m = several["dscl_last"]
+    assert [r["seed"] for r in m["runs"]] == [0, 3, 7]
+    assert m["runs"][0]["without_sc"] == single["dscl_last"]["without_sc"]  # seed 0 as before
+    for variant in ("with_sc", "without_sc"):
+        for name, mean in m[variant].items():
+            values = [r[variant][name] for r in m["runs"]]
+            assert mean == pytest.approx(np.mean(values), abs=0.006)
+            assert m["std"][variant][name] == pytest.approx(np.std(values, ddof=1), abs=0.006)
+    assert len({r["without_sc"]["recall@1"] for r in m["runs"]}) > 1  # the seeds differ
+    assert all(v == 0 for v in several["vanilla"]["std"]["without_sc"].values())  # nothing trained
+    assert not list((root / "checkpoints/digits-dscl_last").glob("*.pt"))  # cleared when done
+    assert (root / "reports/train/digits-dscl_last/plots/metrics/seed-3/plots/metrics/loss.tsv").is_file()
+    info = json.loads((root / "data/embeddings/digits/dscl_last/info.json").read_text())
+    assert info["seeds"] == [0, 3, 7] and len(info["selected_steps"]) == 3
+    report.main(["--dataset", "digits", "--metrics", "reports/metrics/digits", "--embeddings",
+                 "data/embeddings/digits", "--table", "reports/tables/digits", "--plots",
+                 "reports/plots/digits"])
+    table = (root / "reports/tables/digits.md").read_text()
+    row = next(line for line in table.split("\n") if line.startswith("| Ours (last layer) (without SC) | measured"))
+    assert f"{m['without_sc']['nmi']:.2f} ± {m['std']['without_sc']['nmi']:.2f}" in row
+    assert ", ".join(str(s) for s in info["selected_steps"]) in row
+    with pytest.raises(ParamsError, match="seeds must be a non-empty list of distinct"):
+        params["train"]["common"]["seeds"] = [1, 1]
+        workdir(params)
+        train.main(train_args("dscl_last"))
+
+
+def test_an_interrupted_multi_seed_run_keeps_its_finished_seeds(workdir, monkeypatch):
+    params = small_params()
+    params["methods"] = ["dscl_last"]
+    params["train"]["common"]["seeds"] = [0, 3]
+    root = workdir(params)
+    run_until_features(root)
+    train.main(train_args("dscl_last"))
+    reference = {p.name: p.read_bytes() for p in (root / "models/digits-dscl_last").iterdir()}
+
+    real, calls = train.train_last_layer, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(kwargs.get("objective"))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # in the second seed's run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_last_layer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(train_args("dscl_last"))
+    assert (root / "checkpoints/digits-dscl_last/done-seed-0.pt").is_file()
+    calls.clear()
+    monkeypatch.setattr(train, "train_last_layer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train.main(train_args("dscl_last"))
+    assert len(calls) == 1  # only the seed that had not finished
+    assert {p.name: p.read_bytes() for p in (root / "models/digits-dscl_last").iterdir()} == reference

@@ -96,6 +96,21 @@ def test_two_process_data_parallel_equals_one_process(tmp_path):
         assert torch.allclose(parallel["state"][k], v, rtol=1e-4, atol=1e-5), k
 
 
+def test_gradients_are_summed_in_buckets(tmp_path):
+    from tests.ddp_worker import bucket_worker
+
+    out = tmp_path / "rank0.pt"
+    mp.spawn(bucket_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    result = torch.load(out, weights_only=False)
+    grads = result["grads"]
+    assert torch.equal(grads[0], torch.full((3, 4), 3.0))  # 1 + 2
+    assert torch.equal(grads[1], torch.full((5,), 6.0))  # 2 + 4
+    assert torch.equal(grads[2], torch.full((2, 2), 3.0))  # 3 on rank 0, none on rank 1
+    assert grads[3] is None  # no gradient anywhere: still none
+    # one presence exchange, then buckets of at least 15 floats: (12 + 5) and (4)
+    assert result["calls"] == 3
+
+
 def test_chunked_step_on_a_real_backbone():
     torch.manual_seed(0)
     backbone = build_backbone("bninception", "none", seed=0)

@@ -15,12 +15,25 @@ class DatasetSpec:
 
     ``prepare(out_dir, root, verify_checksum)`` writes the prepared form
     (:mod:`dscl.datasets.prepared`) into ``out_dir``; downloads and extracted files go
-    under ``root``.
+    under ``root``. A dataset with settings of its own (``options``, a dataclass, e.g.
+    where the user's folder is) is prepared by ``prepare(out_dir, root, verify_checksum,
+    options)``.
     """
 
     name: str
     description: str
-    prepare: Callable[[Path, Path, bool], None]
+    prepare: Callable[..., None]
+    options: type | None = None
+
+    def run(self, out_dir: Path, root: Path, verify_checksum: bool, options=None) -> None:
+        """Prepare the dataset (``options``: an instance of :attr:`options`, or None for
+        its defaults)."""
+        if self.options is None:
+            if options is not None:
+                raise ValueError(f"dataset {self.name!r} takes no options, got {options!r}")
+            self.prepare(out_dir, root, verify_checksum)
+        else:
+            self.prepare(out_dir, root, verify_checksum, options if options is not None else self.options())
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}

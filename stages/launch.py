@@ -1,0 +1,49 @@
+"""Run a stage module under ``torchrun``: ``python -m stages.launch [torchrun options]
+-m stages.train [stage options]``.
+
+The options are torchrun's own (``params.yaml``: ``train.common.torchrun``, unpacked by
+dvc.yaml). With several processes or machines this is torchrun itself
+(``torch.distributed.run``), so a multi-GPU run is a DVC stage like any other; a failed
+process's message is shown once, without torchrun's traceback of its own launcher. One
+process on one machine (the default) runs the module in place: no launcher process, no
+rendezvous port, the same result.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+from torch.distributed import run as torchrun
+
+
+def single_process(args) -> bool:
+    """One process on one machine: nothing for torchrun to do."""
+    return (str(args.nproc_per_node) == "1" and str(args.nnodes) in ("1", "1:1")
+            and args.rdzv_endpoint == "" and args.module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = torchrun.parse_args(argv)
+    if not args.module:
+        raise SystemExit("stages.launch runs a module: [torchrun options] -m <module> [options]")
+    if single_process(args):
+        sys.argv = [args.training_script, *args.training_script_args]
+        runpy.run_module(args.training_script, run_name="__main__", alter_sys=True)
+        return 0
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        torchrun.run(args)
+    except ChildFailedError as exc:
+        codes = sorted({f.exitcode for f in exc.failures.values()})
+        ranks = sorted(exc.failures)
+        print(f"error: {args.training_script} failed in process(es) {ranks} with exit code(s) "
+              f"{codes} (their messages are above)", file=sys.stderr)
+        return next((c for c in codes if c > 0), 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
