@@ -95,24 +95,25 @@ def main(argv=None) -> None:
     device = resolve_device(cfg.device)
     labels = np.load(args.features / "test_labels.npy")
     runs = model_runs(args.model)
+    records, dims = [], []
     with atomic_dir(args.out) as tmp:
         for sub, path in runs:
             record, state = load_model(path)
             emb = embed_run(record, state, args, cfg, image, feat, labels, device)
-            where = tmp / sub
-            where.mkdir(parents=True, exist_ok=True)
-            np.save(where / "test.npy", emb.astype(np.float32))
-            if sub:
-                continue
-            np.save(tmp / "test_labels.npy", labels)
-            info = {k: record.get(k) for k in ("method", "embedding_dim", "iterations", "selected_on",
-                                                 "selected_step", "normalized")}
-            info["test_embedding_dim"] = int(emb.shape[1])
-            if len(runs) > 1:  # the other seeds' selected steps
-                info["seeds"] = [load_model(p)[0].get("seed") for _, p in runs]
-                info["selected_steps"] = [load_model(p)[0].get("selected_step") for _, p in runs]
-            write_text(tmp / "info.json", json.dumps(info, indent=2) + "\n")
-    print(f"embed@{args.dataset}: {len(runs)} run(s), {emb.shape} -> {args.out}")
+            (tmp / sub).mkdir(parents=True, exist_ok=True)
+            np.save(tmp / sub / "test.npy", emb.astype(np.float32))
+            records.append(record)
+            dims.append(int(emb.shape[1]))
+        np.save(tmp / "test_labels.npy", labels)
+        first = records[0]
+        info = {k: first.get(k) for k in ("method", "embedding_dim", "iterations", "selected_on",
+                                            "selected_step", "normalized")}
+        info["test_embedding_dim"] = dims[0]
+        if len(records) > 1:  # each seed's run and the step it selected
+            info["seeds"] = [r.get("seed") for r in records]
+            info["selected_steps"] = [r.get("selected_step") for r in records]
+        write_text(tmp / "info.json", json.dumps(info, indent=2) + "\n")
+    print(f"embed@{args.dataset}: {len(runs)} run(s), d = {dims[0]} -> {args.out}")
 
 
 if __name__ == "__main__":

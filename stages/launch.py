@@ -20,7 +20,7 @@ from torch.distributed import run as torchrun
 def single_process(args) -> bool:
     """One process on one machine: nothing for torchrun to do."""
     return (str(args.nproc_per_node) == "1" and str(args.nnodes) in ("1", "1:1")
-            and args.rdzv_endpoint == "" and args.module)
+            and args.rdzv_endpoint == "")
 
 
 def main(argv: list[str] | None = None) -> int:

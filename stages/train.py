@@ -489,8 +489,9 @@ def main(argv=None) -> None:
         name = "state.pt" if i == 0 else f"state-seed-{seed}.pt"
         checkpointer = Checkpointer(args.checkpoint / name, key, common.checkpoint_every)
         finished = Checkpointer(args.checkpoint / f"done-seed-{seed}.pt", key, 1) if several else None
-        if finished is not None and finished.load() is not None:
-            results.append((seed, finished.load()["state"], finished.load()["done"]))
+        kept = finished.load() if finished is not None else None
+        if kept is not None:
+            results.append((seed, kept["state"], kept["done"]))
             continue
         saved = checkpointer.load()
         live = args.live if i == 0 else args.live / "plots" / "metrics" / f"seed-{seed}"

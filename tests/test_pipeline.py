@@ -31,18 +31,25 @@ def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def test_dvc_repro_end_to_end(tmp_path):
+def project(root, params: dict, files=("dvc.yaml", ".dvcignore")) -> None:
+    """A copy of the project's code and pipeline in ``root`` with ``params``, committed to
+    a fresh git repository (what a clone holds)."""
+    root.mkdir(parents=True, exist_ok=True)
     for name in ("dscl", "stages"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, tmp_path / name)
-    (tmp_path / ".dvc").mkdir()
-    shutil.copy(REPO / ".dvc/config", tmp_path / ".dvc/config")
-    shutil.copytree(REPO / ".dvc/plots", tmp_path / ".dvc/plots")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params()))
-    sh(tmp_path, "git", "init", "-q")
-    sh(tmp_path, "git", "add", "-A")
-    sh(tmp_path, "git", "commit", "-qm", "init")
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in files:
+        shutil.copy(REPO / name, root / name)
+    (root / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc/config", root / ".dvc/config")
+    shutil.copytree(REPO / ".dvc/plots", root / ".dvc/plots")
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "init")
+
+
+def test_dvc_repro_end_to_end(tmp_path):
+    project(tmp_path, small_params())
 
     first = sh(tmp_path, sys.executable, "-m", "dvc", "repro")
     methods = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
@@ -137,12 +144,6 @@ def test_dvc_repro_on_your_own_photographs(tmp_path):
     """The dataset imagefolder: a folder of class sub-folders through the whole pipeline."""
     from tests.archives import make_image_folder
 
-    for name in ("dscl", "stages"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, tmp_path / name)
-    (tmp_path / ".dvc").mkdir()
-    shutil.copy(REPO / ".dvc/config", tmp_path / ".dvc/config")
     make_image_folder(tmp_path / "photos", {f"species_{c:02d}": 8 for c in range(10)})
     params = small_params()
     params["datasets"] = ["imagefolder"]
@@ -150,10 +151,7 @@ def test_dvc_repro_on_your_own_photographs(tmp_path):
     params["prepare"]["datasets"]["imagefolder"] = {"path": "photos", "test_fraction": 0.5, "seed": 0}
     params["features"]["datasets"]["imagefolder"] = {"backbone": "pixels", "weights": "none",
                                                      "resize": 16, "crop": 12}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    sh(tmp_path, "git", "init", "-q")
-    sh(tmp_path, "git", "add", "-A")
-    sh(tmp_path, "git", "commit", "-qm", "init")
+    project(tmp_path, params)
 
     out = sh(tmp_path, sys.executable, "-m", "dvc", "repro")
     assert {"prepare@imagefolder", "report@imagefolder", "train@imagefolder-dscl_e2e"} <= ran(out)

@@ -7,29 +7,18 @@ import shutil
 import sys
 
 import pytest
-import yaml
 
-from tests.conftest import REPO, small_params
-from tests.test_pipeline import ran, sh
+from tests.conftest import small_params
+from tests.test_pipeline import project, ran, sh
 
 pytestmark = pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed")
 
 
 def test_push_clone_pull_reruns_nothing(tmp_path):
     origin, store, clone = tmp_path / "origin", tmp_path / "store", tmp_path / "clone"
-    origin.mkdir()
-    for name in ("dscl", "stages"):
-        shutil.copytree(REPO / name, origin / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(REPO / name, origin / name)
-    (origin / ".dvc").mkdir()
-    shutil.copy(REPO / ".dvc/config", origin / ".dvc/config")
     params = small_params()
     params["methods"] = ["vanilla", "dscl_last"]
-    (origin / "params.yaml").write_text(yaml.safe_dump(params))
-    sh(origin, "git", "init", "-q")
-    sh(origin, "git", "add", "-A")
-    sh(origin, "git", "commit", "-qm", "code")
+    project(origin, params, files=("dvc.yaml", ".dvcignore", ".gitignore"))
     sh(origin, sys.executable, "-m", "dvc", "repro")
     # the README's steps: a default remote (here a folder), commit, push with the run cache
     sh(origin, sys.executable, "-m", "dvc", "remote", "add", "-d", "shared", str(store))

@@ -33,6 +33,16 @@ def train_args(method):
             "--live", f"reports/train/{key}", "--checkpoint", f"checkpoints/{key}"]
 
 
+def train_embed_evaluate(method):
+    """The stages train, embed and evaluate of ``method`` on digits."""
+    train.main(train_args(method))
+    embed.main(["--dataset", "digits", "--model", f"models/digits-{method}", "--prepared",
+                "data/prepared/digits", "--features", "data/features/digits",
+                "--out", f"data/embeddings/digits/{method}"])
+    evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/digits/{method}",
+                   "--out", f"reports/metrics/digits/{method}.json"])
+
+
 def test_prepare_digits_split(workdir):
     root = workdir()
     prepared, _ = run_until_features(root)
@@ -177,12 +187,7 @@ def test_selection_rules_and_softmax_embeddings(workdir):
     root = workdir(params)
     run_until_features(root)
     for method in ("vanilla", "softmax"):
-        train.main(train_args(method))
-        embed.main(["--dataset", "digits", "--model", f"models/digits-{method}", "--prepared",
-                    "data/prepared/digits", "--features", "data/features/digits",
-                    "--out", f"data/embeddings/digits/{method}"])
-        evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/digits/{method}",
-                       "--out", f"reports/metrics/digits/{method}.json"])
+        train_embed_evaluate(method)
     saved = torch.load(root / "models/digits-softmax/model.pt", weights_only=False)["record"]
     assert saved["selected_on"] == "test" and saved["trained_classes"] == 5  # nothing carved
     # pooled: the fine-tuned backbone's feature (the pixels backbone: the 64 pixels)
@@ -246,12 +251,7 @@ def test_several_seeds_give_mean_and_std(workdir):
 
     def run_all():
         for method in params["methods"]:
-            train.main(train_args(method))
-            embed.main(["--dataset", "digits", "--model", f"models/digits-{method}", "--prepared",
-                        "data/prepared/digits", "--features", "data/features/digits",
-                        "--out", f"data/embeddings/digits/{method}"])
-            evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/digits/{method}",
-                           "--out", f"reports/metrics/digits/{method}.json"])
+            train_embed_evaluate(method)
         return {m: json.loads((root / f"reports/metrics/digits/{m}.json").read_text())
                 for m in params["methods"]}
 
