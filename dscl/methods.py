@@ -119,10 +119,12 @@ def lifted_structure_loss(embeddings: Tensor, labels: Tensor, neg_margin: float 
         return embeddings.sum() * 0.0
     # s_i = log sum_{k in N_i} exp(a - D_ik); -inf where i has no negative
     s = torch.logsumexp(torch.where(same, torch.full_like(d, -torch.inf), neg_margin - d), dim=1)
-    i, j = pos.nonzero(as_tuple=True)
-    # pml counts each unordered pair twice (both orders) and halves: the mean is the same
-    j_ij = torch.logaddexp(s[i], s[j]) + d[i, j] - pos_margin
-    return (torch.relu(j_ij) ** 2).mean() / 2
+    # J for every ordered pair, kept on the positive ones (pml counts each unordered pair
+    # twice and halves: the mean is the same). Dense on purpose: gathering s[i], s[j] for
+    # the pairs back-propagates through an index accumulation whose order varies between
+    # runs on the CPU, and the gradient with it; broadcasting keeps it bit-reproducible.
+    j_all = torch.logaddexp(s[:, None], s[None, :]) + d - pos_margin
+    return torch.where(pos, torch.relu(j_all) ** 2, 0.0).sum() / pos.sum() / 2
 
 
 def _npairs(l2_reg: float = 0.002) -> Callable[[Tensor, Tensor], Tensor]:
