@@ -5,19 +5,60 @@ for each chunk size, and the peak GPU memory (on CUDA). The paper reports about 
 iteration at n = 1260 on a P100. Run on a GPU:
 ``python benchmarks/bench_e2e.py --n 1260 --chunk-sizes 70 140 315 630``;
 on a CPU a smaller n gives the per-image cost.
+
+``--decode`` times whole iterations of the train stage's loop instead (``train_on_images``
+fed by ``BatchDecoder``): n JPEGs of CUB-like sizes decoded, resized and randomly cropped
+by ``--workers`` threads every iteration, side by side with and without prefetching
+(the next batch decoded while this one is learned), at the first chunk size.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
+
+import numpy as np
 
 import torch
 from torch import nn
 
 from dscl.backbones import build_backbone
 from dscl.device import resolve_device
-from dscl.training import EmbeddingNet, chunked_dscl_step
+from dscl.checkpoint import Checkpointer
+from dscl.datasets.prepared import Split
+from dscl.images import BatchDecoder, ImageTransform
+from dscl.training import EmbeddingNet, OptimizerConfig, chunked_dscl_step, train_on_images
+
+from bench_features import write_jpegs  # benchmarks/ is the script's folder
+
+
+def time_training_loop(args, device: torch.device) -> None:
+    """Seconds per iteration of ``train_on_images``, decoding included, with and without prefetch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        jpegs = write_jpegs(Path(tmp), args.n)
+        split = Split(jpegs.paths, np.arange(args.n) % args.classes, jpegs.image_root)
+        transform = ImageTransform(resize=256, crop=args.size, crop_mode="random")
+        print(f"device={device} backbone={args.backbone} n={args.n} JPEGs of about 450 x 350 -> "
+              f"{args.size}px crops, chunk={args.chunk_sizes[0]} amp={args.amp} "
+              f"decoding threads={args.workers}")
+        print(f"{'prefetch':>9} {'s / iteration':>14} {'images / s':>11}")
+        for prefetch in (False, True):
+            backbone = build_backbone(args.backbone, "none")
+            model = EmbeddingNet(backbone, nn.Linear(backbone.feature_dim, args.classes))
+            stamps = []
+            decoder = BatchDecoder(split, transform, args.workers, pin_memory=device.type == "cuda")
+            try:
+                train_on_images(model, decoder, np.arange(args.n), "dscl", args.repeats + 1, args.n,
+                                args.chunk_sizes[0], OptimizerConfig("sgd", lr=1e-6), 0,
+                                Checkpointer(None, "bench", 10**9),
+                                lambda step, values: stamps.append(time.perf_counter()),
+                                device, amp=args.amp, prefetch=prefetch)
+            finally:
+                decoder.close()
+            t = float(np.median(np.diff(stamps)))  # the first iteration (warm-up) excluded
+            print(f"{str(prefetch):>9} {t:>14.2f} {args.n / t:>11.1f}")
 
 
 def main() -> None:
@@ -30,8 +71,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--decode", action="store_true",
+                        help="time the training loop on JPEGs, decoding included (with and without prefetch)")
+    parser.add_argument("--workers", type=int, default=2, help="decoding threads (with --decode)")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.decode:
+        time_training_loop(args, device)
+        return
     backbone = build_backbone(args.backbone, "none")
     model = EmbeddingNet(backbone, nn.Linear(backbone.feature_dim, args.classes)).to(device)
     model.train()
