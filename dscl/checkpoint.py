@@ -30,7 +30,7 @@ class Checkpointer:
         if not hasattr(self, "_loaded"):
             self._loaded = None
             if self.path is not None and self.path.is_file() and self.path.stat().st_size:
-                state = torch.load(self.path, map_location="cpu", weights_only=False)
+                state = torch.load(self.path, map_location="cpu", weights_only=True)  # data, never code
                 if state.get("fingerprint") == self.fingerprint:
                     self._loaded = state
         return self._loaded

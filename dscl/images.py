@@ -3,7 +3,7 @@
 The images are resized to a square (``resize`` x ``resize``), then cropped to
 ``crop`` x ``crop`` (the centre crop at test time; the centre or a random crop for
 training), and optionally mirrored. Normalisation is the backbone's business
-(:class:`dscl.backbones.Backbone`), so tensors stay uint8 until they reach the device.
+(:class:`dscl.backbones.network.Backbone`), so tensors stay uint8 until they reach the device.
 
 References
 ----------
@@ -30,6 +30,7 @@ __all__ = [
     "make_loader",
     "embed_dataset",
     "CROP_MODES",
+    "transform_for",
 ]
 
 CROP_MODES = ("center", "random")
@@ -68,6 +69,17 @@ class ImageTransform:
         if flip:
             arr = arr[:, ::-1]
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # (c, h, w)
+
+
+def transform_for(backbone: str, resize: int, crop: int, crop_mode: str = "center") -> ImageTransform:
+    """The decoding of Section 4.1 of [1] for ``backbone``; the ``pixels`` backbone keeps
+    the images at their own size."""
+    from dscl.backbones import get_backbone
+
+    spec = get_backbone(backbone)
+    if not spec.has_parameters:
+        return ImageTransform(mode=spec.image_mode, resize=None, crop=None)
+    return ImageTransform(mode=spec.image_mode, resize=resize, crop=crop, crop_mode=crop_mode)
 
 
 class ImageDataset(Dataset):

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dscl.linalg import rank_truncated_svd
+
 __all__ = [
     "dscl_loss",
     "dscl_gradient",
@@ -123,26 +125,9 @@ class _DenseBasis:
         return self.j @ m
 
 
-def _rank_truncated_svd(f: Tensor, rtol: float | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Thin SVD of ``f`` (n, d) truncated to its numerical rank.
-
-    Singular values below ``rtol * max(S)`` are treated as zero, the relative threshold
-    used by the authors' code (and by ``numpy.linalg.matrix_rank`` with its default
-    ``rtol = max(n, d) * eps``).
-    """
-    u, s, vh = torch.linalg.svd(f, full_matrices=False)  # (n, m), (m,), (m, d)
-    if rtol is None:
-        rtol = max(f.shape) * torch.finfo(f.dtype).eps
-    keep = s > rtol * s[0]
-    r = int(keep.sum())  # singular values are sorted in decreasing order
-    if r == 0:
-        raise ValueError("embeddings have numerical rank 0 (all rows are zero)")
-    return u[:, :r], s[:r], vh[:r]
-
-
 def _loss_and_gradient(f: Tensor, basis, rtol: float | None) -> tuple[Tensor, Tensor]:
     """Return ``(Loss(F), dLoss/dF)`` for ``C = J J^T``; see the module docstring."""
-    u, s, vh = _rank_truncated_svd(f, rtol)  # (n, r), (r,), (r, d)
+    u, s, vh = rank_truncated_svd(f, rtol, zero_rank="embeddings have numerical rank 0 (all rows are zero)")
     utj = basis.t_matmul(u).T  # U^T J, (r, k)
     loss = basis.k - utj.square().sum()  # Eq. (10): k - tr(C F F^+)
     p = vh.T @ (utj / s[:, None])  # P = F^+ J = V S^-1 U^T J, (d, k)

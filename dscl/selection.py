@@ -15,12 +15,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
-import torch
-from torch import nn
 
-from dscl.metrics import evaluate_embedding
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "carve_validation",
@@ -33,9 +33,12 @@ __all__ = [
     "SELECT_VARIANTS",
 ]
 
-SELECT_SPLITS = ("validation", "test", "none")
-SELECT_METRICS = ("nmi", "recall@1", "map@r", "r_precision")
-SELECT_VARIANTS = ("with_sc", "without_sc")
+Split = Literal["validation", "test", "none"]
+Metric = Literal["nmi", "recall@1", "map@r", "r_precision"]
+Variant = Literal["with_sc", "without_sc"]
+SELECT_SPLITS: tuple[str, ...] = get_args(Split)
+SELECT_METRICS: tuple[str, ...] = get_args(Metric)
+SELECT_VARIANTS: tuple[str, ...] = get_args(Variant)
 
 Scores = dict[str, dict[str, float]]  # {"with_sc": {"nmi": .., "recall@1": ..}, ...}
 
@@ -72,8 +75,9 @@ def carve_validation(labels, n_classes: int, seed: int) -> tuple[np.ndarray, np.
 def validation_scores(embeddings, labels, seed: int = 0) -> Scores:
     """NMI, R@1, MAP@R and R-Precision with and without SC, in percent (rounded to 0.01)
     as the reports."""
-    scores = evaluate_embedding(embeddings, labels, ks=(1,), seed=seed)
-    return {v: {m: round(100.0 * x, 2) for m, x in s.items()} for v, s in scores.items()}
+    from dscl.metrics import evaluate_embedding, in_percent
+
+    return in_percent(evaluate_embedding(embeddings, labels, ks=(1,), seed=seed))
 
 
 def flatten_scores(scores: Scores, prefix: str = "val") -> dict[str, float]:
@@ -92,16 +96,15 @@ class SelectionRule:
     validations without improvement stop training (None: train to the end).
     """
 
-    split: str = "validation"
-    metric: str = "recall@1"
-    variant: str = "without_sc"
+    split: Split = "validation"
+    metric: Metric = "recall@1"
+    variant: Variant = "without_sc"
     patience: int | None = None
 
     def __post_init__(self):
-        for name, value, valid in (("split", self.split, SELECT_SPLITS), ("metric", self.metric, SELECT_METRICS),
-                                   ("variant", self.variant, SELECT_VARIANTS)):
-            if value not in valid:
-                raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
+        for name, valid in (("split", SELECT_SPLITS), ("metric", SELECT_METRICS), ("variant", SELECT_VARIANTS)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name} must be one of {list(valid)}, got {getattr(self, name)!r}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 (or null), got {self.patience}")
 
@@ -165,9 +168,3 @@ class EarlyStopping:
         self.best_scores = state["best_scores"]
         self.best_state = state["best_state"]
         self.since_best = state["since_best"]
-
-
-@torch.no_grad()
-def embed_in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 4096) -> np.ndarray:
-    """``fn`` over the rows of ``x`` in chunks: float32 (n, d) on the CPU."""
-    return torch.cat([fn(c).float().cpu() for c in torch.split(x, chunk)]).numpy()

@@ -12,6 +12,7 @@ import torch
 
 from dscl._arrays import as_float_matrix
 from dscl.kmeans import kmeans
+from dscl.linalg import rank_truncated_svd
 
 __all__ = ["spectral_embedding", "spectral_clustering"]
 
@@ -41,13 +42,8 @@ def spectral_embedding(embeddings, rtol: float | None = None):
     was_numpy = isinstance(embeddings, np.ndarray)
     f = as_float_matrix(embeddings)
     m = f - f.mean(dim=0, keepdim=True)  # step 1, (n, d)
-    u, s, _ = torch.linalg.svd(m, full_matrices=False)  # (n, min(n, d))
-    if rtol is None:
-        rtol = max(m.shape) * torch.finfo(m.dtype).eps
-    r = int((s > rtol * s[0]).sum()) if s[0] > 0 else 0  # step 2
-    if r == 0:
-        raise ValueError("embeddings are constant: the centred matrix has rank 0")
-    u = u[:, :r]  # step 3, (n, r)
+    # steps 2-3: U (n, r), the left singular vectors of the numerical rank r
+    u, _, _ = rank_truncated_svd(m, rtol, zero_rank="embeddings are constant: the centred matrix has rank 0")
     norms = u.norm(dim=1, keepdim=True)
     t = u / norms.clamp_min(torch.finfo(u.dtype).tiny)  # step 4
     return t.cpu().numpy() if was_numpy else t

@@ -6,8 +6,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from dscl.config import ParamsError
 from dscl.datasets.archive import DatasetError
-from stages.params import ParamsError
 
 # Errors about the user's input or data (bad params, unknown names, a corrupt archive):
 # their message says what was expected. DSCL_TRACEBACK=1 shows the traceback as well.

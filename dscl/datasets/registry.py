@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DatasetSpec", "register", "get_dataset", "dataset_names"]
+from dscl.registry import Registry
+
+__all__ = ["DatasetSpec", "DATASETS", "register", "get_dataset", "dataset_names"]
 
 
 @dataclass(frozen=True)
@@ -36,22 +38,18 @@ class DatasetSpec:
             self.prepare(out_dir, root, verify_checksum, options if options is not None else self.options())
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"dataset {spec.name!r} is registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
+    """Add a dataset (each module of :mod:`dscl.datasets` registers its own)."""
+    return DATASETS.register(spec.name, spec)
 
 
 def dataset_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(DATASETS)
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {dataset_names()}") from None
+    """The dataset ``name``; ValueError naming the valid ones otherwise."""
+    return DATASETS.get(name)

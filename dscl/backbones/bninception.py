@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BNInception", "accepts"]
+__all__ = ["BNInception"]
 
 # name: (in, 1x1, (3x3 reduce, 3x3), (double reduce, double 1, double 2), pool, pool proj)
 # A stride-2 ("reduction") block has no 1x1 nor pool projection and a max-pool branch.
@@ -30,28 +30,6 @@ _BLOCKS = [
     ("5a", 1056, 352, (192, 320), (160, 224, 224), "avg", 128),
     ("5b", 1024, 352, (192, 320), (192, 224, 224), "max", 128),
 ]
-
-
-def accepts(size: int) -> bool:
-    """Whether a ``size`` x ``size`` input goes through: at each stride-2 block (3c, 4e)
-    the strided convolutions (floor) and the ceil-mode max pool agree only on an even
-    input side.
-    """
-    def conv(s, k, st, p):
-        return (s + 2 * p - k) // st + 1
-
-    def ceil_pool(s):  # 3x3, stride 2, ceil_mode
-        return -(-(s - 3) // 2) + 1
-
-    if size < 1:
-        return False
-    s = ceil_pool(conv(size, 7, 2, 3))  # conv1 + pool1
-    s = ceil_pool(s)  # conv2 (same size) + pool2
-    for _ in ("3c", "4e"):
-        if s < 3 or s % 2:
-            return False
-        s = conv(s, 3, 2, 1)
-    return s >= 1
 
 
 class BNInception(nn.Module):

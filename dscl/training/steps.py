@@ -1,0 +1,113 @@
+"""One update of all trainable layers: the chunked update of Section 4.1 of [1] for a
+batch objective, and accumulated cross-entropy for the softmax baseline.
+
+References
+----------
+.. [1] Law, Urtasun, Zemel. Deep Spectral Clustering Learning. ICML 2017.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from dscl.objectives import Objective
+from dscl.training.distributed import gather_rows, rank_and_world, sync_context
+
+__all__ = ["freeze_batchnorm", "chunked_step", "softmax_step"]
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every batch-norm and dropout layer in eval mode.
+
+    Batch norm then uses the ImageNet running statistics without updating them, and
+    dropout is off, so both passes of :func:`chunked_step` compute the same function and
+    the update does not depend on how the batch is chunked (nor, under ``torchrun``, on
+    how it is shared between processes).
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
+            m.eval()
+
+
+def chunked_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 optimizer: torch.optim.Optimizer, *, objective: Objective, chunk_size: int,
+                 device: torch.device, amp: bool = False) -> float:
+    """One update of all trainable layers on a batch objective, memory bounded by
+    ``chunk_size``.
+
+    Section 4.1 of [1]: (1) embed every sub-batch without a graph and concatenate them
+    into F; (2) compute the gradient G of the loss for the whole batch once (DSCL: the
+    closed form of Eq. 9; any other objective of :mod:`dscl.objectives`: one autograd
+    pass on F alone); (3) embed each sub-batch again with a graph and back-propagate
+    ``<F_i, G_i>``. The parameter gradient is the whole batch's, exactly.
+
+    Under ``torchrun``, ``images``/``labels`` are this process's share of the batch and
+    ``model`` is wrapped by :func:`dscl.training.distributed.data_parallel`: F and the
+    labels are all-gathered, every process computes the same G, back-propagates its own
+    rows, and DDP sums the parameter gradients on the last chunk; the update equals the
+    single-process one up to float error.
+
+    Parameters
+    ----------
+    images : uint8 Tensor of shape (m, c, h, w)
+    labels : Tensor of shape (m,)
+    objective : the batch objective
+
+    Returns
+    -------
+    The loss on the whole batch, before the update.
+    """
+    rank, world = rank_and_world()
+    freeze_batchnorm(model)
+    chunks = torch.split(torch.arange(images.shape[0]), chunk_size)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    with torch.no_grad(), autocast:
+        f_local = torch.cat([model(images[c].to(device, non_blocking=True)).float() for c in chunks])
+    y_local = labels.to(device)
+    if world > 1:
+        sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world)]
+        dist.all_gather(sizes, torch.tensor([f_local.shape[0]], device=device))
+        sizes = [int(s) for s in sizes]
+        f_all, y_all = gather_rows(f_local, sizes), gather_rows(y_local, sizes)
+        offset = sum(sizes[:rank])
+    else:
+        f_all, y_all, offset = f_local, y_local, 0
+    loss, grad = objective.loss_and_gradient(f_all, y_all)  # the whole batch's, (n, d)
+    grad = grad[offset : offset + f_local.shape[0]]  # this process's rows
+    optimizer.zero_grad(set_to_none=True)
+    for i, c in enumerate(chunks):
+        with sync_context(model, last=i == len(chunks) - 1):
+            with autocast:
+                f_chunk = model(images[c].to(device, non_blocking=True)).float()
+            (f_chunk * grad[c.to(device)]).sum().backward()  # d<F_i, G_i>/dθ
+    optimizer.step()
+    return float(loss)
+
+
+def softmax_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 optimizer: torch.optim.Optimizer, *, classes: torch.Tensor, chunk_size: int,
+                 device: torch.device, amp: bool, batch_total: int) -> float:
+    """Cross-entropy over the batch (``batch_total`` examples over every process),
+    gradients accumulated chunk by chunk. ``model`` is an
+    :class:`~dscl.training.model.EmbeddingNet`, possibly DDP-wrapped."""
+    _, world = rank_and_world()
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    targets = torch.searchsorted(classes, labels.to(device))  # class ids -> 0..C-1
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    chunks = torch.split(torch.arange(images.shape[0]), chunk_size)
+    for i, c in enumerate(chunks):
+        with sync_context(model, last=i == len(chunks) - 1):
+            with autocast:
+                emb = model(images[c].to(device, non_blocking=True))
+                scores = emb if net.classifier is None else net.classifier(emb)
+            loss = nn.functional.cross_entropy(scores.float(), targets[c.to(device)], reduction="sum")
+            (loss / batch_total).backward()
+        total += loss.detach()
+    if world > 1:
+        dist.all_reduce(total)
+    optimizer.step()
+    return float(total) / batch_total
