@@ -1,6 +1,6 @@
 """One end-to-end DSCL iteration (the chunked update of Section 4.1) against chunk_size.
 
-Times ``chunked_dscl_step`` on a batch of n random 227 x 227 images (decoding excluded)
+Times ``chunked_step`` (DSCL) on a batch of n random 227 x 227 images (decoding excluded)
 for each chunk size, and the peak GPU memory (on CUDA). The paper reports about 50 s per
 iteration at n = 1260 on a P100. Run on a GPU:
 ``python benchmarks/bench_e2e.py --n 1260 --chunk-sizes 70 140 315 630``;
@@ -20,18 +20,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import torch
+from bench_features import write_jpegs  # benchmarks/ is the script's folder
 from torch import nn
 
 from dscl.backbones import build_backbone
-from dscl.device import resolve_device
-from dscl.checkpoint import Checkpointer
 from dscl.datasets.prepared import Split
+from dscl.device import resolve_device
 from dscl.images import BatchDecoder, ImageTransform
-from dscl.training import EmbeddingNet, OptimizerConfig, chunked_dscl_step, train_on_images
+from dscl.objectives import make_objective
+from dscl.training import EmbeddingNet, OptimizerConfig, chunked_step, train_on_images
 
-from bench_features import write_jpegs  # benchmarks/ is the script's folder
+DSCL = make_objective("dscl")
 
 
 def time_training_loop(args, device: torch.device) -> None:
@@ -40,9 +40,11 @@ def time_training_loop(args, device: torch.device) -> None:
         jpegs = write_jpegs(Path(tmp), args.n)
         split = Split(jpegs.paths, np.arange(args.n) % args.classes, jpegs.image_root)
         transform = ImageTransform(resize=256, crop=args.size, crop_mode="random")
-        print(f"device={device} backbone={args.backbone} n={args.n} JPEGs of about 450 x 350 -> "
-              f"{args.size}px crops, chunk={args.chunk_sizes[0]} amp={args.amp} "
-              f"decoding threads={args.workers}")
+        print(
+            f"device={device} backbone={args.backbone} n={args.n} JPEGs of about 450 x 350 -> "
+            f"{args.size}px crops, chunk={args.chunk_sizes[0]} amp={args.amp} "
+            f"decoding threads={args.workers}"
+        )
         print(f"{'prefetch':>9} {'s / iteration':>14} {'images / s':>11}")
         for prefetch in (False, True):
             backbone = build_backbone(args.backbone, "none")
@@ -50,15 +52,25 @@ def time_training_loop(args, device: torch.device) -> None:
             stamps = []
             decoder = BatchDecoder(split, transform, args.workers, pin_memory=device.type == "cuda")
             try:
-                train_on_images(model, decoder, np.arange(args.n), "dscl", args.repeats + 1, args.n,
-                                args.chunk_sizes[0], OptimizerConfig("sgd", lr=1e-6), 0,
-                                Checkpointer(None, "bench", 10**9),
-                                lambda step, values: stamps.append(time.perf_counter()),
-                                device, amp=args.amp, prefetch=prefetch)
+                train_on_images(
+                    model,
+                    decoder,
+                    np.arange(args.n),
+                    objective=DSCL,
+                    iterations=args.repeats + 1,
+                    batch_size=args.n,
+                    chunk_size=args.chunk_sizes[0],
+                    optim=OptimizerConfig("sgd", lr=1e-6),
+                    seed=0,
+                    device=device,
+                    amp=args.amp,
+                    prefetch=prefetch,
+                    log=lambda step, values, stamps=stamps: stamps.append(time.perf_counter()),
+                )
             finally:
                 decoder.close()
             t = float(np.median(np.diff(stamps)))  # the first iteration (warm-up) excluded
-            print(f"{str(prefetch):>9} {t:>14.2f} {args.n / t:>11.1f}")
+            print(f"{prefetch!s:>9} {t:>14.2f} {args.n / t:>11.1f}")
 
 
 def main() -> None:
@@ -71,8 +83,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--decode", action="store_true",
-                        help="time the training loop on JPEGs, decoding included (with and without prefetch)")
+    parser.add_argument(
+        "--decode",
+        action="store_true",
+        help="time the training loop on JPEGs, decoding included (with and without prefetch)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="decoding threads (with --decode)")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -88,20 +103,33 @@ def main() -> None:
     if device.type == "cuda":
         images = images.pin_memory()
     labels = torch.randint(0, args.classes, (args.n,), generator=gen)
-    print(f"device={device} backbone={args.backbone} n={args.n} image={args.size}px amp={args.amp} "
-          f"threads={torch.get_num_threads()}")
+    print(
+        f"device={device} backbone={args.backbone} n={args.n} image={args.size}px amp={args.amp} "
+        f"threads={torch.get_num_threads()}"
+    )
     print(f"{'chunk':>6} {'s / iteration':>14} {'images / s':>11} {'peak GPU GiB':>13}")
     best = None
     for chunk in args.chunk_sizes:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        chunked_dscl_step(model, images, labels, optimizer, chunk, device, args.amp)  # warm-up
+        chunked_step(
+            model, images, labels, optimizer, objective=DSCL, chunk_size=chunk, device=device, amp=args.amp
+        )  # warm-up
         times = []
         for _ in range(args.repeats):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            chunked_dscl_step(model, images, labels, optimizer, chunk, device, args.amp)
+            chunked_step(
+                model,
+                images,
+                labels,
+                optimizer,
+                objective=DSCL,
+                chunk_size=chunk,
+                device=device,
+                amp=args.amp,
+            )
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
@@ -110,9 +138,11 @@ def main() -> None:
         print(f"{chunk:>6} {t:>14.2f} {args.n / t:>11.1f} {peak:>13.2f}")
         best = t if best is None else min(best, t)
     per_image = best / args.n
-    print(f"fastest: {per_image * 1e3:.2f} ms per image and iteration; at n = 1260: "
-          f"{per_image * 1260:.1f} s per iteration; CUB-200-2011 end-to-end (100 iterations): "
-          f"{per_image * 1260 * 100 / 60:.1f} min of training")
+    print(
+        f"fastest: {per_image * 1e3:.2f} ms per image and iteration; at n = 1260: "
+        f"{per_image * 1260:.1f} s per iteration; CUB-200-2011 end-to-end (100 iterations): "
+        f"{per_image * 1260 * 100 / 60:.1f} min of training"
+    )
 
 
 if __name__ == "__main__":

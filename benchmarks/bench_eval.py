@@ -44,39 +44,59 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=3.0)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100, 1000])
     parser.add_argument("--data", choices=["clustered", "random"], default="clustered")
-    parser.add_argument("--all-iterations", action="store_true",
-                        help="no early stop of k-means: every one of the 20 iterations")
+    parser.add_argument(
+        "--all-iterations",
+        action="store_true",
+        help="no early stop of k-means: every one of the 20 iterations",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--kmeans-backend", choices=["auto", "faiss", "torch"], default="auto",
-                        help="faiss, or the torch k-means (the GPU path without faiss-gpu)")
+    parser.add_argument(
+        "--kmeans-backend",
+        choices=["auto", "faiss", "torch"],
+        default="auto",
+        help="faiss, or the torch k-means (the GPU path without faiss-gpu)",
+    )
     args = parser.parse_args()
     x, y = synthetic(args.n, args.dim, args.classes, args.noise, seed=0, data=args.data)
     x = torch.from_numpy(x).to(args.device)
-    print(f"device={args.device} threads={torch.get_num_threads()} n={args.n} d={args.dim} "
-          f"clusters={args.classes} ks={args.ks} data={args.data} kmeans={args.kmeans_backend}")
+    print(
+        f"device={args.device} threads={torch.get_num_threads()} n={args.n} d={args.dim} "
+        f"clusters={args.classes} ks={args.ks} data={args.data} kmeans={args.kmeans_backend}"
+    )
     total = time.perf_counter()
     for variant in ("with_sc", "without_sc"):
         t0 = time.perf_counter()
         rep = spectral_embedding(x) if variant == "with_sc" else l2_normalize(x)
         t1 = time.perf_counter()
-        assign = kmeans(rep, args.classes, seed=0, niter=20, backend=args.kmeans_backend,
-                        early_stop_threshold=-1.0 if args.all_iterations else 0.0)
+        assign = kmeans(
+            rep,
+            args.classes,
+            seed=0,
+            niter=20,
+            backend=args.kmeans_backend,
+            early_stop_threshold=-1.0 if args.all_iterations else 0.0,
+        )
         t2 = time.perf_counter()
         score = nmi(y, assign)
         t3 = time.perf_counter()
         ret = retrieval_scores(rep, y, args.ks)
         t4 = time.perf_counter()
-        print(f"{variant:>10}: NMI {100 * score:.2f}  "
-              + "  ".join(f"{LABELS.get(k, k.replace('recall@', 'R@'))} {100 * v:.2f}"
-                          for k, v in ret.items()))
-        print(f"{'':>10}  representation {t1 - t0:.1f} s | k-means {t2 - t1:.1f} s | "
-              f"NMI {t3 - t2:.2f} s | Recall@K, MAP@R, RP {t4 - t3:.1f} s")
+        print(
+            f"{variant:>10}: NMI {100 * score:.2f}  "
+            + "  ".join(f"{LABELS.get(k, k.replace('recall@', 'R@'))} {100 * v:.2f}" for k, v in ret.items())
+        )
+        print(
+            f"{'':>10}  representation {t1 - t0:.1f} s | k-means {t2 - t1:.1f} s | "
+            f"NMI {t3 - t2:.2f} s | Recall@K, MAP@R, RP {t4 - t3:.1f} s"
+        )
     elapsed = time.perf_counter() - total
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     on_gpu = torch.device(args.device).type == "cuda"
     target, limit = ("20 s on a GPU", 20) if on_gpu else ("5 min on a 2-core CPU", 300)
-    print(f"total {elapsed:.1f} s ({elapsed / 60:.2f} min), peak RSS {peak:.2f} GiB, "
-          f"target < {target}: {'met' if elapsed < limit else 'MISSED'}")
+    print(
+        f"total {elapsed:.1f} s ({elapsed / 60:.2f} min), peak RSS {peak:.2f} GiB, "
+        f"target < {target}: {'met' if elapsed < limit else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

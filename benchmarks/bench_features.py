@@ -48,8 +48,9 @@ def main() -> None:
     transform = ImageTransform(resize=256, crop=227)
     with tempfile.TemporaryDirectory() as tmp:
         split = write_jpegs(Path(tmp), args.images)
-        loader = make_loader(ImageDataset(split, transform), args.batch_size, args.workers,
-                             pin_memory=device.type == "cuda")
+        loader = make_loader(
+            ImageDataset(split, transform), args.batch_size, args.workers, pin_memory=device.type == "cuda"
+        )
         t0 = time.perf_counter()
         for _ in loader:
             pass
@@ -66,8 +67,10 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
         total = args.images / (time.perf_counter() - t0)
-    print(f"device={device} threads={torch.get_num_threads()} workers={args.workers} "
-          f"backbone={args.backbone} images={args.images} batch={args.batch_size}")
+    print(
+        f"device={device} threads={torch.get_num_threads()} workers={args.workers} "
+        f"backbone={args.backbone} images={args.images} batch={args.batch_size}"
+    )
     print(f"decode + resize + crop only : {decode:8.1f} images/s")
     print(f"decode + {args.backbone:<17}: {total:8.1f} images/s")
     cub = 2 * 5864 + 5924  # train (original and mirrored) + test

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_dir", "write_text", "save_npy", "save_torch"]
+__all__ = ["atomic_dir", "atomic_path", "save_npy", "save_torch", "write_text"]
 
 
 @contextlib.contextmanager
@@ -56,9 +56,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """``np.save`` atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 def save_torch(path: str | os.PathLike, obj) -> None:

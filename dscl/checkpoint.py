@@ -54,8 +54,9 @@ class Checkpointer:
             extra.load_state_dict(state["extra"])
         return int(state["iteration"])
 
-    def maybe_save(self, iteration: int, total: int, model, optimizer, rng, extra=None,
-                   force: bool = False) -> None:
+    def maybe_save(
+        self, iteration: int, total: int, model, optimizer, rng, extra=None, force: bool = False
+    ) -> None:
         """Save the state every ``every`` iterations, after the last one, and when
         ``force``d (training stops early)."""
         if self.path is None or (iteration % self.every and iteration != total and not force):

@@ -38,10 +38,30 @@ from dscl.selection import SelectionRule
 from dscl.training.optim import Optimizer, OptimizerConfig
 from dscl.training.sampling import ClassSampling
 
-__all__ = ["ParamsError", "load", "Config", "build", "convert", "Device", "CropMode", "KMeansBackend",
-           "PrepareConfig", "ImageConfig", "FeatureConfig", "TorchrunConfig", "CommonConfig",
-           "DatasetTrainConfig", "LastLayerConfig", "ImageTrainConfig", "SoftmaxConfig",
-           "VanillaConfig", "EmbedConfig", "KMeansConfig", "TsneConfig", "ReportConfig"]
+__all__ = [
+    "CommonConfig",
+    "Config",
+    "CropMode",
+    "DatasetTrainConfig",
+    "Device",
+    "EmbedConfig",
+    "FeatureConfig",
+    "ImageConfig",
+    "ImageTrainConfig",
+    "KMeansBackend",
+    "KMeansConfig",
+    "LastLayerConfig",
+    "ParamsError",
+    "PrepareConfig",
+    "ReportConfig",
+    "SoftmaxConfig",
+    "TorchrunConfig",
+    "TsneConfig",
+    "VanillaConfig",
+    "build",
+    "convert",
+    "load",
+]
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
@@ -111,11 +131,16 @@ class TorchrunConfig:
     def __post_init__(self):
         if self.nproc_per_node < 1:
             raise ValueError(f"nproc_per_node must be >= 1, got {self.nproc_per_node}")
-        several = [k for k in ("nnodes", "node_rank", "rdzv_endpoint", "rdzv_id", "master_addr",
-                               "master_port") if getattr(self, k) is not None]
+        several = [
+            k
+            for k in ("nnodes", "node_rank", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port")
+            if getattr(self, k) is not None
+        ]
         if self.standalone and several:
-            raise ValueError(f"standalone: true is for one machine, but {several} are set: "
-                             f"set standalone: false to run on several machines")
+            raise ValueError(
+                f"standalone: true is for one machine, but {several} are set: "
+                f"set standalone: false to run on several machines"
+            )
 
 
 @dataclass(frozen=True)
@@ -128,8 +153,8 @@ class CommonConfig:
     device: Device = "auto"
     amp: bool = True  # bfloat16 autocast of the training passes on CUDA
     checkpoint_every: int = 10
-    selection: SelectionRule = SelectionRule()
-    torchrun: TorchrunConfig = TorchrunConfig()
+    selection: SelectionRule = field(default_factory=SelectionRule)
+    torchrun: TorchrunConfig = field(default_factory=TorchrunConfig)
 
     def __post_init__(self):
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -159,8 +184,13 @@ class DatasetTrainConfig:
 @dataclass(frozen=True)
 class _Optimised:
     def optimizer_config(self) -> OptimizerConfig:
-        return OptimizerConfig(self.optimizer, self.lr, self.momentum, self.weight_decay,
-                               backbone_lr=getattr(self, "backbone_lr", None))
+        return OptimizerConfig(
+            self.optimizer,
+            self.lr,
+            self.momentum,
+            self.weight_decay,
+            backbone_lr=getattr(self, "backbone_lr", None),
+        )
 
 
 @dataclass(frozen=True)
@@ -295,24 +325,29 @@ class Config:
         where = f"prepare.datasets.{dataset}"
         if spec.options is None:
             if value not in ({}, None):
-                raise ParamsError(f"params.yaml: {where} must be empty ({{}}): {dataset} has no "
-                                  f"options, got {value!r}")
+                raise ParamsError(
+                    f"params.yaml: {where} must be empty ({{}}): {dataset} has no options, got {value!r}"
+                )
             return None
         return build(spec.options, value, where)
 
     def features(self, dataset: str) -> FeatureConfig:
         """``features.datasets.<dataset>``."""
-        return build(FeatureConfig, entry(self.raw, "features.datasets", dataset),
-                     f"features.datasets.{dataset}")
+        return build(
+            FeatureConfig, entry(self.raw, "features.datasets", dataset), f"features.datasets.{dataset}"
+        )
 
     def train_dataset(self, dataset: str) -> DatasetTrainConfig:
         """``train.datasets.<dataset>``, checked against the selection rule."""
-        ds = build(DatasetTrainConfig, entry(self.raw, "train.datasets", dataset), f"train.datasets.{dataset}")
+        ds = build(
+            DatasetTrainConfig, entry(self.raw, "train.datasets", dataset), f"train.datasets.{dataset}"
+        )
         if self.common.selection.split == "validation" and ds.validation_classes < 2:
             raise ParamsError(
                 f"params.yaml: train.common.selection.split is 'validation' but "
                 f"train.datasets.{dataset}.validation_classes is {ds.validation_classes}: "
-                f"set it to 2 or more, or set the split to 'none'")
+                f"set it to 2 or more, or set the split to 'none'"
+            )
         return ds
 
     def method(self, name: str, dataset: str) -> tuple[Method, MethodConfig]:
@@ -363,7 +398,9 @@ def load(path: str | Path = PARAMS_FILE) -> Config:
             raise ParamsError(f"params.yaml: unknown {key} {unknown}; valid names: {valid}")
         names[key] = tuple(listed)
     cfg = Config(
-        raw=raw, datasets=names["datasets"], methods=names["methods"],
+        raw=raw,
+        datasets=names["datasets"],
+        methods=names["methods"],
         prepare=section(raw, "prepare", PrepareConfig),
         image=section(raw, "features.image", ImageConfig),
         common=section(raw, "train.common", CommonConfig),
@@ -416,8 +453,12 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         return {k: convert(v, vt, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return build(tp, value, where)
-    checks = {float: ((int, float), "a number"), int: (int, "an integer"), bool: (bool, "true or false"),
-              str: (str, "a string")}
+    checks = {
+        float: ((int, float), "a number"),
+        int: (int, "an integer"),
+        bool: (bool, "true or false"),
+        str: (str, "a string"),
+    }
     if tp in checks:
         types_, what = checks[tp]
         if not isinstance(value, types_) or (tp is not bool and isinstance(value, bool)):

@@ -21,7 +21,7 @@ from dscl.metrics import l2_normalize
 from dscl.training.fit import MODEL_FORMAT
 from dscl.training.model import EmbeddingNet
 
-__all__ = ["ModelFileError", "load_model", "embed_test"]
+__all__ = ["ModelFileError", "embed_test", "load_model"]
 
 
 class ModelFileError(ValueError):
@@ -33,21 +33,34 @@ def load_model(path: Path) -> tuple[dict, dict | None]:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ModelFileError(f"{path} is not a model file of this project: it carries objects other "
-                             f"than tensors and plain values, which are never loaded ({exc})") from None
+        raise ModelFileError(
+            f"{path} is not a model file of this project: it carries objects other "
+            f"than tensors and plain values, which are never loaded ({exc})"
+        ) from None
     except (RuntimeError, EOFError) as exc:
         raise ModelFileError(f"{path} is not a model file of this project ({exc})") from None
     if not isinstance(saved, dict) or not {"record", "state_dict"} <= set(saved):
         raise ModelFileError(f"{path} is not a model file of this project (no record and state_dict)")
     found = saved["record"].get("format")
     if found != MODEL_FORMAT:
-        raise ModelFileError(f"{path} was written by an incompatible version (model format {found}, "
-                             f"this version reads {MODEL_FORMAT}): re-run the train stage")
+        raise ModelFileError(
+            f"{path} was written by an incompatible version (model format {found}, "
+            f"this version reads {MODEL_FORMAT}): re-run the train stage"
+        )
     return saved["record"], saved["state_dict"]
 
 
-def embed_test(record: dict, state: dict | None, *, features: Path, prepared: Path, feat: FeatureConfig,
-               image: ImageConfig, batch_size: int, device: torch.device) -> np.ndarray:
+def embed_test(
+    record: dict,
+    state: dict | None,
+    *,
+    features: Path,
+    prepared: Path,
+    feat: FeatureConfig,
+    image: ImageConfig,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
     """The test embedding (n, d) of one trained model: the cached feature itself
     (``learns`` nothing), the learned layer over the cached features (``last_layer``), or
     the test images through the network (``all_layers``); l2-normalised where the
@@ -62,20 +75,33 @@ def embed_test(record: dict, state: dict | None, *, features: Path, prepared: Pa
             emb = torch.cat([head(c) for c in torch.split(feats, batch_size)]).numpy()
     else:  # all layers were trained: run the test images through the network
         model = EmbeddingNet.build(
-            build_backbone(record["backbone"], "none"), record["feature_dim"], record["embedding_dim"],
-            class_ids=torch.empty_like(state["class_ids"]), classifier="classifier.weight" in state)
+            build_backbone(record["backbone"], "none"),
+            record["feature_dim"],
+            record["embedding_dim"],
+            class_ids=torch.empty_like(state["class_ids"]),
+            classifier="classifier.weight" in state,
+        )
         model.load_state_dict(state)
         split = read_split(prepared, "test")
         if not np.array_equal(split.labels, np.load(features / "test_labels.npy")):
             raise RuntimeError("the prepared test table and the cached features disagree: re-run features")
         if feat.backbone != record["backbone"]:
-            raise RuntimeError(f"the model was trained with backbone {record['backbone']!r}, the "
-                               f"configuration names {feat.backbone!r}: re-run train")
+            raise RuntimeError(
+                f"the model was trained with backbone {record['backbone']!r}, the "
+                f"configuration names {feat.backbone!r}: re-run train"
+            )
         dataset = ImageDataset(split, transform_for(feat.backbone, feat.resize, feat.crop))
         # softmax: the fine-tuned pooled feature by default (Section 4.2), or the scores
         net = model.backbone if record.get("embedding") == "pooled" else model
-        emb = embed_dataset(net.to(device), dataset, batch_size, image.num_workers, device, image.amp,
-                            f"embed {record['dataset']}")
+        emb = embed_dataset(
+            net.to(device),
+            dataset,
+            batch_size,
+            image.num_workers,
+            device,
+            image.amp,
+            f"embed {record['dataset']}",
+        )
     if record.get("normalized"):  # the objective measured l2-normalised embeddings
         emb = l2_normalize(emb)
     return emb

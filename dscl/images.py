@@ -24,12 +24,12 @@ from tqdm import tqdm
 from dscl.datasets.prepared import Split
 
 __all__ = [
-    "ImageTransform",
-    "ImageDataset",
-    "BatchDecoder",
-    "make_loader",
-    "embed_dataset",
     "CROP_MODES",
+    "BatchDecoder",
+    "ImageDataset",
+    "ImageTransform",
+    "embed_dataset",
+    "make_loader",
     "transform_for",
 ]
 
@@ -111,8 +111,9 @@ class ImageDataset(Dataset):
         except FileNotFoundError:
             raise FileNotFoundError(f"image {path} is missing: re-run the prepare stage") from None
         except (OSError, SyntaxError) as exc:  # Pillow's errors for a damaged file
-            raise ValueError(f"image {path} does not decode ({exc}): the dataset is damaged, "
-                             f"prepare it again") from None
+            raise ValueError(
+                f"image {path} does not decode ({exc}): the dataset is damaged, prepare it again"
+            ) from None
         return x, int(self.split.labels[idx])
 
 
@@ -129,8 +130,15 @@ def make_loader(dataset: ImageDataset, batch_size: int, num_workers: int, pin_me
 
 
 @torch.no_grad()
-def embed_dataset(model: torch.nn.Module, dataset: ImageDataset, batch_size: int, num_workers: int,
-                  device: torch.device, amp: bool, desc: str) -> np.ndarray:
+def embed_dataset(
+    model: torch.nn.Module,
+    dataset: ImageDataset,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    amp: bool,
+    desc: str,
+) -> np.ndarray:
     """``model`` applied to every item of ``dataset`` in order: float32 (n, d).
 
     Batched, with ``num_workers`` decoding processes; on CUDA, pinned memory and (with
@@ -163,8 +171,11 @@ class BatchDecoder:
     def __call__(self, indices: np.ndarray, flips: np.ndarray, seed: int):
         """uint8 images (m, c, h, w) and labels (m,) of ``indices``, in order."""
         dataset = ImageDataset(self.split, self.transform, indices, flips, seed=seed)
-        items = (self.pool.map(dataset.__getitem__, range(len(dataset))) if self.pool
-                 else map(dataset.__getitem__, range(len(dataset))))
+        items = (
+            self.pool.map(dataset.__getitem__, range(len(dataset)))
+            if self.pool
+            else map(dataset.__getitem__, range(len(dataset)))
+        )
         images, labels = zip(*items)
         images = torch.stack(images)
         if self.pin_memory:

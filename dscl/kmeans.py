@@ -10,18 +10,14 @@ import torch
 
 from dscl._arrays import as_float_matrix, to_numpy32
 
-__all__ = ["kmeans", "torch_kmeans", "faiss_gpu_available", "KMEANS_BACKENDS"]
+__all__ = ["KMEANS_BACKENDS", "faiss_gpu_available", "kmeans", "torch_kmeans"]
 
 KMEANS_BACKENDS = ("auto", "faiss", "torch")
 
 
 def faiss_gpu_available() -> bool:
     """True when a CUDA device is visible and the installed faiss has GPU support."""
-    return (
-        torch.cuda.is_available()
-        and hasattr(faiss, "StandardGpuResources")
-        and faiss.get_num_gpus() > 0
-    )
+    return torch.cuda.is_available() and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
 def kmeans(
@@ -72,8 +68,9 @@ def kmeans(
     n, d = x.shape
     if not 1 <= int(n_clusters) <= n:
         raise ValueError(f"n_clusters must be in [1, {n}] for {n} points, got {n_clusters}")
-    if backend == "torch" or (backend == "auto" and not faiss_gpu_available()
-                              and (x.is_cuda or torch.cuda.is_available())):
+    if backend == "torch" or (
+        backend == "auto" and not faiss_gpu_available() and (x.is_cuda or torch.cuda.is_available())
+    ):
         device = x.device if x.is_cuda or backend == "torch" else torch.device("cuda")
         return torch_kmeans(x.to(device), int(n_clusters), seed=seed, niter=niter, nredo=nredo)
     data = to_numpy32(x)
@@ -93,8 +90,9 @@ def kmeans(
     return assignment[:, 0].astype(np.int64)
 
 
-def torch_kmeans(x: torch.Tensor, n_clusters: int, seed: int = 0, niter: int = 20, nredo: int = 1,
-                 chunk_size: int = 4096) -> np.ndarray:
+def torch_kmeans(
+    x: torch.Tensor, n_clusters: int, seed: int = 0, niter: int = 20, nredo: int = 1, chunk_size: int = 4096
+) -> np.ndarray:
     """Lloyd's k-means in torch, on ``x``'s device, as faiss does it: initial centroids
     sampled among the points (seeded), ``niter`` iterations at most, stopping at a fixed
     point (no assignment changes), the best of ``nredo`` runs by objective. An emptied

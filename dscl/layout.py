@@ -10,8 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["run_name", "model_file", "model_files", "state_file", "done_file", "live_dir",
-           "curves_dir", "embedding_file", "embedding_files", "train_key"]
+__all__ = [
+    "curves_dir",
+    "done_file",
+    "embedding_file",
+    "embedding_files",
+    "live_dir",
+    "model_file",
+    "model_files",
+    "run_name",
+    "state_file",
+    "train_key",
+]
 
 CURVES = Path("plots") / "metrics"  # DVCLive's folder of curves inside a live folder
 

@@ -9,8 +9,9 @@ from torch import Tensor
 __all__ = ["rank_truncated_svd"]
 
 
-def rank_truncated_svd(m: Tensor, rtol: float | None = None, *,
-                       zero_rank: str = "the matrix has numerical rank 0") -> tuple[Tensor, Tensor, Tensor]:
+def rank_truncated_svd(
+    m: Tensor, rtol: float | None = None, *, zero_rank: str = "the matrix has numerical rank 0"
+) -> tuple[Tensor, Tensor, Tensor]:
     """Thin SVD of ``m`` truncated to its numerical rank.
 
     Singular values below ``rtol * max(S)`` count as zero, the relative threshold of the

@@ -32,10 +32,10 @@ from torch import Tensor, nn
 from dscl.linalg import rank_truncated_svd
 
 __all__ = [
-    "dscl_loss",
-    "dscl_gradient",
-    "dscl_loss_and_gradient",
     "DSCLLoss",
+    "dscl_gradient",
+    "dscl_loss",
+    "dscl_loss_and_gradient",
     "subspace_loss_and_gradient",
 ]
 
@@ -248,13 +248,9 @@ def subspace_loss_and_gradient(
     """
     _check_embeddings(embeddings)
     if basis.ndim != 2 or basis.shape[0] != embeddings.shape[0]:
-        raise ValueError(
-            f"basis must have shape ({embeddings.shape[0]}, k), got {tuple(basis.shape)}"
-        )
+        raise ValueError(f"basis must have shape ({embeddings.shape[0]}, k), got {tuple(basis.shape)}")
     dtype = _compute_dtype(embeddings.dtype)
-    return _loss_and_gradient(
-        embeddings.detach().to(dtype), _DenseBasis(basis.to(dtype)), rtol
-    )
+    return _loss_and_gradient(embeddings.detach().to(dtype), _DenseBasis(basis.to(dtype)), rtol)
 
 
 class DSCLLoss(nn.Module):

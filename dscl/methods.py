@@ -21,7 +21,7 @@ from typing import Literal, get_args
 from dscl.objectives import OBJECTIVES
 from dscl.registry import Registry
 
-__all__ = ["Method", "METHODS", "LEARNS", "Learns", "get_method"]
+__all__ = ["LEARNS", "METHODS", "Learns", "Method", "get_method"]
 
 Learns = Literal["nothing", "last_layer", "all_layers"]
 LEARNS: tuple[str, ...] = get_args(Learns)
@@ -54,17 +54,24 @@ class Method:
         return self.objective in OBJECTIVES and OBJECTIVES.get(self.objective).normalized
 
 
-_TITLES = {"dscl": "Ours", "triplet": "Triplet s.h.", "lifted": "Lifted struct",
-           "npairs": "Npairs", "multisim": "Multi-similarity"}
+_TITLES = {
+    "dscl": "Ours",
+    "triplet": "Triplet s.h.",
+    "lifted": "Lifted struct",
+    "npairs": "Npairs",
+    "multisim": "Multi-similarity",
+}
 
 METHODS: Registry[Method] = Registry("method")
 METHODS.register("vanilla", Method("vanilla", "nothing", None, "Vanilla backbone"))
 METHODS.register("softmax", Method("softmax", "all_layers", "softmax", "Softmax regression"))
 for _objective, _title in _TITLES.items():
-    METHODS.register(f"{_objective}_last", Method(f"{_objective}_last", "last_layer", _objective,
-                                                  f"{_title} (last layer)"))
-    METHODS.register(f"{_objective}_e2e", Method(f"{_objective}_e2e", "all_layers", _objective,
-                                                 f"{_title} (end-to-end)"))
+    METHODS.register(
+        f"{_objective}_last", Method(f"{_objective}_last", "last_layer", _objective, f"{_title} (last layer)")
+    )
+    METHODS.register(
+        f"{_objective}_e2e", Method(f"{_objective}_e2e", "all_layers", _objective, f"{_title} (end-to-end)")
+    )
 
 
 def get_method(name: str) -> Method:

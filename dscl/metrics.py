@@ -19,13 +19,24 @@ from dscl.kmeans import kmeans
 from dscl.neighbors import iter_neighbors
 from dscl.spectral import spectral_embedding
 
-__all__ = ["recall_at_k", "retrieval_scores", "nmi", "l2_normalize", "evaluate_embedding", "in_percent",
-           "summarize_runs"]
+__all__ = [
+    "evaluate_embedding",
+    "in_percent",
+    "l2_normalize",
+    "nmi",
+    "recall_at_k",
+    "retrieval_scores",
+    "summarize_runs",
+]
 
 
 def retrieval_scores(
-    embeddings, labels, ks: Sequence[int] = (1, 2, 4, 8), map_at_r: bool = True,
-    chunk: int = 4096, backend="auto",
+    embeddings,
+    labels,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    map_at_r: bool = True,
+    chunk: int = 4096,
+    backend="auto",
 ) -> dict[str, float]:
     """Recall@K, and MAP@R and R-Precision [2], from one exact nearest-neighbour search
     (Euclidean distance, the query itself excluded), in chunks of queries.
@@ -203,8 +214,9 @@ def evaluate_embedding(
         raise ValueError(f"labels must contain at least 2 classes, got {n_classes}")
     results = {}
     for variant, rep in (("with_sc", spectral_embedding(x)), ("without_sc", l2_normalize(x))):
-        assignment = kmeans(rep, n_classes, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo,
-                            backend=kmeans_backend)
+        assignment = kmeans(
+            rep, n_classes, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo, backend=kmeans_backend
+        )
         scores = {"nmi": nmi(y, assignment)}
         scores.update(retrieval_scores(rep, y, ks, map_at_r=map_at_r, backend=backend))
         results[variant] = scores

@@ -36,7 +36,7 @@ from dscl.registry import Registry
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["ObjectiveSpec", "OBJECTIVES", "Objective", "make_objective", "check_settings"]
+__all__ = ["OBJECTIVES", "Objective", "ObjectiveSpec", "check_settings", "make_objective"]
 
 BatchLoss = Callable[["Tensor", "Tensor"], "Tensor"]
 
@@ -53,7 +53,7 @@ class ObjectiveSpec:
     build: Callable[..., BatchLoss]
     defaults: Mapping[str, float]
     normalized: bool
-    closed_form: Callable[[], Callable[["Tensor", "Tensor"], tuple]] | None = None
+    closed_form: Callable[[], Callable[[Tensor, Tensor], tuple]] | None = None
 
 
 def _dscl() -> BatchLoss:
@@ -81,13 +81,11 @@ def _pair_loss(name: str) -> Callable[..., BatchLoss]:
 def _npairs(l2_reg: float = 0.002) -> BatchLoss:
     from pytorch_metric_learning import losses, regularizers
 
-    loss = losses.NPairsLoss(embedding_regularizer=regularizers.LpRegularizer(),
-                             embedding_reg_weight=l2_reg)
+    loss = losses.NPairsLoss(embedding_regularizer=regularizers.LpRegularizer(), embedding_reg_weight=l2_reg)
     return lambda f, y: loss(f, y)
 
 
-def _multisim(alpha: float = 2.0, beta: float = 50.0, base: float = 0.5,
-              epsilon: float = 0.1) -> BatchLoss:
+def _multisim(alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, epsilon: float = 0.1) -> BatchLoss:
     from pytorch_metric_learning import losses, miners
 
     loss = losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
@@ -98,11 +96,13 @@ def _multisim(alpha: float = 2.0, beta: float = 50.0, base: float = 0.5,
 OBJECTIVES: Registry[ObjectiveSpec] = Registry("objective")
 OBJECTIVES.register("dscl", ObjectiveSpec(lambda: _dscl(), {}, False, _dscl_closed_form))
 OBJECTIVES.register("triplet", ObjectiveSpec(_pair_loss("triplet_semihard_loss"), {"margin": 0.2}, True))
-OBJECTIVES.register("lifted", ObjectiveSpec(_pair_loss("lifted_structure_loss"),
-                                            {"neg_margin": 1.0, "pos_margin": 0.0}, True))
+OBJECTIVES.register(
+    "lifted", ObjectiveSpec(_pair_loss("lifted_structure_loss"), {"neg_margin": 1.0, "pos_margin": 0.0}, True)
+)
 OBJECTIVES.register("npairs", ObjectiveSpec(_npairs, {"l2_reg": 0.002}, False))
-OBJECTIVES.register("multisim", ObjectiveSpec(_multisim, {"alpha": 2.0, "beta": 50.0, "base": 0.5,
-                                                          "epsilon": 0.1}, True))
+OBJECTIVES.register(
+    "multisim", ObjectiveSpec(_multisim, {"alpha": 2.0, "beta": 50.0, "base": 0.5, "epsilon": 0.1}, True)
+)
 
 
 def check_settings(name: str, settings: Mapping[str, float] | None) -> dict[str, float]:
@@ -112,8 +112,9 @@ def check_settings(name: str, settings: Mapping[str, float] | None) -> dict[str,
     settings = dict(settings or {})
     unknown = sorted(set(settings) - set(spec.defaults))
     if unknown:
-        raise ValueError(f"unknown loss setting(s) {unknown} for {name!r}; expected "
-                         f"{sorted(spec.defaults) or 'none'}")
+        raise ValueError(
+            f"unknown loss setting(s) {unknown} for {name!r}; expected {sorted(spec.defaults) or 'none'}"
+        )
     return settings
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["pair_masks", "squared_distances", "triplet_semihard_loss", "lifted_structure_loss"]
+__all__ = ["lifted_structure_loss", "pair_masks", "squared_distances", "triplet_semihard_loss"]
 
 
 def squared_distances(x: Tensor) -> Tensor:
@@ -76,8 +76,9 @@ def triplet_semihard_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.
     return torch.relu(d[a, p] - d[a, chosen[a, p]] + margin).mean()
 
 
-def lifted_structure_loss(embeddings: Tensor, labels: Tensor, neg_margin: float = 1.0,
-                          pos_margin: float = 0.0) -> Tensor:
+def lifted_structure_loss(
+    embeddings: Tensor, labels: Tensor, neg_margin: float = 1.0, pos_margin: float = 0.0
+) -> Tensor:
     """Lifted structured loss ([3], Eq. 4), on l2-normalised embeddings.
 
     For every positive pair (i, j), i < j:

@@ -23,14 +23,14 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "carve_validation",
-    "SelectionRule",
-    "EarlyStopping",
-    "validation_scores",
-    "flatten_scores",
-    "SELECT_SPLITS",
     "SELECT_METRICS",
+    "SELECT_SPLITS",
     "SELECT_VARIANTS",
+    "EarlyStopping",
+    "SelectionRule",
+    "carve_validation",
+    "flatten_scores",
+    "validation_scores",
 ]
 
 Split = Literal["validation", "test", "none"]
@@ -65,7 +65,8 @@ def carve_validation(labels, n_classes: int, seed: int) -> tuple[np.ndarray, np.
     if not 0 <= n_classes <= len(classes) - 2:
         raise ValueError(
             f"validation classes must be in [0, {len(classes) - 2}] for {len(classes)} training "
-            f"classes (at least two must remain to train on), got {n_classes}")
+            f"classes (at least two must remain to train on), got {n_classes}"
+        )
     rng = np.random.default_rng([seed, 0x5A1])  # independent of the other draws of `seed`
     held = rng.choice(classes, n_classes, replace=False) if n_classes else classes[:0]
     is_val = np.isin(labels, held)
@@ -82,8 +83,7 @@ def validation_scores(embeddings, labels, seed: int = 0) -> Scores:
 
 def flatten_scores(scores: Scores, prefix: str = "val") -> dict[str, float]:
     """``{"val/with_sc/nmi": .., ...}``: curve names for the training log."""
-    return {f"{prefix}/{variant}/{name}": value
-            for variant, s in scores.items() for name, value in s.items()}
+    return {f"{prefix}/{variant}/{name}": value for variant, s in scores.items() for name, value in s.items()}
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,11 @@ class SelectionRule:
     patience: int | None = None
 
     def __post_init__(self):
-        for name, valid in (("split", SELECT_SPLITS), ("metric", SELECT_METRICS), ("variant", SELECT_VARIANTS)):
+        for name, valid in (
+            ("split", SELECT_SPLITS),
+            ("metric", SELECT_METRICS),
+            ("variant", SELECT_VARIANTS),
+        ):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {list(valid)}, got {getattr(self, name)!r}")
         if self.patience is not None and self.patience < 1:
@@ -116,8 +120,12 @@ class EarlyStopping:
     ``validate`` None nothing is validated and the last state is the result.
     """
 
-    def __init__(self, validate: Callable[[nn.Module], Scores] | None, every: int,
-                 rule: SelectionRule = SelectionRule()):
+    def __init__(
+        self,
+        validate: Callable[[nn.Module], Scores] | None,
+        every: int,
+        rule: SelectionRule = SelectionRule(),
+    ):
         if validate is not None and every < 1:
             raise ValueError(f"the validation interval must be >= 1, got {every}")
         self.validate = validate
@@ -160,8 +168,12 @@ class EarlyStopping:
         return self.best_step
 
     def state_dict(self) -> dict:
-        return {"best_step": self.best_step, "best_scores": copy.deepcopy(self.best_scores),
-                "best_state": self.best_state, "since_best": self.since_best}
+        return {
+            "best_step": self.best_step,
+            "best_scores": copy.deepcopy(self.best_scores),
+            "best_state": self.best_state,
+            "since_best": self.since_best,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.best_step = state["best_step"]

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from dscl.loss import dscl_gradient, dscl_loss
 
-__all__ = ["project_to_simplex", "SimplexDemo", "run_simplex_demo"]
+__all__ = ["SimplexDemo", "project_to_simplex", "run_simplex_demo"]
 
 
 def project_to_simplex(x: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from dscl._arrays import as_float_matrix
 from dscl.kmeans import kmeans
 from dscl.linalg import rank_truncated_svd
 
-__all__ = ["spectral_embedding", "spectral_clustering"]
+__all__ = ["spectral_clustering", "spectral_embedding"]
 
 
 def spectral_embedding(embeddings, rtol: float | None = None):

@@ -67,8 +67,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", default="HEAD", help="git revision holding the baseline")
     parser.add_argument("--metrics", default="reports/metrics", help="metrics folder")
-    parser.add_argument("--tolerance", type=float, default=2.0,
-                        help="largest allowed drop, in percentage points (default 2.0)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=2.0,
+        help="largest allowed drop, in percentage points (default 2.0)",
+    )
     args = parser.parse_args(argv)
     baseline = read_metrics(args.rev, args.metrics)
     if not baseline:

@@ -37,8 +37,10 @@ def main(argv=None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.out}: {counts['images']} images of {counts['classes']} classes, "
-          f"sha256 {file_digest(args.out, 'sha256')}")
+    print(
+        f"{args.out}: {counts['images']} images of {counts['classes']} classes, "
+        f"sha256 {file_digest(args.out, 'sha256')}"
+    )
     return 0
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import adjusted_rand_score  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
 
-from dscl.atomic import atomic_path  # noqa: E402
-from dscl.kmeans import kmeans  # noqa: E402
-from dscl.simplex_demo import run_simplex_demo  # noqa: E402
+from dscl.atomic import atomic_path
+from dscl.kmeans import kmeans
+from dscl.simplex_demo import run_simplex_demo
 
 
 def to_plane(p: np.ndarray) -> np.ndarray:
@@ -39,8 +39,10 @@ def main() -> None:
     demo = run_simplex_demo(n_clusters=6, iterations=args.iterations, seed=args.seed)
     labels = demo.labels.numpy()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=100)
-    for ax, pts, title in ((axes[0], demo.initial, "before (random)"),
-                           (axes[1], demo.final, f"after {args.iterations} iterations")):
+    for ax, pts, title in (
+        (axes[0], demo.initial, "before (random)"),
+        (axes[1], demo.final, f"after {args.iterations} iterations"),
+    ):
         xy = to_plane(pts.numpy())
         ari = adjusted_rand_score(labels, kmeans(pts.numpy(), 6, seed=0, nredo=10))
         ax.plot([0, 1, 0.5, 0], [0, 0, np.sqrt(3) / 2, 0], color="0.6", lw=1)

@@ -33,16 +33,26 @@ def main(argv=None) -> None:
     with atomic_dir(args.out) as tmp:
         for name, path in runs:
             record, state = load_model(path)
-            emb = embed_test(record, state, features=args.features, prepared=args.prepared, feat=feat,
-                             image=cfg.image, batch_size=cfg.embed.batch_size, device=device)
+            emb = embed_test(
+                record,
+                state,
+                features=args.features,
+                prepared=args.prepared,
+                feat=feat,
+                image=cfg.image,
+                batch_size=cfg.embed.batch_size,
+                device=device,
+            )
             out = layout.embedding_file(tmp, name)
             out.parent.mkdir(parents=True, exist_ok=True)
             np.save(out, emb.astype(np.float32))
             records.append(record)
             dims.append(int(emb.shape[1]))
         np.save(tmp / "test_labels.npy", np.load(args.features / "test_labels.npy"))
-        info = {k: records[0].get(k) for k in ("method", "embedding_dim", "iterations", "selected_on",
-                                                 "selected_step", "normalized")}
+        info = {
+            k: records[0].get(k)
+            for k in ("method", "embedding_dim", "iterations", "selected_on", "selected_step", "normalized")
+        }
         info["test_embedding_dim"] = dims[0]
         if len(records) > 1:  # each seed's run and the step it selected
             info["seeds"] = [r.get("seed") for r in records]

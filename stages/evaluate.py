@@ -25,9 +25,20 @@ def main(argv=None) -> None:
     km, ks = cfg.kmeans, cfg.recall_ks(args.dataset)
     labels = np.load(args.embeddings / "test_labels.npy")
     runs = layout.embedding_files(args.embeddings)
-    results = [in_percent(evaluate_embedding(np.load(path), labels, ks=ks, seed=km.seed, kmeans_niter=km.niter,
-                                             kmeans_nredo=km.nredo, kmeans_backend=km.backend))
-               for _, path in runs]
+    results = [
+        in_percent(
+            evaluate_embedding(
+                np.load(path),
+                labels,
+                ks=ks,
+                seed=km.seed,
+                kmeans_niter=km.niter,
+                kmeans_nredo=km.nredo,
+                kmeans_backend=km.backend,
+            )
+        )
+        for _, path in runs
+    ]
     info = args.embeddings / "info.json"
     seeds = json.loads(info.read_text()).get("seeds") if info.is_file() else None
     out = summarize_runs(results, seeds or [seed for seed, _ in runs])

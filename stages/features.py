@@ -34,19 +34,39 @@ def main(argv=None) -> None:
     model = build_backbone(feat.backbone, feat.weights).to(device)
     transform = transform_for(feat.backbone, feat.resize, feat.crop)
     train, test = read_split(args.prepared, "train"), read_split(args.prepared, "test")
-    views = {"train": ImageDataset(train, transform),
-             "train_mirrored": ImageDataset(train, transform, flips=np.ones(len(train), bool)),
-             "test": ImageDataset(test, transform)}
+    views = {
+        "train": ImageDataset(train, transform),
+        "train_mirrored": ImageDataset(train, transform, flips=np.ones(len(train), bool)),
+        "test": ImageDataset(test, transform),
+    }
     with atomic_dir(args.out) as tmp:
         for name, dataset in views.items():
-            feats = embed_dataset(model, dataset, image.batch_size, image.num_workers, device,
-                                  image.amp, f"features {args.dataset}/{name}")
+            feats = embed_dataset(
+                model,
+                dataset,
+                image.batch_size,
+                image.num_workers,
+                device,
+                image.amp,
+                f"features {args.dataset}/{name}",
+            )
             np.save(tmp / f"{name}.npy", feats.astype(np.float32))
         np.save(tmp / "train_labels.npy", train.labels)
         np.save(tmp / "test_labels.npy", test.labels)
-        write_text(tmp / "info.json", json.dumps(
-            {"backbone": feat.backbone, "weights": feat.weights, "feature_dim": int(feats.shape[1]),
-             "train": len(train), "test": len(test)}, indent=2) + "\n")
+        write_text(
+            tmp / "info.json",
+            json.dumps(
+                {
+                    "backbone": feat.backbone,
+                    "weights": feat.weights,
+                    "feature_dim": int(feats.shape[1]),
+                    "train": len(train),
+                    "test": len(test),
+                },
+                indent=2,
+            )
+            + "\n",
+        )
     print(f"features@{args.dataset}: {len(train)} train / {len(test)} test images -> {args.out}")
 
 

@@ -19,8 +19,7 @@ from torch.distributed import run as torchrun
 
 def single_process(args) -> bool:
     """One process on one machine: nothing for torchrun to do."""
-    return (str(args.nproc_per_node) == "1" and str(args.nnodes) in ("1", "1:1")
-            and args.rdzv_endpoint == "")
+    return str(args.nproc_per_node) == "1" and str(args.nnodes) in ("1", "1:1") and args.rdzv_endpoint == ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     except ChildFailedError as exc:
         codes = sorted({f.exitcode for f in exc.failures.values()})
         ranks = sorted(exc.failures)
-        print(f"error: {args.training_script} failed in process(es) {ranks} with exit code(s) "
-              f"{codes} (their messages are above)", file=sys.stderr)
+        print(
+            f"error: {args.training_script} failed in process(es) {ranks} with exit code(s) "
+            f"{codes} (their messages are above)",
+            file=sys.stderr,
+        )
         return next((c for c in codes if c > 0), 1)
     return 0
 

@@ -16,13 +16,25 @@ def main(argv=None) -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--metrics", required=True, type=Path, help="reports/metrics/<dataset>")
     parser.add_argument("--embeddings", required=True, type=Path, help="data/embeddings/<dataset>")
-    parser.add_argument("--table", required=True, type=Path,
-                        help="reports/tables/<dataset>: writes <table>.md and <table>.csv")
+    parser.add_argument(
+        "--table",
+        required=True,
+        type=Path,
+        help="reports/tables/<dataset>: writes <table>.md and <table>.csv",
+    )
     parser.add_argument("--plots", required=True, type=Path, help="reports/plots/<dataset>")
     args = parser.parse_args(argv)
     cfg = config.load()
-    write_report(args.dataset, list(cfg.methods), metrics=args.metrics, embeddings=args.embeddings,
-                 table=args.table, plots=args.plots, ks=cfg.recall_ks(args.dataset), tsne=cfg.report.tsne)
+    write_report(
+        args.dataset,
+        list(cfg.methods),
+        metrics=args.metrics,
+        embeddings=args.embeddings,
+        table=args.table,
+        plots=args.plots,
+        ks=cfg.recall_ks(args.dataset),
+        tsne=cfg.report.tsne,
+    )
     print(f"report@{args.dataset}: {args.table}.md/.csv, plots in {args.plots}")
 
 

@@ -35,9 +35,20 @@ def main(argv=None) -> None:
         if rank != 0:
             return
         world = 1
-    runs = train_method(dataset=args.dataset, method=method, settings=settings, common=cfg.common,
-                        data=data, image=cfg.image, features_cfg=features_cfg, prepared=args.prepared,
-                        features=args.features, live=args.live, checkpoint=args.checkpoint, device=device)
+    runs = train_method(
+        dataset=args.dataset,
+        method=method,
+        settings=settings,
+        common=cfg.common,
+        data=data,
+        image=cfg.image,
+        features_cfg=features_cfg,
+        prepared=args.prepared,
+        features=args.features,
+        live=args.live,
+        checkpoint=args.checkpoint,
+        device=device,
+    )
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -45,8 +56,10 @@ def main(argv=None) -> None:
         return
     save_runs(args.out, runs, args.checkpoint)
     steps = ", ".join(str(r.record["selected_step"]) for r in runs)
-    print(f"train@{args.dataset}-{args.method}: selected step {steps} "
-          f"(on {cfg.common.selection.split}); wrote {args.out}")
+    print(
+        f"train@{args.dataset}-{args.method}: selected step {steps} "
+        f"(on {cfg.common.selection.split}); wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,14 +29,19 @@ def add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     tf.addfile(info, io.BytesIO(data))
 
 
-def make_cub(path: Path, classes=(1, 2, 100, 101, 150, 200), per_class=3, size=(12, 16),
-             broken: str | None = None) -> dict[int, int]:
+def make_cub(
+    path: Path, classes=(1, 2, 100, 101, 150, 200), per_class=3, size=(12, 16), broken: str | None = None
+) -> dict[int, int]:
     """CUB_200_2011.tgz in miniature. ``per_class``: images per class, one number or a
     mapping class -> number; ``size``: (height, width) of the images; ``broken``: the
     relative path of an image whose bytes are not a JPEG. Returns class -> number of images."""
     counts = per_class if isinstance(per_class, dict) else {c: per_class for c in classes}
-    lines = {"images.txt": [], "image_class_labels.txt": [], "train_test_split.txt": [],
-             "bounding_boxes.txt": []}
+    lines = {
+        "images.txt": [],
+        "image_class_labels.txt": [],
+        "train_test_split.txt": [],
+        "bounding_boxes.txt": [],
+    }
     with tarfile.open(path, "w:gz") as tf:
         i = 0
         for c, count in counts.items():
@@ -51,8 +56,7 @@ def make_cub(path: Path, classes=(1, 2, 100, 101, 150, 200), per_class=3, size=(
                 lines["bounding_boxes.txt"].append(f"{i} 1.0 2.0 3.0 4.0")
         for name, rows in lines.items():
             add_bytes(tf, f"CUB_200_2011/{name}", ("\n".join(rows) + "\n").encode())
-        add_bytes(tf, "CUB_200_2011/classes.txt",
-                  "".join(f"{c} {c:03d}.Bird_{c}\n" for c in counts).encode())
+        add_bytes(tf, "CUB_200_2011/classes.txt", "".join(f"{c} {c:03d}.Bird_{c}\n" for c in counts).encode())
     return counts
 
 
@@ -73,8 +77,9 @@ def make_cars_original(folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     items = list(_cars_items())
-    dt = [(f, object) for f in ("relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2",
-                                "class", "test")]
+    dt = [
+        (f, object) for f in ("relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test")
+    ]
     ann = np.zeros((1, len(items)), dtype=dt)
     with tarfile.open(folder / "car_ims.tgz", "w:gz") as tf:
         for k, (i, c) in enumerate(items):
@@ -129,7 +134,7 @@ class RangeServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 data = outer.files.get(self.path.lstrip("/"))
                 if data is None:
                     self.send_error(404)

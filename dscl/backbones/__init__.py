@@ -12,16 +12,23 @@ takes) and imports no torch; :func:`build_backbone` builds the network
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from dscl.registry import Registry
 
 if TYPE_CHECKING:
     from dscl.backbones.network import Backbone
 
-__all__ = ["BackboneSpec", "BACKBONES", "get_backbone", "backbone_names", "build_backbone",
-           "bninception_accepts"]
+__all__ = [
+    "BACKBONES",
+    "BackboneSpec",
+    "backbone_names",
+    "bninception_accepts",
+    "build_backbone",
+    "get_backbone",
+]
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ class BackboneSpec:
         near = [s for s in range(max(1, crop - 24), crop + 25) if self.accepts_size(s)]
         raise ValueError(
             f"backbone {self.name!r} cannot take {crop} x {crop} crops (its branches would "
-            f"disagree in size); valid crops near {crop}: {near} (the paper: 227, or 224)")
+            f"disagree in size); valid crops near {crop}: {near} (the paper: 227, or 224)"
+        )
 
 
 def bninception_accepts(size: int) -> bool:
@@ -67,6 +75,7 @@ def bninception_accepts(size: int) -> bool:
     the strided convolutions (floor) and the ceil-mode max pool agree only on an even
     input side.
     """
+
     def conv(s, k, st, p):
         return (s + 2 * p - k) // st + 1
 
@@ -82,8 +91,6 @@ def bninception_accepts(size: int) -> bool:
             return False
         s = conv(s, 3, 2, 1)
     return s >= 1
-
-
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -114,18 +121,65 @@ def build_backbone(name: str, weights: str = "none", seed: int = 0) -> Backbone:
 
 
 # the 64 (or h x w) grey pixel intensities: nothing to learn, nothing to download
-_register(BackboneSpec("pixels", feature_dim=-1, image_mode="L", mean=(0.0,), std=(1.0,),
-                       builder="pixels", has_parameters=False))
-_register(BackboneSpec("googlenet", 1024, "RGB", IMAGENET_MEAN, IMAGENET_STD, builder="googlenet",
-                       torchvision_weights="GoogLeNet_Weights.IMAGENET1K_V1"))
+_register(
+    BackboneSpec(
+        "pixels",
+        feature_dim=-1,
+        image_mode="L",
+        mean=(0.0,),
+        std=(1.0,),
+        builder="pixels",
+        has_parameters=False,
+    )
+)
+_register(
+    BackboneSpec(
+        "googlenet",
+        1024,
+        "RGB",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        builder="googlenet",
+        torchvision_weights="GoogLeNet_Weights.IMAGENET1K_V1",
+    )
+)
 # the paper's network; the published weights take BGR in 0-255 minus the per-channel mean
-_register(BackboneSpec("bninception", 1024, "RGB", mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0),
-                       builder="bninception", scale=255.0, bgr=True, accepts_size=bninception_accepts,
-                       weights_url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth"))
+_register(
+    BackboneSpec(
+        "bninception",
+        1024,
+        "RGB",
+        mean=(104.0, 117.0, 128.0),
+        std=(1.0, 1.0, 1.0),
+        builder="bninception",
+        scale=255.0,
+        bgr=True,
+        accepts_size=bninception_accepts,
+        weights_url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth",
+    )
+)
 # the TensorFlow weights take RGB as (x - 127) / 128 on 0-255; they ship in a package
-_register(BackboneSpec("efficientnet_lite0", 1280, "RGB", mean=(127.0, 127.0, 127.0),
-                       std=(128.0, 128.0, 128.0), builder="efficientnet_lite0", scale=255.0,
-                       packaged_weights=True))
+_register(
+    BackboneSpec(
+        "efficientnet_lite0",
+        1280,
+        "RGB",
+        mean=(127.0, 127.0, 127.0),
+        std=(128.0, 128.0, 128.0),
+        builder="efficientnet_lite0",
+        scale=255.0,
+        packaged_weights=True,
+    )
+)
 # IMAGENET1K_V1: the weights of the metric-learning papers (V2 is a newer training recipe)
-_register(BackboneSpec("resnet50", 2048, "RGB", IMAGENET_MEAN, IMAGENET_STD, builder="resnet50",
-                       torchvision_weights="ResNet50_Weights.IMAGENET1K_V1"))
+_register(
+    BackboneSpec(
+        "resnet50",
+        2048,
+        "RGB",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        builder="resnet50",
+        torchvision_weights="ResNet50_Weights.IMAGENET1K_V1",
+    )
+)

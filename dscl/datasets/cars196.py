@@ -105,8 +105,15 @@ def prepare_cars196(out_dir: Path, root: Path, verify_checksum: bool) -> None:
         else:
             base = extract(images, folder / "extracted_original")
             rows = parse_annotations(annos)
-            finish("cars196", out_dir, base, split_by_class(rows, CLASSES), EXPECTED,
-                   strict=verify_checksum, meta={"format": "original (car_ims.tgz + cars_annos.mat)"})
+            finish(
+                "cars196",
+                out_dir,
+                base,
+                split_by_class(rows, CLASSES),
+                EXPECTED,
+                strict=verify_checksum,
+                meta={"format": "original (car_ims.tgz + cars_annos.mat)"},
+            )
             return
     try:
         archive = fetch(MIRROR, folder, verify_checksum)
@@ -117,9 +124,19 @@ def prepare_cars196(out_dir: Path, root: Path, verify_checksum: bool) -> None:
         ) from None
     base = _find(extract(archive, folder / "extracted_mirror"), "anno_train.csv")
     rows = parse_mirror(base)
-    finish("cars196", out_dir, base, split_by_class(rows, CLASSES), EXPECTED, strict=verify_checksum,
-           meta={"format": "classes-by-folder mirror", "archive": MIRROR.filename,
-                 "sha256": file_digest(archive, "sha256")})
+    finish(
+        "cars196",
+        out_dir,
+        base,
+        split_by_class(rows, CLASSES),
+        EXPECTED,
+        strict=verify_checksum,
+        meta={
+            "format": "classes-by-folder mirror",
+            "archive": MIRROR.filename,
+            "sha256": file_digest(archive, "sha256"),
+        },
+    )
 
 
 register(DatasetSpec("cars196", "Cars196, classes 1-98 train / 99-196 test", prepare_cars196))

@@ -14,7 +14,7 @@ from dscl.atomic import atomic_dir
 from dscl.datasets.archive import DatasetError
 from dscl.datasets.prepared import write_prepared
 
-__all__ = ["ClassSplit", "split_by_class", "finish", "check_images"]
+__all__ = ["ClassSplit", "check_images", "finish", "split_by_class"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,9 @@ class ClassSplit:
     def __post_init__(self):
         (a, b), (c, d) = self.train, self.test
         if not (a <= b and c <= d) or max(a, c) <= min(b, d):
-            raise ValueError(f"class ranges must be ordered and disjoint, got train {self.train}, "
-                             f"test {self.test}")
+            raise ValueError(
+                f"class ranges must be ordered and disjoint, got train {self.train}, test {self.test}"
+            )
 
     def side(self, label: int) -> str | None:
         for name, (first, last) in (("train", self.train), ("test", self.test)):
@@ -47,8 +48,10 @@ def split_by_class(rows: list[tuple[str, int]], classes: ClassSplit) -> dict[str
     tables: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
     outside = sorted({label for _, label in rows if classes.side(label) is None})
     if outside:
-        raise DatasetError(f"class ids {outside[:10]} are in neither the train range {classes.train} "
-                           f"nor the test range {classes.test}")
+        raise DatasetError(
+            f"class ids {outside[:10]} are in neither the train range {classes.train} "
+            f"nor the test range {classes.test}"
+        )
     for row in rows:
         tables[classes.side(row[1])].append(row)
     return tables
@@ -68,13 +71,18 @@ def check_images(image_root: Path, paths: list[str], num_workers: int = 4) -> No
         return None
 
     with ThreadPoolExecutor(num_workers) as pool:
-        failures = [f for f in tqdm(pool.map(bad, paths), total=len(paths), desc="check images",
-                                    unit="img") if f is not None]
+        failures = [
+            f
+            for f in tqdm(pool.map(bad, paths), total=len(paths), desc="check images", unit="img")
+            if f is not None
+        ]
     if failures:
         listed = "\n".join(f"  - {f}" for f in failures[:20])
         more = f"\n  (and {len(failures) - 20} more)" if len(failures) > 20 else ""
-        raise DatasetError(f"{len(failures)} image(s) do not decode:\n{listed}{more}\n"
-                           f"The archive is damaged: obtain it again.")
+        raise DatasetError(
+            f"{len(failures)} image(s) do not decode:\n{listed}{more}\n"
+            f"The archive is damaged: obtain it again."
+        )
 
 
 def finish(
@@ -98,8 +106,11 @@ def finish(
         "train_classes": len({label for _, label in tables["train"]}),
         "test_classes": len({label for _, label in tables["test"]}),
     }
-    mismatches = [f"{key.replace('_', ' ')}: found {counts[key]:,}, the published split has {value:,}"
-                  for key, value in expected.items() if counts[key] != value]
+    mismatches = [
+        f"{key.replace('_', ' ')}: found {counts[key]:,}, the published split has {value:,}"
+        for key, value in expected.items()
+        if counts[key] != value
+    ]
     if mismatches:
         message = f"{name}: " + "; ".join(mismatches)
         if strict:
@@ -110,12 +121,11 @@ def finish(
     missing = [p for split in tables.values() for p, _ in split if not (image_root / p).is_file()]
     if missing:
         raise DatasetError(
-            f"{name}: {len(missing):,} listed images are missing under {image_root}, "
-            f"e.g. {missing[:3]}"
+            f"{name}: {len(missing):,} listed images are missing under {image_root}, e.g. {missing[:3]}"
         )
     check_images(image_root, [p for split in tables.values() for p, _ in split])
     root = image_root.resolve()
-    if not Path(os.path.commonpath([root, Path.cwd().resolve()])) == Path.cwd().resolve():
+    if Path(os.path.commonpath([root, Path.cwd().resolve()])) != Path.cwd().resolve():
         recorded = str(root)  # outside the repository: keep it absolute
     else:
         recorded = os.path.relpath(root, out_dir.resolve())

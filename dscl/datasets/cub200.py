@@ -29,7 +29,7 @@ from dscl.datasets.archive import DatasetError, RemoteFile, extract, fetch, file
 from dscl.datasets.common import ClassSplit, finish, split_by_class
 from dscl.datasets.registry import DatasetSpec, register
 
-__all__ = ["CubVariant", "CUB200", "CUB200_MINI", "parse", "make_subset"]
+__all__ = ["CUB200", "CUB200_MINI", "CubVariant", "make_subset", "parse"]
 
 TOP = "CUB_200_2011"
 LISTS = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
@@ -117,11 +117,20 @@ def prepare_cub(variant: CubVariant, out_dir: Path, root: Path, verify_checksum:
     base = extract(archive, folder / "extracted") / TOP
     tables = split_by_class(parse(base), variant.classes)
     sha256 = variant.archive.sha256 if verify_checksum else file_digest(archive, "sha256")
-    finish(variant.name, out_dir, base / "images", tables, variant.expected,
-           strict=verify_checksum or variant.strict_counts,
-           meta={"archive": variant.archive.filename, "sha256": sha256,
-                 "train_class_range": list(variant.classes.train),
-                 "test_class_range": list(variant.classes.test)})
+    finish(
+        variant.name,
+        out_dir,
+        base / "images",
+        tables,
+        variant.expected,
+        strict=verify_checksum or variant.strict_counts,
+        meta={
+            "archive": variant.archive.filename,
+            "sha256": sha256,
+            "train_class_range": list(variant.classes.train),
+            "test_class_range": list(variant.classes.test),
+        },
+    )
 
 
 def _register(variant: CubVariant) -> DatasetSpec:
@@ -158,8 +167,13 @@ def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     tf.addfile(info, io.BytesIO(data))
 
 
-def make_subset(source: Path, out: Path, classes: tuple[int, int] = MINI_CLASSES,
-                shorter_side: int = MINI_SHORTER_SIDE, quality: int = 90) -> dict[str, int]:
+def make_subset(
+    source: Path,
+    out: Path,
+    classes: tuple[int, int] = MINI_CLASSES,
+    shorter_side: int = MINI_SHORTER_SIDE,
+    quality: int = 90,
+) -> dict[str, int]:
     """Write the CUB-format archive ``out`` holding the images of the classes
     ``classes[0]..classes[1]`` of the CUB-200-2011 archive ``source``, resized to a
     shorter side of ``shorter_side`` (JPEG ``quality``).
@@ -178,31 +192,45 @@ def make_subset(source: Path, out: Path, classes: tuple[int, int] = MINI_CLASSES
         def read(name: str) -> bytes:
             return src.extractfile(members[f"{TOP}/{name}"]).read()
 
-        labels = {int(i): int(c) for i, c in (line.split() for line in read("image_class_labels.txt")
-                                                .decode().splitlines() if line.strip())}
+        labels = {
+            int(i): int(c)
+            for i, c in (
+                line.split() for line in read("image_class_labels.txt").decode().splitlines() if line.strip()
+            )
+        }
         keep = {i for i, c in labels.items() if first <= c <= last}
         if not keep:
             raise DatasetError(f"{source}: no image of classes {first}-{last}")
-        images = {int(i): p for i, p in (line.split(maxsplit=1) for line in read("images.txt")
-                                         .decode().splitlines() if line.strip())}
-        with atomic_path(out) as tmp, open(tmp, "wb") as raw, \
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as dst:
-                for name in LISTS:
-                    if f"{TOP}/{name}" not in members:
-                        continue
-                    rows = [line for line in read(name).decode().splitlines()
-                            if line.strip() and int(line.split()[0]) in keep]
-                    _add(dst, f"{TOP}/{name}", ("\n".join(rows) + "\n").encode())
-                for name in ("classes.txt", "README"):
-                    if f"{TOP}/{name}" in members:
-                        _add(dst, f"{TOP}/{name}", read(name))
-                for i in tqdm(sorted(keep), desc="resize", unit="img"):
-                    rel = images[i].strip()
-                    member = members.get(f"{TOP}/images/{rel}")
-                    if member is None:
-                        raise DatasetError(f"{source}: {TOP}/images/{rel} (images.txt) is missing")
-                    data = src.extractfile(member).read()
-                    _add(dst, f"{TOP}/images/{rel}", _resized_jpeg(data, shorter_side, quality))
+        images = {
+            int(i): p
+            for i, p in (
+                line.split(maxsplit=1) for line in read("images.txt").decode().splitlines() if line.strip()
+            )
+        }
+        with (
+            atomic_path(out) as tmp,
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as dst,
+        ):
+            for name in LISTS:
+                if f"{TOP}/{name}" not in members:
+                    continue
+                rows = [
+                    line
+                    for line in read(name).decode().splitlines()
+                    if line.strip() and int(line.split()[0]) in keep
+                ]
+                _add(dst, f"{TOP}/{name}", ("\n".join(rows) + "\n").encode())
+            for name in ("classes.txt", "README"):
+                if f"{TOP}/{name}" in members:
+                    _add(dst, f"{TOP}/{name}", read(name))
+            for i in tqdm(sorted(keep), desc="resize", unit="img"):
+                rel = images[i].strip()
+                member = members.get(f"{TOP}/images/{rel}")
+                if member is None:
+                    raise DatasetError(f"{source}: {TOP}/images/{rel} (images.txt) is missing")
+                data = src.extractfile(member).read()
+                _add(dst, f"{TOP}/images/{rel}", _resized_jpeg(data, shorter_side, quality))
     os.chmod(out, 0o644)
     return {"images": len(keep), "classes": len({labels[i] for i in keep})}

@@ -44,4 +44,3 @@ DIGITS = register(
         prepare=prepare_digits,
     )
 )
-

@@ -28,7 +28,7 @@ from dscl.datasets.archive import DatasetError
 from dscl.datasets.common import finish
 from dscl.datasets.registry import DatasetSpec, register
 
-__all__ = ["ImageFolderOptions", "IMAGE_EXTENSIONS", "scan", "split_classes", "prepare_imagefolder"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolderOptions", "prepare_imagefolder", "scan", "split_classes"]
 
 # torchvision's ImageFolder extensions
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -57,22 +57,30 @@ def scan(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
         raise DatasetError(
             f"imagefolder: {folder} is not a folder. Put your photographs there, one "
             f"sub-folder per class ({folder}/<class name>/<image>), or set "
-            f"prepare.datasets.imagefolder.path in params.yaml")
+            f"prepare.datasets.imagefolder.path in params.yaml"
+        )
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     rows: list[tuple[str, int]] = []
     empty = []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, folder))
+        files = sorted(
+            p
+            for p in (folder / name).rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, folder)
+        )
         if not files:
             empty.append(name)
         rows.extend((p.relative_to(folder).as_posix(), label) for p in files)
     if empty:
-        raise DatasetError(f"imagefolder: class folder(s) {empty[:10]} in {folder} hold no image "
-                           f"(extensions {list(IMAGE_EXTENSIONS)}): add images or remove them")
+        raise DatasetError(
+            f"imagefolder: class folder(s) {empty[:10]} in {folder} hold no image "
+            f"(extensions {list(IMAGE_EXTENSIONS)}): add images or remove them"
+        )
     if len(classes) < MIN_CLASSES:
-        raise DatasetError(f"imagefolder: {folder} has {len(classes)} class sub-folder(s) {classes}; "
-                           f"at least {MIN_CLASSES} are needed (two to train, two to test)")
+        raise DatasetError(
+            f"imagefolder: {folder} has {len(classes)} class sub-folder(s) {classes}; "
+            f"at least {MIN_CLASSES} are needed (two to train, two to test)"
+        )
     return classes, rows
 
 
@@ -84,16 +92,29 @@ def split_classes(n_classes: int, test_fraction: float, seed: int) -> np.ndarray
     return np.sort(rng.choice(n_classes, size=n_test, replace=False))
 
 
-def prepare_imagefolder(out_dir: Path, root: Path, verify_checksum: bool, options: ImageFolderOptions) -> None:
+def prepare_imagefolder(
+    out_dir: Path, root: Path, verify_checksum: bool, options: ImageFolderOptions
+) -> None:
     """Scan, split by class, decode every image once, write the prepared form. ``root``
     and ``verify_checksum`` are not used: the photographs are the user's own."""
     folder = Path(options.path)
     classes, rows = scan(folder)
     test = set(split_classes(len(classes), options.test_fraction, options.seed).tolist())
     tables = {"train": [r for r in rows if r[1] not in test], "test": [r for r in rows if r[1] in test]}
-    finish("imagefolder", out_dir, folder, tables, expected={}, strict=False,
-           meta={"classes": classes, "test_class_names": [classes[i] for i in sorted(test)],
-                 "test_fraction": options.test_fraction, "seed": options.seed})
+    finish(
+        "imagefolder",
+        out_dir,
+        folder,
+        tables,
+        expected={},
+        strict=False,
+        meta={
+            "classes": classes,
+            "test_class_names": [classes[i] for i in sorted(test)],
+            "test_fraction": options.test_fraction,
+            "seed": options.seed,
+        },
+    )
 
 
 IMAGEFOLDER = register(

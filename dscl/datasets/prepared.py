@@ -17,7 +17,7 @@ import numpy as np
 
 from dscl.atomic import write_text
 
-__all__ = ["Split", "write_prepared", "read_split", "read_meta", "SPLITS"]
+__all__ = ["SPLITS", "Split", "read_meta", "read_split", "write_prepared"]
 
 SPLITS = ("train", "test")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dscl.registry import Registry
 
-__all__ = ["DatasetSpec", "DATASETS", "register", "get_dataset", "dataset_names"]
+__all__ = ["DATASETS", "DatasetSpec", "dataset_names", "get_dataset", "register"]
 
 
 @dataclass(frozen=True)

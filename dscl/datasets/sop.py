@@ -40,8 +40,15 @@ def prepare_sop(out_dir: Path, root: Path, verify_checksum: bool) -> None:
     archive = fetch(ARCHIVE, folder, verify_checksum)
     base = extract(archive, folder / "extracted") / "Stanford_Online_Products"
     tables = {"train": parse_list(base / "Ebay_train.txt"), "test": parse_list(base / "Ebay_test.txt")}
-    finish("sop", out_dir, base, tables, EXPECTED, strict=verify_checksum,
-           meta={"archive": ARCHIVE.filename, "sha256": ARCHIVE.sha256 if verify_checksum else None})
+    finish(
+        "sop",
+        out_dir,
+        base,
+        tables,
+        EXPECTED,
+        strict=verify_checksum,
+        meta={"archive": ARCHIVE.filename, "sha256": ARCHIVE.sha256 if verify_checksum else None},
+    )
 
 
 register(DatasetSpec("sop", "Stanford Online Products, Ebay_train.txt / Ebay_test.txt", prepare_sop))

@@ -16,8 +16,17 @@ from dscl.report.tables import METHOD_NAMES, build_rows, render_csv, render_mark
 __all__ = ["write_report"]
 
 
-def write_report(dataset: str, methods: list[str], *, metrics: Path, embeddings: Path, table: Path,
-                 plots: Path, ks: tuple[int, ...], tsne: TsneConfig) -> None:
+def write_report(
+    dataset: str,
+    methods: list[str],
+    *,
+    metrics: Path,
+    embeddings: Path,
+    table: Path,
+    plots: Path,
+    ks: tuple[int, ...],
+    tsne: TsneConfig,
+) -> None:
     """``<table>.md`` and ``<table>.csv``, ``<plots>/methods.png`` and
     ``<plots>/tsne_<method>.png`` of every method of ``methods``.
 
@@ -35,5 +44,10 @@ def write_report(dataset: str, methods: list[str], *, metrics: Path, embeddings:
     plot_methods(dataset, methods, metrics, plots / "methods.png")
     for method in methods:
         src = embeddings / method
-        plot_tsne(np.load(layout.embedding_file(src)), np.load(src / "test_labels.npy"),
-                  f"{dataset}: {METHOD_NAMES[method]} (test, t-SNE)", plots / f"tsne_{method}.png", tsne)
+        plot_tsne(
+            np.load(layout.embedding_file(src)),
+            np.load(src / "test_labels.npy"),
+            f"{dataset}: {METHOD_NAMES[method]} (test, t-SNE)",
+            plots / f"tsne_{method}.png",
+            tsne,
+        )

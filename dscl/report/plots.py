@@ -30,8 +30,15 @@ def plot_methods(dataset: str, methods: list[str], metrics_dir: Path, out: Path)
             values = [measured[m][variant][metric] for m in methods]
             spread = [measured[m].get("std", {}).get(variant, {}).get(metric) for m in methods]
             errors = None if all(e is None for e in spread) else [e or 0.0 for e in spread]
-            bars = ax.barh(y + shift, values, height=0.38, color=color, label=vname, xerr=errors,
-                           error_kw={"elinewidth": 0.8, "capsize": 2})
+            bars = ax.barh(
+                y + shift,
+                values,
+                height=0.38,
+                color=color,
+                label=vname,
+                xerr=errors,
+                error_kw={"elinewidth": 0.8, "capsize": 2},
+            )
             ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
         ax.set_title(f"{dataset}: {metric_label(metric)} (%, test classes)", fontsize=10)
         ax.set_xlim(0, 105)
@@ -62,8 +69,14 @@ def plot_tsne(emb: np.ndarray, labels: np.ndarray, title: str, out: Path, cfg: T
     ax.set_xticks([])
     ax.set_yticks([])
     if np.ptp(x, axis=0).max() < 1e-6:  # t-SNE is undefined when every point coincides
-        ax.text(0.5, 0.5, "degenerate embedding:\nall test points coincide", ha="center",
-                va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "degenerate embedding:\nall test points coincide",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         _save(fig, out)
         return
     perplexity = min(cfg.perplexity, (len(idx) - 1) / 3)

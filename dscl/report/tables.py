@@ -12,8 +12,15 @@ from pathlib import Path
 from dscl.methods import METHODS
 from dscl.paper_results import reported
 
-__all__ = ["build_rows", "render_markdown", "render_csv", "metric_label", "selected_step",
-           "METHOD_NAMES", "VARIANTS"]
+__all__ = [
+    "METHOD_NAMES",
+    "VARIANTS",
+    "build_rows",
+    "metric_label",
+    "render_csv",
+    "render_markdown",
+    "selected_step",
+]
 
 METHOD_NAMES = {name: method.title for name, method in METHODS.items()}
 VARIANTS = {"with_sc": "with SC", "without_sc": "without SC"}
@@ -41,8 +48,13 @@ def selected_step(info: dict | None) -> str:
     return cell + TEST_SELECTED if on == "test" else (cell + " last" if on == "none" else cell)
 
 
-def build_rows(dataset: str, methods: list[str], metrics_dir: Path, ks: tuple[int, ...],
-               embeddings_dir: Path | None = None):
+def build_rows(
+    dataset: str,
+    methods: list[str],
+    metrics_dir: Path,
+    ks: tuple[int, ...],
+    embeddings_dir: Path | None = None,
+):
     """Rows of the table: ``(label, source, step, values, stds)``, source "measured",
     "reported" or "difference"; ``step`` says which training step was selected; ``stds``:
     the standard deviations over seeds of a measured row (None with one seed)."""
@@ -57,38 +69,64 @@ def build_rows(dataset: str, methods: list[str], metrics_dir: Path, ks: tuple[in
             label = f"{METHOD_NAMES[method]} ({vname})"
             got = measured[variant]  # the mean over seeds, with several
             spread = measured.get("std", {}).get(variant)
-            rows.append((label, "measured", step, [got.get(c) for c in columns],
-                         None if spread is None else [spread.get(c) for c in columns]))
+            rows.append(
+                (
+                    label,
+                    "measured",
+                    step,
+                    [got.get(c) for c in columns],
+                    None if spread is None else [spread.get(c) for c in columns],
+                )
+            )
             paper = reported(dataset, method, variant)
             if paper is not None:
                 ref = [paper.get(c) for c in columns]
                 rows.append((label, "reported", "", ref, None))
-                rows.append((label, "difference", "", [
-                    None if g is None or r is None else round(g - r, 2)
-                    for g, r in zip([got.get(c) for c in columns], ref)], None))
+                rows.append(
+                    (
+                        label,
+                        "difference",
+                        "",
+                        [
+                            None if g is None or r is None else round(g - r, 2)
+                            for g, r in zip([got.get(c) for c in columns], ref)
+                        ],
+                        None,
+                    )
+                )
     return columns, rows
 
 
 def render_markdown(dataset: str, columns, rows) -> str:
     head = ["Method", "Source", "Step"] + [metric_label(c) for c in columns]
-    lines = [f"# {dataset}: NMI, Recall@K, MAP@R and R-Precision (%)", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"# {dataset}: NMI, Recall@K, MAP@R and R-Precision (%)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for label, source, step, values, stds in rows:
-        cells = ["—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}")
-                 for v in values]
+        cells = [
+            "—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}") for v in values
+        ]
         if stds is not None:  # several seeds: mean ± standard deviation
             cells = [c if sd is None else f"{c} ± {sd:.2f}" for c, sd in zip(cells, stds)]
         lines.append("| " + " | ".join([label, source, step, *cells]) + " |")
-    lines += ["", "Measured rows come from `reports/metrics/" + dataset + "/<method>.json`; "
-              "reported rows are the paper's Tables 1-3 (which have no MAP@R or R-Precision, RP); "
-              "difference = measured - reported. "
-              "Step: the training step whose model is evaluated / the iterations run, chosen "
-              "on validation classes carved from the training classes unless marked "
-              f"{TEST_SELECTED} (chosen on the test classes, the 2017 practice) or 'last' "
-              "(no selection)."]
+    lines += [
+        "",
+        "Measured rows come from `reports/metrics/" + dataset + "/<method>.json`; "
+        "reported rows are the paper's Tables 1-3 (which have no MAP@R or R-Precision, RP); "
+        "difference = measured - reported. "
+        "Step: the training step whose model is evaluated / the iterations run, chosen "
+        "on validation classes carved from the training classes unless marked "
+        f"{TEST_SELECTED} (chosen on the test classes, the 2017 practice) or 'last' "
+        "(no selection).",
+    ]
     if any(stds is not None for *_, stds in rows):
-        lines[-1] += (" With several seeds (train.common.seeds), a measured cell is the mean "
-                      "± the standard deviation over the runs, and Step lists each run's step.")
+        lines[-1] += (
+            " With several seeds (train.common.seeds), a measured cell is the mean "
+            "± the standard deviation over the runs, and Step lists each run's step."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -96,7 +134,9 @@ def render_csv(columns, rows) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     seeded = any(stds is not None for *_, stds in rows)  # std columns with several seeds
-    writer.writerow(["method", "source", "step"] + columns + ([f"{c} std" for c in columns] if seeded else []))
+    writer.writerow(
+        ["method", "source", "step"] + columns + ([f"{c} std" for c in columns] if seeded else [])
+    )
     for label, source, step, values, stds in rows:
         extra = [] if not seeded else ["" if v is None else v for v in (stds or [None] * len(columns))]
         writer.writerow([label, source, step] + ["" if v is None else v for v in values] + extra)

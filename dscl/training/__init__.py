@@ -12,10 +12,19 @@ from importlib import import_module
 
 # where each public name lives; imported on first use, so that ``dscl.config`` can read
 # the option classes of ``dscl.training.optim`` without importing torch
-_HOMES = {"EmbeddingNet": "model", "OptimizerConfig": "optim", "make_optimizer": "optim",
-          "parameter_groups": "optim", "BatchSampler": "sampling", "sample_batch": "sampling",
-          "chunked_step": "steps", "freeze_batchnorm": "steps", "softmax_step": "steps",
-          "train_last_layer": "loops", "train_on_images": "loops"}
+_HOMES = {
+    "EmbeddingNet": "model",
+    "OptimizerConfig": "optim",
+    "make_optimizer": "optim",
+    "parameter_groups": "optim",
+    "BatchSampler": "sampling",
+    "sample_batch": "sampling",
+    "chunked_step": "steps",
+    "freeze_batchnorm": "steps",
+    "softmax_step": "steps",
+    "train_last_layer": "loops",
+    "train_on_images": "loops",
+}
 __all__ = list(_HOMES)
 
 

@@ -17,13 +17,14 @@ References
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["rank_and_world", "init_distributed", "gather_rows", "data_parallel", "sync_context"]
+__all__ = ["data_parallel", "gather_rows", "init_distributed", "rank_and_world", "sync_context"]
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -57,8 +58,9 @@ def gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return torch.cat([o[:s] for o, s in zip(out, sizes)])
 
 
-def _sum_hook(state, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """DDP comm hook: the bucket summed over processes (DDP's own hook averages)."""
+def _sum_hook(state, bucket):  # DDP checks the annotation of ``bucket``: left out
+    """DDP comm hook: the bucket (a ``dist.GradBucket``) summed over processes (DDP's own
+    hook averages)."""
     future = dist.all_reduce(bucket.buffer(), async_op=True).get_future()
     return future.then(lambda f: f.value()[0])
 
@@ -70,8 +72,14 @@ def data_parallel(model: nn.Module) -> nn.Module:
     if world == 1 or not any(p.requires_grad for p in model.parameters()):
         return model
     device = next(model.parameters()).device
+    options = inspect.signature(nn.parallel.DistributedDataParallel).parameters
+    # buffers (frozen batch norm) are not synchronised at every forward: the newer name first
+    no_buffer_sync = (
+        {"forward_sync_buffers": False} if "forward_sync_buffers" in options else {"broadcast_buffers": False}
+    )
     ddp = nn.parallel.DistributedDataParallel(
-        model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False)
+        model, device_ids=[device] if device.type == "cuda" else None, **no_buffer_sync
+    )
     ddp.register_comm_hook(None, _sum_hook)
     return ddp
 

@@ -24,8 +24,14 @@ from dscl import layout
 from dscl.atomic import atomic_dir, save_torch, write_text
 from dscl.backbones import build_backbone
 from dscl.checkpoint import Checkpointer
-from dscl.config import (CommonConfig, DatasetTrainConfig, FeatureConfig, ImageConfig, MethodConfig,
-                         ParamsError)
+from dscl.config import (
+    CommonConfig,
+    DatasetTrainConfig,
+    FeatureConfig,
+    ImageConfig,
+    MethodConfig,
+    ParamsError,
+)
 from dscl.datasets import read_split
 from dscl.images import BatchDecoder, ImageDataset, embed_dataset, transform_for
 from dscl.methods import Method
@@ -38,7 +44,7 @@ from dscl.training.loops import train_last_layer, train_on_images
 from dscl.training.model import EmbeddingNet, embed_in_chunks
 from dscl.training.sampling import training_pool
 
-__all__ = ["TrainedRun", "train_method", "save_runs", "MODEL_FORMAT"]
+__all__ = ["MODEL_FORMAT", "TrainedRun", "save_runs", "train_method"]
 
 MODEL_FORMAT = 2  # the saved model's layout (record["format"]); 2: record["learns"]
 
@@ -58,10 +64,21 @@ class TrainedRun:
     record: dict
 
 
-def train_method(*, dataset: str, method: Method, settings: MethodConfig, common: CommonConfig,
-                 data: DatasetTrainConfig, image: ImageConfig, features_cfg: FeatureConfig,
-                 prepared: Path, features: Path, live: Path, checkpoint: Path,
-                 device: torch.device) -> list[TrainedRun]:
+def train_method(
+    *,
+    dataset: str,
+    method: Method,
+    settings: MethodConfig,
+    common: CommonConfig,
+    data: DatasetTrainConfig,
+    image: ImageConfig,
+    features_cfg: FeatureConfig,
+    prepared: Path,
+    features: Path,
+    live: Path,
+    checkpoint: Path,
+    device: torch.device,
+) -> list[TrainedRun]:
     """Train ``method`` on ``dataset`` once per seed of ``common.seeds``.
 
     Parameters
@@ -83,13 +100,26 @@ def train_method(*, dataset: str, method: Method, settings: MethodConfig, common
     """
     rank, _ = rank_and_world()
     rule = common.selection
-    objective = None if method.objective in (None, "softmax") else make_objective(method.objective, settings.loss)
+    objective = (
+        None if method.objective in (None, "softmax") else make_objective(method.objective, settings.loss)
+    )
     # how the run is launched does not change the result, and each seed's run has its own
     # key: neither is part of the settings' fingerprint
     shared = {k: v for k, v in asdict(common).items() if k not in ("torchrun", "seeds")}
-    fingerprint = hashlib.sha256(json.dumps(
-        [dataset, method.name, shared, asdict(data), asdict(settings), asdict(image), asdict(features_cfg)],
-        sort_keys=True).encode()).hexdigest()
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [
+                dataset,
+                method.name,
+                shared,
+                asdict(data),
+                asdict(settings),
+                asdict(image),
+                asdict(features_cfg),
+            ],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
 
     info = json.loads((features / "info.json").read_text())
     train_labels = np.load(features / "train_labels.npy")
@@ -104,17 +134,27 @@ def train_method(*, dataset: str, method: Method, settings: MethodConfig, common
         candidates, val_idx = np.arange(len(train_labels)), None
         val_labels = np.load(features / "test_labels.npy") if rule.split == "test" else None
     try:
-        pool, classes_per_batch = training_pool(train_labels, candidates, data.class_subsample,
-                                                data.class_sampling, common.seed)
+        pool, classes_per_batch = training_pool(
+            train_labels, candidates, data.class_subsample, data.class_sampling, common.seed
+        )
     except ValueError as err:
         raise ParamsError(f"params.yaml: train.datasets.{dataset}: {err}") from None
     n_classes = len(np.unique(train_labels[pool]))
     dim = data.embedding_dim or n_classes
-    record = {"format": MODEL_FORMAT, "method": method.name, "dataset": dataset, "learns": method.learns,
-              "backbone": features_cfg.backbone, "feature_dim": info["feature_dim"], "embedding_dim": dim,
-              "selected_on": rule.split, "trained_classes": n_classes, "objective": method.objective,
-              "normalized": method.normalized,
-              "validation_classes": 0 if val_labels is None else len(np.unique(val_labels))}
+    record = {
+        "format": MODEL_FORMAT,
+        "method": method.name,
+        "dataset": dataset,
+        "learns": method.learns,
+        "backbone": features_cfg.backbone,
+        "feature_dim": info["feature_dim"],
+        "embedding_dim": dim,
+        "selected_on": rule.split,
+        "trained_classes": n_classes,
+        "objective": method.objective,
+        "normalized": method.normalized,
+        "validation_classes": 0 if val_labels is None else len(np.unique(val_labels)),
+    }
     checkpoint.mkdir(parents=True, exist_ok=True)
     write_text(checkpoint / "README.txt", CHECKPOINT_NOTE)
 
@@ -140,23 +180,42 @@ def train_method(*, dataset: str, method: Method, settings: MethodConfig, common
 
             def validate(layer):
                 return scores_of(embed_in_chunks(lambda x: layer(x.to(device)), val_feats))
+
         stopper = EarlyStopping(validate, settings.validate_every, rule)
         w0 = float(head.weight.detach().norm())
         head = train_last_layer(
-            head, torch.from_numpy(np.load(features / "train.npy")), torch.from_numpy(train_labels), pool,
-            objective=objective, iterations=settings.iterations, batch_size=settings.batch_size,
-            optim=settings.optimizer_config(), seed=seed, device=device, features_mirrored=mirrored,
-            classes_per_batch=classes_per_batch, checkpointer=checkpointer, log=log, stopper=stopper)
+            head,
+            torch.from_numpy(np.load(features / "train.npy")),
+            torch.from_numpy(train_labels),
+            pool,
+            objective=objective,
+            iterations=settings.iterations,
+            batch_size=settings.batch_size,
+            optim=settings.optimizer_config(),
+            seed=seed,
+            device=device,
+            features_mirrored=mirrored,
+            classes_per_batch=classes_per_batch,
+            checkpointer=checkpointer,
+            log=log,
+            stopper=stopper,
+        )
         # the loss is invariant to the layer's scale: how much the step inflated |W|
         log.summary({"head_norm_ratio": float(head.weight.detach().norm()) / w0})
         return head, stopper
 
-    def train_network(seed: int, checkpointer: Checkpointer, log) -> tuple[EmbeddingNet, EarlyStopping, float | None]:
+    def train_network(
+        seed: int, checkpointer: Checkpointer, log
+    ) -> tuple[EmbeddingNet, EarlyStopping, float | None]:
         """All trainable layers, on images; also how far the pretrained layers moved."""
         model = EmbeddingNet.build(
-            build_backbone(features_cfg.backbone, features_cfg.weights, seed=seed), info["feature_dim"], dim,
+            build_backbone(features_cfg.backbone, features_cfg.weights, seed=seed),
+            info["feature_dim"],
+            dim,
             class_ids=torch.from_numpy(np.unique(train_labels[pool])),
-            classifier=method.objective == "softmax" and dim != n_classes, seed=seed)
+            classifier=method.objective == "softmax" and dim != n_classes,
+            seed=seed,
+        )
         split = read_split(prepared, "train")
         initial = [p.detach().clone() for p in model.backbone.parameters()]
         w0 = float(model.head.weight.detach().norm())
@@ -167,26 +226,55 @@ def train_method(*, dataset: str, method: Method, settings: MethodConfig, common
             val_set = ImageDataset(val_split, centre, indices=val_idx)
 
             def validate(net):
-                return scores_of(embed_dataset(net.backbone if pooled else net, val_set, image.batch_size,
-                                               image.num_workers, device, image.amp, "validate"))
+                return scores_of(
+                    embed_dataset(
+                        net.backbone if pooled else net,
+                        val_set,
+                        image.batch_size,
+                        image.num_workers,
+                        device,
+                        image.amp,
+                        "validate",
+                    )
+                )
+
         stopper = EarlyStopping(validate, settings.validate_every, rule)
-        transform = transform_for(features_cfg.backbone, features_cfg.resize, features_cfg.crop,
-                                  crop_mode=settings.crop_mode)
+        transform = transform_for(
+            features_cfg.backbone, features_cfg.resize, features_cfg.crop, crop_mode=settings.crop_mode
+        )
         decoder = BatchDecoder(split, transform, settings.num_workers, pin_memory=device.type == "cuda")
         try:
             model = train_on_images(
-                model, decoder, pool, objective=objective or "softmax", iterations=settings.iterations,
-                batch_size=settings.batch_size, chunk_size=settings.chunk_size,
-                optim=settings.optimizer_config(), seed=seed, device=device,
-                amp=common.amp and device.type == "cuda", mirror=data.mirror, all_labels=train_labels,
-                classes_per_batch=classes_per_batch, checkpointer=checkpointer, log=log, stopper=stopper)
+                model,
+                decoder,
+                pool,
+                objective=objective or "softmax",
+                iterations=settings.iterations,
+                batch_size=settings.batch_size,
+                chunk_size=settings.chunk_size,
+                optim=settings.optimizer_config(),
+                seed=seed,
+                device=device,
+                amp=common.amp and device.type == "cuda",
+                mirror=data.mirror,
+                all_labels=train_labels,
+                classes_per_batch=classes_per_batch,
+                checkpointer=checkpointer,
+                log=log,
+                stopper=stopper,
+            )
         finally:
             decoder.close()
         log.summary({"head_norm_ratio": float(model.head.weight.detach().norm()) / w0})
         if not initial:  # nothing pretrained (the pixels backbone)
             return model, stopper, None
-        change = sum(float((p.detach().cpu() - q.cpu()).pow(2).sum())
-                     for p, q in zip(model.backbone.parameters(), initial)) ** 0.5
+        change = (
+            sum(
+                float((p.detach().cpu() - q.cpu()).pow(2).sum())
+                for p, q in zip(model.backbone.parameters(), initial)
+            )
+            ** 0.5
+        )
         moved = change / sum(float(q.pow(2).sum()) for q in initial) ** 0.5
         log.summary({"backbone_relative_change": moved})
         return model, stopper, moved
@@ -208,8 +296,11 @@ def train_method(*, dataset: str, method: Method, settings: MethodConfig, common
         else:
             model, stopper, moved = train_network(seed, checkpointer, log)
             state = {k: v.cpu() for k, v in model.state_dict().items()}
-            done.update(weights=features_cfg.weights, iterations=settings.iterations,
-                        embedding="pooled" if pooled else "head")
+            done.update(
+                weights=features_cfg.weights,
+                iterations=settings.iterations,
+                embedding="pooled" if pooled else "head",
+            )
             if moved is not None:
                 done.update(backbone_relative_change=moved)
         selected = stopper.best_step if stopper.enabled else done["iterations"]

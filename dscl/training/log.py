@@ -22,8 +22,7 @@ class LiveLog:
 
         if resume_step is not None:
             truncate_curves(curves_dir(directory), resume_step)
-        self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False,
-                         resume=resume_step is not None)
+        self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, resume=resume_step is not None)
 
     def __call__(self, step: int, values: dict) -> None:
         self.live.step = step

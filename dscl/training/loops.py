@@ -29,7 +29,7 @@ from dscl.training.optim import OptimizerConfig, make_optimizer, parameter_group
 from dscl.training.sampling import BatchSampler
 from dscl.training.steps import chunked_step, freeze_batchnorm, softmax_step
 
-__all__ = ["train_last_layer", "train_on_images", "LogFn", "Fetch"]
+__all__ = ["Fetch", "LogFn", "train_last_layer", "train_on_images"]
 
 LogFn = Callable[[int, dict], None]
 Fetch = Callable[[np.ndarray, np.ndarray, int], tuple[torch.Tensor, torch.Tensor]]
@@ -191,8 +191,13 @@ def train_on_images(
             return plan
         return loader.submit(fetch, *plan[:3]), plan[3]
 
-    progress = tqdm(range(start, iterations), desc=f"train ({name}, all layers)",
-                    initial=start, total=iterations, disable=rank != 0)
+    progress = tqdm(
+        range(start, iterations),
+        desc=f"train ({name}, all layers)",
+        initial=start,
+        total=iterations,
+        disable=rank != 0,
+    )
     pending = submit(draw()) if start < iterations and not stopper.stop else None
     try:
         for it in progress:
@@ -210,11 +215,28 @@ def train_on_images(
             if it + 1 < iterations:
                 pending = submit(draw())  # decoded while this batch is learned
             if objective == "softmax":
-                loss = softmax_step(parallel, images, labels, optimizer, classes=classes,
-                                    chunk_size=chunk_size, device=device, amp=amp, batch_total=n)
+                loss = softmax_step(
+                    parallel,
+                    images,
+                    labels,
+                    optimizer,
+                    classes=classes,
+                    chunk_size=chunk_size,
+                    device=device,
+                    amp=amp,
+                    batch_total=n,
+                )
             else:
-                loss = chunked_step(parallel, images, labels, optimizer, objective=objective,
-                                    chunk_size=chunk_size, device=device, amp=amp)
+                loss = chunked_step(
+                    parallel,
+                    images,
+                    labels,
+                    optimizer,
+                    objective=objective,
+                    chunk_size=chunk_size,
+                    device=device,
+                    amp=amp,
+                )
             values = {"loss": loss}
             if stopper.due(it + 1, iterations):
                 values.update(stopper(it + 1, model))
@@ -222,8 +244,9 @@ def train_on_images(
             if rank == 0:
                 snapshot = np.random.default_rng()
                 snapshot.bit_generator.state = resume_state
-                checkpointer.maybe_save(it + 1, iterations, model, optimizer, snapshot, extra=stopper,
-                                        force=stopper.stop)
+                checkpointer.maybe_save(
+                    it + 1, iterations, model, optimizer, snapshot, extra=stopper, force=stopper.stop
+                )
     finally:
         if loader is not None:
             loader.shutdown(cancel_futures=True)

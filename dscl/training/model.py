@@ -21,19 +21,32 @@ class EmbeddingNet(nn.Module):
     classes).
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, classifier: nn.Module | None = None,
-                 class_ids: torch.Tensor | None = None):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        classifier: nn.Module | None = None,
+        class_ids: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.classifier = classifier
         self.register_buffer(
-            "class_ids", torch.empty(0, dtype=torch.long) if class_ids is None else class_ids)
+            "class_ids", torch.empty(0, dtype=torch.long) if class_ids is None else class_ids
+        )
 
     @classmethod
-    def build(cls, backbone: nn.Module, feature_dim: int, embedding_dim: int, *,
-              class_ids: torch.Tensor | None = None, classifier: bool = False,
-              seed: int = 0) -> EmbeddingNet:
+    def build(
+        cls,
+        backbone: nn.Module,
+        feature_dim: int,
+        embedding_dim: int,
+        *,
+        class_ids: torch.Tensor | None = None,
+        classifier: bool = False,
+        seed: int = 0,
+    ) -> EmbeddingNet:
         """A new network whose head (and classifier) are initialised from ``seed``."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -46,6 +59,8 @@ class EmbeddingNet(nn.Module):
 
 
 @torch.no_grad()
-def embed_in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 4096) -> np.ndarray:
+def embed_in_chunks(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 4096
+) -> np.ndarray:
     """``fn`` over the rows of ``x`` (n, D) in chunks: float32 (n, d) on the CPU."""
     return torch.cat([fn(c).float().cpu() for c in torch.split(x, chunk)]).numpy()

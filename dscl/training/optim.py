@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from dscl.training.model import EmbeddingNet
 
-__all__ = ["Optimizer", "OPTIMIZERS", "OptimizerConfig", "make_optimizer", "parameter_groups"]
+__all__ = ["OPTIMIZERS", "Optimizer", "OptimizerConfig", "make_optimizer", "parameter_groups"]
 
 Optimizer = Literal["sgd", "adam"]
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)

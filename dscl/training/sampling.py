@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["sample_batch", "BatchSampler", "training_pool", "ClassSampling"]
+__all__ = ["BatchSampler", "ClassSampling", "sample_batch", "training_pool"]
 
 ClassSampling = Literal["per_batch", "once"]
 
@@ -34,8 +34,13 @@ class BatchSampler:
     training image. ``labels`` are the labels of all examples (``pool`` indexes them).
     """
 
-    def __init__(self, pool: np.ndarray, batch_size: int, labels: np.ndarray | None = None,
-                 classes_per_batch: int | None = None):
+    def __init__(
+        self,
+        pool: np.ndarray,
+        batch_size: int,
+        labels: np.ndarray | None = None,
+        classes_per_batch: int | None = None,
+    ):
         self.pool = np.asarray(pool)
         self.batch_size = batch_size
         self.classes_per_batch = classes_per_batch
@@ -45,8 +50,10 @@ class BatchSampler:
             pool_labels = np.asarray(labels)[self.pool]
             self.classes, inverse = np.unique(pool_labels, return_inverse=True)
             if not 2 <= classes_per_batch <= len(self.classes):
-                raise ValueError(f"classes per batch must be in [2, {len(self.classes)}] (the "
-                                 f"training classes), got {classes_per_batch}")
+                raise ValueError(
+                    f"classes per batch must be in [2, {len(self.classes)}] (the "
+                    f"training classes), got {classes_per_batch}"
+                )
             order = np.argsort(inverse, kind="stable")
             self.members = np.split(self.pool[order], np.cumsum(np.bincount(inverse))[:-1])
 
@@ -57,8 +64,13 @@ class BatchSampler:
         return sample_batch(np.concatenate([self.members[c] for c in chosen]), self.batch_size, rng)
 
 
-def training_pool(labels: np.ndarray, candidates: np.ndarray, class_subsample: int | None,
-                  class_sampling: ClassSampling, seed: int) -> tuple[np.ndarray, int | None]:
+def training_pool(
+    labels: np.ndarray,
+    candidates: np.ndarray,
+    class_subsample: int | None,
+    class_sampling: ClassSampling,
+    seed: int,
+) -> tuple[np.ndarray, int | None]:
     """The examples training draws from (indices into ``labels``, among ``candidates``)
     and the number of classes per batch (None: batches drawn from the whole pool).
 

@@ -15,7 +15,7 @@ from torch import nn
 from dscl.objectives import Objective
 from dscl.training.distributed import gather_rows, rank_and_world, sync_context
 
-__all__ = ["freeze_batchnorm", "chunked_step", "softmax_step"]
+__all__ = ["chunked_step", "freeze_batchnorm", "softmax_step"]
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -31,9 +31,17 @@ def freeze_batchnorm(model: nn.Module) -> None:
             m.eval()
 
 
-def chunked_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                 optimizer: torch.optim.Optimizer, *, objective: Objective, chunk_size: int,
-                 device: torch.device, amp: bool = False) -> float:
+def chunked_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    objective: Objective,
+    chunk_size: int,
+    device: torch.device,
+    amp: bool = False,
+) -> float:
     """One update of all trainable layers on a batch objective, memory bounded by
     ``chunk_size``.
 
@@ -86,9 +94,18 @@ def chunked_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return float(loss)
 
 
-def softmax_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                 optimizer: torch.optim.Optimizer, *, classes: torch.Tensor, chunk_size: int,
-                 device: torch.device, amp: bool, batch_total: int) -> float:
+def softmax_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    classes: torch.Tensor,
+    chunk_size: int,
+    device: torch.device,
+    amp: bool,
+    batch_total: int,
+) -> float:
     """Cross-entropy over the batch (``batch_total`` examples over every process),
     gradients accumulated chunk by chunk. ``model`` is an
     :class:`~dscl.training.model.EmbeddingNet`, possibly DDP-wrapped."""

@@ -9,9 +9,12 @@ import sys
 import pytest
 
 from tests.conftest import small_params
-from tests.test_pipeline import project, ran, sh
+from tests.pipeline.test_pipeline import project, ran, sh
 
-pytestmark = pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed"),
+]
 
 
 def test_push_clone_pull_reruns_nothing(tmp_path):
@@ -28,11 +31,30 @@ def test_push_clone_pull_reruns_nothing(tmp_path):
     assert "nothing to commit" in sh(origin, "git", "status")  # the run left git clean
 
     # a declared model, registered (a GTO version tag) and fetched by its artifact name
-    sh(origin, "git", "tag", "-a", "digits-dscl-last@v0.1.0", "-m", "Registered digits-dscl-last version v0.1.0")
-    sh(tmp_path, sys.executable, "-m", "dvc", "artifacts", "get", str(origin), "digits-dscl-last",
-       "-o", str(tmp_path / "fetched"))
+    sh(
+        origin,
+        "git",
+        "tag",
+        "-a",
+        "digits-dscl-last@v0.1.0",
+        "-m",
+        "Registered digits-dscl-last version v0.1.0",
+    )
+    sh(
+        tmp_path,
+        sys.executable,
+        "-m",
+        "dvc",
+        "artifacts",
+        "get",
+        str(origin),
+        "digits-dscl-last",
+        "-o",
+        str(tmp_path / "fetched"),
+    )
     assert (tmp_path / "fetched/model.pt").read_bytes() == (
-        origin / "models/digits-dscl_last/model.pt").read_bytes()
+        origin / "models/digits-dscl_last/model.pt"
+    ).read_bytes()
 
     sh(tmp_path, "git", "clone", "-q", str(origin), str(clone))
     assert not (clone / "models").exists()  # models and data are not in git

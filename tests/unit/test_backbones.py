@@ -8,10 +8,10 @@ import urllib.error
 import pytest
 import torch
 
-from dscl import backbones
-from dscl.backbones import backbone_names, build_backbone, get_backbone
+from dscl.backbones import backbone_names, build_backbone, get_backbone, network
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,dim", [("googlenet", 1024), ("bninception", 1024), ("resnet50", 2048)])
 def test_every_backbone_with_random_weights(name, dim):
     model = build_backbone(name, "none", seed=0).eval()
@@ -32,7 +32,7 @@ def test_pixels_backbone_is_the_scaled_image():
 
 
 def test_unknown_backbone_and_weights():
-    with pytest.raises(ValueError, match=r"unknown backbone 'vgg16'; valid names: \['bninception'"):
+    with pytest.raises(ValueError, match=r"unknown backbone 'vgg16'; valid names: \['pixels', 'googlenet'"):
         get_backbone("vgg16")
     with pytest.raises(ValueError, match="features.weights must be 'imagenet', 'none' or the path"):
         build_backbone("googlenet", "imagenet21k")
@@ -101,8 +101,8 @@ def test_imagenet_weights_offline_fail_before_any_work(tmp_path, monkeypatch):
         with pytest.raises(RuntimeError) as err:
             build_backbone("googlenet", "imagenet")
         message = str(err.value)
-        assert spec.weights_url in message
-        assert str(backbones.weights_cache_path(spec)) in message and "weights: none" in message
+        assert network.weights_url(spec) in message
+        assert str(network.weights_cache_path(spec)) in message and "weights: none" in message
     finally:
         torch.hub.set_dir(previous)
 
@@ -111,9 +111,19 @@ def test_registry_is_complete():
     assert backbone_names() == ["bninception", "efficientnet_lite0", "googlenet", "pixels", "resnet50"]
 
 
+def test_torchvision_weights_come_from_its_enums():
+    """GoogLeNet and ResNet-50 download the files torchvision's weight enums name (and
+    hash-check); ResNet-50 takes IMAGENET1K_V1, the weights of the metric-learning papers."""
+    from torchvision.models import GoogLeNet_Weights, ResNet50_Weights
+
+    assert network.weights_url(get_backbone("googlenet")) == GoogLeNet_Weights.IMAGENET1K_V1.url
+    assert network.weights_url(get_backbone("resnet50")) == ResNet50_Weights.IMAGENET1K_V1.url
+
+
 def test_bninception_crop_sizes_are_checked_before_any_work():
-    from dscl.bninception import BNInception, accepts
-    from stages.features import DatasetFeatureParams
+    from dscl.backbones import bninception_accepts as accepts
+    from dscl.backbones.bninception import BNInception
+    from dscl.config import FeatureConfig as DatasetFeatureParams
 
     net = BNInception().eval()
     for size in (56, 64, 112, 200, 224, 227):  # the rule agrees with the network itself

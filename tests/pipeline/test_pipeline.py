@@ -15,10 +15,20 @@ import yaml
 
 from tests.conftest import REPO, small_params
 
-pytestmark = pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed"),
+]
 
-ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-       "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": ""}
+ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+    "DVC_NO_ANALYTICS": "1",
+    "PYTHONPATH": "",
+}
 
 
 def sh(cwd, *cmd):
@@ -54,7 +64,8 @@ def test_dvc_repro_end_to_end(tmp_path):
     first = sh(tmp_path, sys.executable, "-m", "dvc", "repro")
     methods = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
     expected = {"prepare@digits", "features@digits", "curves@digits", "report@digits"} | {
-        f"{s}@digits-{m}" for s in ("train", "embed", "evaluate") for m in methods}
+        f"{s}@digits-{m}" for s in ("train", "embed", "evaluate") for m in methods
+    }
     assert ran(first) == expected
     for m in methods:
         metrics = json.loads((tmp_path / f"reports/metrics/digits/{m}.json").read_text())
@@ -72,7 +83,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     rows = figure["content"]["data"]["values"]
     assert {r["method"] for r in rows} == set(methods)
     assert {r["curve"] for r in rows if r["method"] == "dscl_e2e"} == {
-        "training loss / its first value", "validation recall@1 (without sc)"}
+        "training loss / its first value",
+        "validation recall@1 (without sc)",
+    }
 
     # every output is byte-identical when re-run (models included): the lock is unchanged
     lock = (tmp_path / "dvc.lock").read_text()
@@ -83,18 +96,22 @@ def test_dvc_repro_end_to_end(tmp_path):
     params["train"]["dscl_last"]["digits"]["lr"] = 0.5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro")) == {
-        "train@digits-dscl_last", "embed@digits-dscl_last", "evaluate@digits-dscl_last",
-        "curves@digits", "report@digits"}
+        "train@digits-dscl_last",
+        "embed@digits-dscl_last",
+        "evaluate@digits-dscl_last",
+        "curves@digits",
+        "report@digits",
+    }
 
     # -- the train stage under torchrun: two gloo processes give the one-process model --
     import torch
 
-    single = torch.load(tmp_path / "models/digits-dscl_e2e/model.pt", weights_only=False)
+    single = torch.load(tmp_path / "models/digits-dscl_e2e/model.pt", weights_only=True)
     params["train"]["common"]["torchrun"]["nproc_per_node"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = sh(tmp_path, sys.executable, "-m", "dvc", "repro", "-s", "train@digits-dscl_e2e")
     assert ran(out) == {"train@digits-dscl_e2e"}
-    parallel = torch.load(tmp_path / "models/digits-dscl_e2e/model.pt", weights_only=False)
+    parallel = torch.load(tmp_path / "models/digits-dscl_e2e/model.pt", weights_only=True)
     assert parallel["record"] == single["record"]
     for k, v in single["state_dict"].items():
         assert torch.allclose(parallel["state_dict"][k], v, rtol=1e-4, atol=1e-6), k
@@ -106,17 +123,43 @@ def test_dvc_repro_end_to_end(tmp_path):
     sh(tmp_path, "git", "add", "-A")
     sh(tmp_path, "git", "commit", "-qm", "results")
     for lr in (0.05, 0.2):
-        sh(tmp_path, sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", f"lr-{lr}",
-           "-S", f"train.dscl_last.digits.lr={lr}")
+        sh(
+            tmp_path,
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            f"lr-{lr}",
+            "-S",
+            f"train.dscl_last.digits.lr={lr}",
+        )
     # a dataset's raw archive (never in git) reaches the queue's workspace by --copy-paths:
     # without it, prepare would try to download (and fail offline)
     from tests.archives import make_cub
 
     (tmp_path / "data/raw/cub200").mkdir(parents=True)
     make_cub(tmp_path / "data/raw/cub200/CUB_200_2011.tgz")
-    sh(tmp_path, sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", "cub-archive",
-       "--copy-paths", "data/raw", "-S", "datasets=[cub200]", "-S", "prepare.verify_checksum=false",
-       "prepare@cub200")
+    sh(
+        tmp_path,
+        sys.executable,
+        "-m",
+        "dvc",
+        "exp",
+        "run",
+        "--queue",
+        "-n",
+        "cub-archive",
+        "--copy-paths",
+        "data/raw",
+        "-S",
+        "datasets=[cub200]",
+        "-S",
+        "prepare.verify_checksum=false",
+        "prepare@cub200",
+    )
     sh(tmp_path, sys.executable, "-m", "dvc", "queue", "start", "-j", "1")
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -149,8 +192,12 @@ def test_dvc_repro_on_your_own_photographs(tmp_path):
     params["datasets"] = ["imagefolder"]
     params["methods"] = ["vanilla", "dscl_last", "dscl_e2e"]
     params["prepare"]["datasets"]["imagefolder"] = {"path": "photos", "test_fraction": 0.5, "seed": 0}
-    params["features"]["datasets"]["imagefolder"] = {"backbone": "pixels", "weights": "none",
-                                                     "resize": 16, "crop": 12}
+    params["features"]["datasets"]["imagefolder"] = {
+        "backbone": "pixels",
+        "weights": "none",
+        "resize": 16,
+        "crop": 12,
+    }
     project(tmp_path, params)
 
     out = sh(tmp_path, sys.executable, "-m", "dvc", "repro")

@@ -1,6 +1,6 @@
-"""The method registry and the baselines' objectives: checked against
-pytorch-metric-learning (and, for the semi-hard rule, a direct reading of its definition),
-and through the chunked update of Section 4.1."""
+"""The objectives (dscl.objectives, dscl.pair_losses) and the method registry
+(dscl.methods): checked against pytorch-metric-learning (and, for the semi-hard rule, a
+direct reading of its definition), and through the chunked update of Section 4.1."""
 
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ import torch
 from pytorch_metric_learning import losses, miners
 
 from dscl.loss import dscl_loss_and_gradient
-from dscl.methods import (
-    METHODS,
-    OBJECTIVES,
-    get_method,
-    lifted_structure_loss,
-    make_objective,
-    triplet_semihard_loss,
-)
+from dscl.methods import METHODS, get_method
+from dscl.objectives import OBJECTIVES, make_objective
+from dscl.pair_losses import lifted_structure_loss, triplet_semihard_loss
+from dscl.registry import Registry
 from dscl.training import chunked_step, freeze_batchnorm
-from tests.test_training import make_batch, make_model
+from tests.unit.test_training import make_batch, make_model
 
 
 def batch(n=30, d=5, k=4, seed=0, dtype=torch.float64):
@@ -62,7 +58,8 @@ def semihard_by_definition(f, y, margin):
 def test_triplet_semihard_follows_its_definition(margin, seed):
     f, y = batch(seed=seed)
     assert float(triplet_semihard_loss(f, y, margin)) == pytest.approx(
-        float(semihard_by_definition(f, y, margin)), rel=1e-9)
+        float(semihard_by_definition(f, y, margin)), rel=1e-9
+    )
 
 
 def test_triplet_semihard_uses_only_semihard_triplets_when_they_exist():
@@ -71,15 +68,14 @@ def test_triplet_semihard_uses_only_semihard_triplets_when_they_exist():
     f, y = batch(n=40, d=8, k=3, seed=3)
     f = 0.3 * f + 3 * torch.nn.functional.one_hot(y // 7, 8).double()
     ours = triplet_semihard_loss(f, y, 10.0)  # a margin so wide every farther negative is in it
-    a, p, n = miners.TripletMarginMiner(margin=10.0, type_of_triplets="semihard",
-                                        distance=_squared())(f, y)
+    a, p, n = miners.TripletMarginMiner(margin=10.0, type_of_triplets="semihard", distance=_squared())(f, y)
     x = torch.nn.functional.normalize(f, dim=1)
     d = torch.cdist(x, x) ** 2
     best = {}
     for ai, pi, ni in zip(a.tolist(), p.tolist(), n.tolist()):
         if (ai, pi) not in best or d[ai, ni] < d[ai, best[(ai, pi)]]:
             best[(ai, pi)] = ni
-    pairs = int(((y[:, None] == y[None, :]).sum() - len(y)))
+    pairs = int((y[:, None] == y[None, :]).sum() - len(y))
     assert len(best) == pairs  # every pair had a semi-hard negative
     ref = torch.stack([torch.relu(d[ai, pi] - d[ai, ni] + 10.0) for (ai, pi), ni in best.items()]).mean()
     assert float(ours) == pytest.approx(float(ref), rel=1e-9)
@@ -142,7 +138,15 @@ def test_chunked_update_equals_whole_batch_backprop(name, chunk_size):
     objective(reference(images), labels).backward()
     model = make_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    chunked_step(model, images, labels, optimizer, chunk_size, torch.device("cpu"), objective=objective)
+    chunked_step(
+        model,
+        images,
+        labels,
+        optimizer,
+        objective=objective,
+        chunk_size=chunk_size,
+        device=torch.device("cpu"),
+    )
     for k, p in model.named_parameters():
         assert torch.allclose(p.grad, dict(reference.named_parameters())[k].grad, rtol=1e-4, atol=1e-5), k
 
@@ -165,3 +169,25 @@ def test_registry():
         get_method("dscl_lats")
     with pytest.raises(ValueError, match=r"expected \['margin'\]"):
         make_objective("triplet", {"margn": 0.1})
+
+
+def test_registry_refuses_duplicates_and_names_the_valid_entries():
+    registry = Registry("widget")
+    registry.register("a", 1)
+    assert registry.decorator("b")(2) == 2 and registry.names() == ["a", "b"] and "a" in registry
+    with pytest.raises(ValueError, match="widget 'a' is registered twice"):
+        registry.register("a", 3)
+    with pytest.raises(ValueError, match=r"unknown widget 'c'; valid names: \['a', 'b'\]"):
+        registry.get("c")
+
+
+def test_importing_the_registries_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dscl.config, dscl.methods, dscl.objectives, dscl.backbones, dscl.datasets; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -17,11 +17,14 @@ import torch
 import yaml
 from PIL import Image
 
-from dscl.backbones import build_backbone, efficientnet_lite0, get_backbone, resolve_weights
+from dscl.backbones import build_backbone, get_backbone
+from dscl.backbones.network import efficientnet_lite0, resolve_weights
 from dscl.datasets import cub200, read_meta, read_split
 from dscl.datasets.archive import ArchiveError, ChecksumError, DatasetError, RemoteFile
 from tests.archives import make_cub
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # runs stages, DVC or the real-photograph testbed
 
 TESTBED = REPO.parent / "shared/data/cub200_mini" / cub200.CUB200_MINI.archive.filename
 needs_testbed = pytest.mark.skipif(not TESTBED.is_file(), reason=f"{TESTBED} is not here")
@@ -95,9 +98,12 @@ def test_make_subset_keeps_classes_ids_and_resizes(tmp_path):
     assert again.read_bytes() == made.read_bytes()  # fixed order and metadata
 
     # the subset prepares with the testbed's parser and exact counts
-    variant = replace(cub200.CUB200_MINI, archive=RemoteFile(made.name, ()),
-                      classes=cub200.ClassSplit(train=(2, 2), test=(3, 3)),
-                      expected={"train_images": 1, "test_images": 2})
+    variant = replace(
+        cub200.CUB200_MINI,
+        archive=RemoteFile(made.name, ()),
+        classes=cub200.ClassSplit(train=(2, 2), test=(3, 3)),
+        expected={"train_images": 1, "test_images": 2},
+    )
     (tmp_path / "raw/cub200_mini").mkdir(parents=True)
     shutil.copy(made, tmp_path / "raw/cub200_mini" / made.name)
     cub200.prepare_cub(variant, tmp_path / "out", tmp_path / "raw", verify_checksum=False)
@@ -111,8 +117,12 @@ def test_image_that_does_not_decode_is_named_at_prepare(tmp_path):
     (tmp_path / "raw/cub200_mini").mkdir(parents=True)
     archive = tmp_path / "raw/cub200_mini/x.tgz"
     make_cub(archive, per_class={1: 2, 2: 2}, broken="002.Bird_2/Bird_2_1.jpg")
-    variant = replace(cub200.CUB200_MINI, archive=RemoteFile(archive.name, ()),
-                      classes=cub200.ClassSplit(train=(1, 1), test=(2, 2)), expected={})
+    variant = replace(
+        cub200.CUB200_MINI,
+        archive=RemoteFile(archive.name, ()),
+        classes=cub200.ClassSplit(train=(1, 1), test=(2, 2)),
+        expected={},
+    )
     with pytest.raises(DatasetError, match=r"1 image\(s\) do not decode:\n.*002.Bird_2/Bird_2_1.jpg"):
         cub200.prepare_cub(variant, tmp_path / "out", tmp_path / "raw", verify_checksum=False)
     assert not (tmp_path / "out").exists()
@@ -142,8 +152,18 @@ def test_efficientnet_lite0_weights_are_the_imagenet_ones():
         with torch.no_grad():
             top[key] = [names[i] for i in net(x).topk(5).indices[0].tolist()]
     assert top["flower"][0] == "daisy"
-    buildings = {"palace", "monastery", "bell cote", "boathouse", "castle", "stupa", "church",
-                 "mosque", "pagoda", "dome"}
+    buildings = {
+        "palace",
+        "monastery",
+        "bell cote",
+        "boathouse",
+        "castle",
+        "stupa",
+        "church",
+        "mosque",
+        "pagoda",
+        "dome",
+    }
     assert top["temple"][0] in buildings and len(buildings & set(top["temple"])) >= 3, top
 
 
@@ -157,8 +177,10 @@ def test_efficientnet_lite0_feature_and_bad_weights(tmp_path):
     torch.save(net.body.state_dict(), tmp_path / "timm.pth")
     again = build_backbone("efficientnet_lite0", str(tmp_path / "timm.pth")).eval()
     with torch.no_grad():
-        assert torch.equal(again(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)),
-                           net(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)))
+        assert torch.equal(
+            again(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)),
+            net(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)),
+        )
     wrong = dict(state)
     key = "blocks.2.0.conv_pw.weight" if "blocks.2.0.conv_pw.weight" in wrong else list(wrong)[30]
     wrong[key] = torch.zeros(3, 3)

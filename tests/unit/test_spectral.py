@@ -66,9 +66,11 @@ def test_project_to_simplex():
     assert (p >= 0).all() and torch.allclose(p.sum(dim=1), torch.ones(200, dtype=torch.float64))
     assert torch.allclose(project_to_simplex(p), p)  # projection is idempotent
     # optimality: no point of a fine grid on the 2-simplex is closer than the projection
-    grid = torch.stack(
-        torch.meshgrid(torch.linspace(0, 1, 101), torch.linspace(0, 1, 101), indexing="ij"), -1
-    ).reshape(-1, 2).double()
+    grid = (
+        torch.stack(torch.meshgrid(torch.linspace(0, 1, 101), torch.linspace(0, 1, 101), indexing="ij"), -1)
+        .reshape(-1, 2)
+        .double()
+    )
     grid = grid[grid.sum(1) <= 1]
     grid = torch.cat([grid, 1 - grid.sum(1, keepdim=True)], 1)  # (m, 3) on the simplex
     q = torch.randn(20, 3, dtype=torch.float64)

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -52,9 +53,9 @@ def test_matlab_gradient_check():
             e = np.zeros((n, d))
             e[i, j] = eps
             x1, x2 = f + e, f - e
-            approx[i, j] = (
-                np.trace(x1 @ np.linalg.pinv(x1) @ c) - np.trace(x2 @ np.linalg.pinv(x2) @ c)
-            ) / (2 * eps)
+            approx[i, j] = (np.trace(x1 @ np.linalg.pinv(x1) @ c) - np.trace(x2 @ np.linalg.pinv(x2) @ c)) / (
+                2 * eps
+            )
     # grad is that of Loss = k - tr(C F F^+): the opposite of the MATLAB "Real_gradient".
     assert np.linalg.norm(-grad.numpy() - approx) < 1e-5 * np.linalg.norm(approx)
     assert math.isclose(float(loss), rank_of_c - np.trace(c @ f @ np.linalg.pinv(f)), rel_tol=1e-10)
@@ -131,7 +132,7 @@ def test_gradient_descent_decreases_loss():
     for _ in range(50):
         losses.append(float(dscl_loss(f, labels)))
         f = f - 20.0 * dscl_gradient(f, labels)
-    assert all(b <= a + 1e-9 for a, b in zip(losses, losses[1:]))  # monotone
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(losses))  # monotone
     assert losses[-1] < 1e-3 * losses[0]
 
 

@@ -74,7 +74,9 @@ def test_cub_manual_placement_and_class_split(tmp_path):
     root, out = tmp_path / "raw", tmp_path / "prepared/cub200"
     (root / "cub200").mkdir(parents=True)
     counts = make_cub(root / "cub200/CUB_200_2011.tgz")
-    with pytest.warns(UserWarning, match="cub200: train images: found 9, the published split has 5,864; test images"):
+    with pytest.warns(
+        UserWarning, match="cub200: train images: found 9, the published split has 5,864; test images"
+    ):
         prepare_cub200(out, root, verify_checksum=False)
     train, test = rows(out / "train.csv"), rows(out / "test.csv")
     assert {c for _, c in train} == {1, 2, 100} and {c for _, c in test} == {101, 150, 200}
@@ -128,8 +130,12 @@ def test_download_tries_mirrors_in_order_verifies_and_resumes(tmp_path):
     data = src.read_bytes()
     remote_ok = RemoteFile("CUB_200_2011.tgz", (), sha256=sha256(src), size=len(data))
     with RangeServer({"good": data, "corrupt": data[:-10] + b"x" * 10}) as server:
-        remote = RemoteFile(remote_ok.filename, (DEAD, server.url("corrupt"), server.url("good")),
-                            sha256=remote_ok.sha256, size=remote_ok.size)
+        remote = RemoteFile(
+            remote_ok.filename,
+            (DEAD, server.url("corrupt"), server.url("good")),
+            sha256=remote_ok.sha256,
+            size=remote_ok.size,
+        )
         folder = tmp_path / "dl"
         path = fetch(remote, folder, verify_checksum=True)
         assert path == folder / "CUB_200_2011.tgz" and path.read_bytes() == data
@@ -284,8 +290,6 @@ def test_stage_prepare_uses_params_root(tmp_path, monkeypatch):
     meta = json.loads((tmp_path / "data/prepared/cub200/meta.json").read_text())
     assert meta["image_root"] == "../../../mine/cub200/extracted/CUB_200_2011/images"
     assert read_split(tmp_path / "data/prepared/cub200", "train").image_path(0).is_file()
-
-
 
 
 # -- imagefolder: your own photographs --------------------------------------------------

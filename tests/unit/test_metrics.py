@@ -56,9 +56,11 @@ def test_map_at_r_and_r_precision_against_pytorch_metric_learning(backend, chunk
     y = np.concatenate([rng.integers(0, 9, size=197), [40, 41]])  # two classes of one point
     x = (rng.normal(size=(199, 5)) + 0.8 * np.eye(5)[y % 5]).astype(np.float32)  # some signal
     got = retrieval_scores(x, y, ks=(1, 4), chunk=chunk, backend=backend)
-    calc = AccuracyCalculator(include=("mean_average_precision_at_r", "r_precision",
-                                       "precision_at_1"), k="max_bin_count",
-                              device=torch.device("cpu"))
+    calc = AccuracyCalculator(
+        include=("mean_average_precision_at_r", "r_precision", "precision_at_1"),
+        k="max_bin_count",
+        device=torch.device("cpu"),
+    )
     ref = calc.get_accuracy(torch.from_numpy(x), torch.from_numpy(y), ref_includes_query=True)
     assert got["map@r"] == pytest.approx(ref["mean_average_precision_at_r"], abs=1e-6)
     assert got["r_precision"] == pytest.approx(ref["r_precision"], abs=1e-6)
@@ -75,8 +77,9 @@ def test_map_at_r_by_hand():
     # 1.9 -> 2.2, 1 (0 1: AP (1/2) / 2); 2.2 -> 1.9 (0); 3 -> 2.2 (1)
     for backend in ("faiss", "torch"):
         got = retrieval_scores(x, y, ks=(), backend=backend)
-        assert got == pytest.approx({"map@r": (1 + 1 + 0.25 + 0 + 1) / 5,
-                                     "r_precision": (1 + 1 + 0.5 + 0 + 1) / 5})
+        assert got == pytest.approx(
+            {"map@r": (1 + 1 + 0.25 + 0 + 1) / 5, "r_precision": (1 + 1 + 0.5 + 0 + 1) / 5}
+        )
     with pytest.raises(ValueError, match="at least two points"):
         retrieval_scores(x, np.arange(5), ks=(1,))
 
@@ -176,7 +179,7 @@ def test_torch_kmeans_empty_clusters_and_bad_input():
     assign = torch_kmeans(torch.from_numpy(x), 5, seed=0)
     assert assign.shape == (12,) and set(assign.tolist()) <= set(range(5))
     for p in range(3):  # identical points share their cluster
-        assert len(set(assign[4 * p: 4 * p + 4].tolist())) == 1
+        assert len(set(assign[4 * p : 4 * p + 4].tolist())) == 1
     with pytest.raises(ValueError, match=r"n_clusters must be in \[1, 12\]"):
         torch_kmeans(torch.from_numpy(x), 13)
     with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'faiss', 'torch'\)"):

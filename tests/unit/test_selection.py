@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dscl.checkpoint import Checkpointer
+from dscl.objectives import make_objective
 from dscl.selection import EarlyStopping, SelectionRule, carve_validation, validation_scores
 from dscl.training import BatchSampler, OptimizerConfig, train_last_layer
 
@@ -29,14 +30,15 @@ def test_validation_classes_are_carved_from_the_training_classes():
 def _scripted(values):
     """A validation whose score at each call is the next of ``values``."""
     it = iter(values)
-    return lambda model: {"without_sc": {"recall@1": next(it), "nmi": 0.0},
-                          "with_sc": {"recall@1": 0.0, "nmi": 0.0}}
+    return lambda model: {
+        "without_sc": {"recall@1": next(it), "nmi": 0.0},
+        "with_sc": {"recall@1": 0.0, "nmi": 0.0},
+    }
 
 
 def test_early_stopping_keeps_the_best_state_and_honours_patience():
     model = nn.Linear(2, 2)
-    stopper = EarlyStopping(_scripted([50, 60, 60, 55, 54]), every=10,
-                            rule=SelectionRule(patience=3))
+    stopper = EarlyStopping(_scripted([50, 60, 60, 55, 54]), every=10, rule=SelectionRule(patience=3))
     assert stopper.due(0, 40) and stopper.due(10, 40) and not stopper.due(15, 40)
     assert stopper.due(37, 37)  # the last step is always validated
     best_weight = None
@@ -44,8 +46,12 @@ def test_early_stopping_keeps_the_best_state_and_honours_patience():
         with torch.no_grad():
             model.weight.fill_(step)
         values = stopper(step, model)
-        assert set(values) == {"val/without_sc/recall@1", "val/without_sc/nmi",
-                               "val/with_sc/recall@1", "val/with_sc/nmi"}
+        assert set(values) == {
+            "val/without_sc/recall@1",
+            "val/without_sc/nmi",
+            "val/with_sc/recall@1",
+            "val/with_sc/nmi",
+        }
         if step == 10:
             best_weight = model.weight.detach().clone()
         assert stopper.stop == (step == 40)  # 3 validations without improvement
@@ -103,8 +109,21 @@ def _train_head(iterations, checkpointer, log, stopper_every=4):
     torch.manual_seed(0)
     head = nn.Linear(6, 5)
     stopper = EarlyStopping(validate, stopper_every)
-    head = train_last_layer(head, x, None, y, train_idx, iterations, 40, OptimizerConfig("adam", 0.05),
-                            0, checkpointer, log, torch.device("cpu"), stopper=stopper)
+    head = train_last_layer(
+        head,
+        x,
+        y,
+        train_idx,
+        objective=make_objective("dscl"),
+        iterations=iterations,
+        batch_size=40,
+        optim=OptimizerConfig("adam", 0.05),
+        seed=0,
+        device=torch.device("cpu"),
+        checkpointer=checkpointer,
+        log=log,
+        stopper=stopper,
+    )
     return head, stopper
 
 

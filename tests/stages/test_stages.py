@@ -11,42 +11,82 @@ import numpy as np
 import pytest
 import torch
 
+from dscl import layout
+from dscl.config import ParamsError, TsneConfig
 from dscl.methods import METHODS as REGISTRY
+from dscl.report.plots import plot_tsne
+from dscl.training import fit
 from stages import embed, evaluate, features, prepare, report, train
-from stages.params import ParamsError
 from tests.conftest import small_params
+
+pytestmark = pytest.mark.slow  # runs stages, DVC or the real-photograph testbed
 
 METHODS = list(REGISTRY)  # every registered method: the paper's and the baselines
 
 
 def run_until_features(root):
     prepare.main(["--dataset", "digits", "--out", "data/prepared/digits"])
-    features.main(["--dataset", "digits", "--prepared", "data/prepared/digits",
-                   "--out", "data/features/digits"])
+    features.main(
+        ["--dataset", "digits", "--prepared", "data/prepared/digits", "--out", "data/features/digits"]
+    )
     return root / "data/prepared/digits", root / "data/features/digits"
 
 
 def train_args(method):
     key = f"digits-{method}"
-    return ["--dataset", "digits", "--method", method, "--prepared", "data/prepared/digits",
-            "--features", "data/features/digits", "--out", f"models/{key}",
-            "--live", f"reports/train/{key}", "--checkpoint", f"checkpoints/{key}"]
+    return [
+        "--dataset",
+        "digits",
+        "--method",
+        method,
+        "--prepared",
+        "data/prepared/digits",
+        "--features",
+        "data/features/digits",
+        "--out",
+        f"models/{key}",
+        "--live",
+        f"reports/train/{key}",
+        "--checkpoint",
+        f"checkpoints/{key}",
+    ]
 
 
 def train_embed_evaluate(method):
     """The stages train, embed and evaluate of ``method`` on digits."""
     train.main(train_args(method))
-    embed.main(["--dataset", "digits", "--model", f"models/digits-{method}", "--prepared",
-                "data/prepared/digits", "--features", "data/features/digits",
-                "--out", f"data/embeddings/digits/{method}"])
-    evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/digits/{method}",
-                   "--out", f"reports/metrics/digits/{method}.json"])
+    embed.main(
+        [
+            "--dataset",
+            "digits",
+            "--model",
+            f"models/digits-{method}",
+            "--prepared",
+            "data/prepared/digits",
+            "--features",
+            "data/features/digits",
+            "--out",
+            f"data/embeddings/digits/{method}",
+        ]
+    )
+    evaluate.main(
+        [
+            "--dataset",
+            "digits",
+            "--embeddings",
+            f"data/embeddings/digits/{method}",
+            "--out",
+            f"reports/metrics/digits/{method}.json",
+        ]
+    )
 
 
 def test_prepare_digits_split(workdir):
     root = workdir()
     prepared, _ = run_until_features(root)
-    rows = {s: list(csv.DictReader(open(prepared / f"{s}.csv"))) for s in ("train", "test")}
+    rows = {
+        s: list(csv.DictReader(io.StringIO((prepared / f"{s}.csv").read_text()))) for s in ("train", "test")
+    }
     train_labels = {int(r["label"]) for r in rows["train"]}
     test_labels = {int(r["label"]) for r in rows["test"]}
     assert train_labels == {0, 1, 2, 3, 4} and test_labels == {5, 6, 7, 8, 9}
@@ -78,11 +118,22 @@ def test_train_embed_evaluate_report_every_method(workdir):
     for method in METHODS:
         key = f"digits-{method}"
         train.main(train_args(method))
-        saved = torch.load(root / f"models/{key}/model.pt", weights_only=False)
+        saved = torch.load(root / f"models/{key}/model.pt", weights_only=True)
         assert saved["record"]["method"] == method
-        embed.main(["--dataset", "digits", "--model", f"models/{key}", "--prepared",
-                    "data/prepared/digits", "--features", "data/features/digits",
-                    "--out", f"data/embeddings/digits/{method}"])
+        embed.main(
+            [
+                "--dataset",
+                "digits",
+                "--model",
+                f"models/{key}",
+                "--prepared",
+                "data/prepared/digits",
+                "--features",
+                "data/features/digits",
+                "--out",
+                f"data/embeddings/digits/{method}",
+            ]
+        )
         emb = np.load(root / f"data/embeddings/digits/{method}/test.npy")
         assert emb.shape[0] == 896 and np.isfinite(emb).all()
         # 5 training classes less 2 validation classes: d = 3
@@ -99,23 +150,52 @@ def test_train_embed_evaluate_report_every_method(workdir):
         val_curve = root / f"reports/train/{key}/plots/metrics/val/without_sc/recall@1.tsv"
         steps = [int(r.split("\t")[0]) for r in val_curve.read_text().split("\n")[1:] if r]
         assert steps[0] == 0 and summary["selected_step"] in steps
-        evaluate.main(["--dataset", "digits", "--embeddings", f"data/embeddings/digits/{method}",
-                       "--out", f"reports/metrics/digits/{method}.json"])
+        evaluate.main(
+            [
+                "--dataset",
+                "digits",
+                "--embeddings",
+                f"data/embeddings/digits/{method}",
+                "--out",
+                f"reports/metrics/digits/{method}.json",
+            ]
+        )
         metrics = json.loads((root / f"reports/metrics/digits/{method}.json").read_text())
         assert set(metrics) == {"with_sc", "without_sc"}
-        assert set(metrics["with_sc"]) == {"nmi", "recall@1", "recall@2", "recall@4", "recall@8",
-                                           "map@r", "r_precision"}
+        assert set(metrics["with_sc"]) == {
+            "nmi",
+            "recall@1",
+            "recall@2",
+            "recall@4",
+            "recall@8",
+            "map@r",
+            "r_precision",
+        }
         assert all(0 <= v <= 100 for s in metrics.values() for v in s.values())
         if method != "vanilla":
             curve = (root / f"reports/train/{key}/plots/metrics/loss.tsv").read_text().split("\n")
             assert curve[0] == "step\tloss" and len([c for c in curve[1:] if c]) >= 3
-    report.main(["--dataset", "digits", "--metrics", "reports/metrics/digits", "--embeddings",
-                 "data/embeddings/digits", "--table", "reports/tables/digits", "--plots",
-                 "reports/plots/digits"])
+    report.main(
+        [
+            "--dataset",
+            "digits",
+            "--metrics",
+            "reports/metrics/digits",
+            "--embeddings",
+            "data/embeddings/digits",
+            "--table",
+            "reports/tables/digits",
+            "--plots",
+            "reports/plots/digits",
+        ]
+    )
     table = (root / "reports/tables/digits.md").read_text()
-    assert table.count("| measured |") == 2 * len(METHODS) and "| Step | NMI | R@1 | R@2 | R@4 | R@8 | MAP@R | RP |" in table
+    assert (
+        table.count("| measured |") == 2 * len(METHODS)
+        and "| Step | NMI | R@1 | R@2 | R@4 | R@8 | MAP@R | RP |" in table
+    )
     assert "| Vanilla backbone (with SC) | measured | — |" in table and "†" not in table.split("\n\n")[1]
-    assert len(list(csv.reader(open(root / "reports/tables/digits.csv")))) == 1 + 2 * len(METHODS)
+    assert len((root / "reports/tables/digits.csv").read_text().splitlines()) == 1 + 2 * len(METHODS)
     assert (root / "reports/plots/digits/methods.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for method in METHODS:
         png = root / f"reports/plots/digits/tsne_{method}.png"
@@ -128,13 +208,12 @@ def test_last_layer_training_lowers_the_loss_and_resumes(workdir):
     root = workdir(params)
     run_until_features(root)
     train.main(train_args("dscl_last"))
-    curve = np.loadtxt(root / "reports/train/digits-dscl_last/plots/metrics/loss.tsv",
-                       skiprows=1)
+    curve = np.loadtxt(root / "reports/train/digits-dscl_last/plots/metrics/loss.tsv", skiprows=1)
     assert curve[-1, 1] < 0.7 * curve[0, 1]
-    first = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
+    first = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=True)
     assert not (root / "checkpoints/digits-dscl_last/state.pt").exists()  # completed
     train.main(train_args("dscl_last"))  # a fresh, seeded run gives the same model
-    again = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
+    again = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=True)
     for k in first["state_dict"]:
         assert torch.equal(first["state_dict"][k], again["state_dict"][k])
 
@@ -146,10 +225,10 @@ def test_interrupted_training_resumes_to_the_same_model(workdir):
     root = workdir(params)
     run_until_features(root)
     train.main(train_args("dscl_last"))
-    reference = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
+    reference = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=True)
     # interrupt a fresh run at iteration 7, after its checkpoint at iteration 4 (steps 5
     # and 6 were logged after it)
-    from dscl.methods import Objective
+    from dscl.objectives import Objective
 
     calls = {"n": 0}
     real = Objective.__call__
@@ -166,9 +245,9 @@ def test_interrupted_training_resumes_to_the_same_model(workdir):
             train.main(train_args("dscl_last"))
     finally:
         Objective.__call__ = real
-    assert torch.load(root / "checkpoints/digits-dscl_last/state.pt", weights_only=False)["iteration"] == 4
+    assert torch.load(root / "checkpoints/digits-dscl_last/state.pt", weights_only=True)["iteration"] == 4
     train.main(train_args("dscl_last"))
-    resumed = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=False)
+    resumed = torch.load(root / "models/digits-dscl_last/model.pt", weights_only=True)
     for k in reference["state_dict"]:
         assert torch.allclose(reference["state_dict"][k], resumed["state_dict"][k], atol=1e-6)
     # the curve holds every step once: the points the interrupted run logged after its
@@ -188,16 +267,27 @@ def test_selection_rules_and_softmax_embeddings(workdir):
     run_until_features(root)
     for method in ("vanilla", "softmax"):
         train_embed_evaluate(method)
-    saved = torch.load(root / "models/digits-softmax/model.pt", weights_only=False)["record"]
+    saved = torch.load(root / "models/digits-softmax/model.pt", weights_only=True)["record"]
     assert saved["selected_on"] == "test" and saved["trained_classes"] == 5  # nothing carved
     # pooled: the fine-tuned backbone's feature (the pixels backbone: the 64 pixels)
     emb = np.load(root / "data/embeddings/digits/softmax/test.npy")
     assert emb.shape == (896, 64)
     params["methods"] = ["vanilla", "softmax"]
     workdir(params)
-    report.main(["--dataset", "digits", "--metrics", "reports/metrics/digits", "--embeddings",
-                 "data/embeddings/digits", "--table", "reports/tables/digits", "--plots",
-                 "reports/plots/digits"])
+    report.main(
+        [
+            "--dataset",
+            "digits",
+            "--metrics",
+            "reports/metrics/digits",
+            "--embeddings",
+            "data/embeddings/digits",
+            "--table",
+            "reports/tables/digits",
+            "--plots",
+            "reports/plots/digits",
+        ]
+    )
     table = (root / "reports/tables/digits.md").read_text()
     assert f"| Softmax regression (with SC) | measured | {saved['selected_step']}/3† |" in table
     # selecting on validation classes needs at least two of them
@@ -225,8 +315,9 @@ def test_bad_params_fail_before_work(workdir):
     params["features"]["datasets"]["digits"]["backbone"] = "vgg"
     workdir(params)
     with pytest.raises(ValueError, match=r"unknown backbone 'vgg'; valid names: \["):
-        features.main(["--dataset", "digits", "--prepared", "data/prepared/digits",
-                       "--out", "data/features/digits"])
+        features.main(
+            ["--dataset", "digits", "--prepared", "data/prepared/digits", "--out", "data/features/digits"]
+        )
     assert not (root / "data/features").exists()
     workdir(small_params())
     with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; valid names"):
@@ -236,7 +327,7 @@ def test_bad_params_fail_before_work(workdir):
 def test_tsne_of_a_degenerate_embedding_still_renders(tmp_path):
     emb = np.ones((30, 4), dtype=np.float32)
     labels = np.repeat(np.arange(3), 10)
-    report.plot_tsne(emb, labels, "constant", tmp_path / "t.png", report.TsneParams())
+    plot_tsne(emb, labels, "constant", tmp_path / "t.png", TsneConfig())
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -252,8 +343,9 @@ def test_several_seeds_give_mean_and_std(workdir):
     def run_all():
         for method in params["methods"]:
             train_embed_evaluate(method)
-        return {m: json.loads((root / f"reports/metrics/digits/{m}.json").read_text())
-                for m in params["methods"]}
+        return {
+            m: json.loads((root / f"reports/metrics/digits/{m}.json").read_text()) for m in params["methods"]
+        }
 
     single = run_all()
     single_model = (root / "models/digits-dscl_last/model.pt").read_bytes()
@@ -263,11 +355,13 @@ def test_several_seeds_give_mean_and_std(workdir):
     several = run_all()
     model_dir = root / "models/digits-dscl_last"
     assert sorted(p.name for p in model_dir.iterdir()) == ["model.pt", "seed-3.pt", "seed-7.pt"]
-    first = torch.load(model_dir / "model.pt", weights_only=False)
+    first = torch.load(model_dir / "model.pt", weights_only=True)
     assert first["record"]["seed"] == 0
-    assert torch.equal(first["state_dict"]["weight"],
-                       torch.load(io.BytesIO(single_model), weights_only=False)["state_dict"]["weight"])
-    other = torch.load(model_dir / "seed-3.pt", weights_only=False)
+    assert torch.equal(
+        first["state_dict"]["weight"],
+        torch.load(io.BytesIO(single_model), weights_only=True)["state_dict"]["weight"],
+    )
+    other = torch.load(model_dir / "seed-3.pt", weights_only=True)
     assert not torch.equal(other["state_dict"]["weight"], first["state_dict"]["weight"])
     m = several["dscl_last"]
     assert [r["seed"] for r in m["runs"]] == [0, 3, 7]
@@ -283,11 +377,24 @@ def test_several_seeds_give_mean_and_std(workdir):
     assert (root / "reports/train/digits-dscl_last/plots/metrics/seed-3/plots/metrics/loss.tsv").is_file()
     info = json.loads((root / "data/embeddings/digits/dscl_last/info.json").read_text())
     assert info["seeds"] == [0, 3, 7] and len(info["selected_steps"]) == 3
-    report.main(["--dataset", "digits", "--metrics", "reports/metrics/digits", "--embeddings",
-                 "data/embeddings/digits", "--table", "reports/tables/digits", "--plots",
-                 "reports/plots/digits"])
+    report.main(
+        [
+            "--dataset",
+            "digits",
+            "--metrics",
+            "reports/metrics/digits",
+            "--embeddings",
+            "data/embeddings/digits",
+            "--table",
+            "reports/tables/digits",
+            "--plots",
+            "reports/plots/digits",
+        ]
+    )
     table = (root / "reports/tables/digits.md").read_text()
-    row = next(line for line in table.split("\n") if line.startswith("| Ours (last layer) (without SC) | measured"))
+    row = next(
+        line for line in table.split("\n") if line.startswith("| Ours (last layer) (without SC) | measured")
+    )
     assert f"{m['without_sc']['nmi']:.2f} ± {m['std']['without_sc']['nmi']:.2f}" in row
     assert ", ".join(str(s) for s in info["selected_steps"]) in row
     with pytest.raises(ParamsError, match="seeds must be a non-empty list of distinct"):
@@ -305,7 +412,7 @@ def test_an_interrupted_multi_seed_run_keeps_its_finished_seeds(workdir, monkeyp
     train.main(train_args("dscl_last"))
     reference = {p.name: p.read_bytes() for p in (root / "models/digits-dscl_last").iterdir()}
 
-    real, calls = train.train_last_layer, []
+    real, calls = fit.train_last_layer, []
 
     def interrupted(*args, **kwargs):
         calls.append(kwargs.get("objective"))
@@ -313,12 +420,31 @@ def test_an_interrupted_multi_seed_run_keeps_its_finished_seeds(workdir, monkeyp
             raise KeyboardInterrupt  # in the second seed's run
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_last_layer", interrupted)
+    monkeypatch.setattr(fit, "train_last_layer", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train.main(train_args("dscl_last"))
-    assert (root / "checkpoints/digits-dscl_last/done-seed-0.pt").is_file()
+    assert layout.done_file(root / "checkpoints/digits-dscl_last", 0).is_file()
     calls.clear()
-    monkeypatch.setattr(train, "train_last_layer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(fit, "train_last_layer", lambda *a, **k: calls.append(1) or real(*a, **k))
     train.main(train_args("dscl_last"))
     assert len(calls) == 1  # only the seed that had not finished
     assert {p.name: p.read_bytes() for p in (root / "models/digits-dscl_last").iterdir()} == reference
+
+
+def test_a_model_file_is_data_not_code(workdir, tmp_path):
+    """The embed stage reads models with weights_only=True: a file carrying a pickled
+    object is refused with a clear message, and so is a model of another format."""
+    from dscl.embedding import ModelFileError, load_model
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this would run",))
+
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"record": {"format": fit.MODEL_FORMAT}, "state_dict": {}, "x": Payload()}, crafted)
+    with pytest.raises(ModelFileError, match="carries objects other than tensors"):
+        load_model(crafted)
+    old = tmp_path / "old.pt"
+    torch.save({"record": {"kind": "head"}, "state_dict": {}}, old)
+    with pytest.raises(ModelFileError, match=r"incompatible version \(model format None"):
+        load_model(old)

@@ -1,0 +1,76 @@
+"""The README and the docs: their figures are the committed results (not hand-typed
+numbers), their code snippets run, and the site builds without a warning."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+TABLES = re.compile(r"<!-- (\w+)-table:start -->\n(.*?)<!-- \1-table:end -->", re.S)
+SNIPPET = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def measured_rows(dataset: str) -> list[str]:
+    report = (REPO / f"reports/tables/{dataset}.md").read_text().splitlines()
+    return [line.replace(" | measured |", " |") for line in report if "| measured |" in line]
+
+
+def test_every_shown_table_is_the_committed_report():
+    """A table between ``<!-- <dataset>-table:start/end -->`` markers shows rows of
+    ``reports/tables/<dataset>.md`` exactly, in the report's order (the README a few of
+    them, the docs all of them)."""
+    shown_any = set()
+    for page in PAGES:
+        for dataset, block in TABLES.findall(page.read_text()):
+            rows = [ln for ln in block.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+            report = measured_rows(dataset)
+            assert rows and all(r in report for r in rows), (
+                f"{page.name}: {dataset} table differs from the report"
+            )
+            assert [report.index(r) for r in rows] == sorted(report.index(r) for r in rows), page.name
+            if page.parent.name == "docs":
+                assert rows == report, f"{page.name} shows only part of {dataset}'s table"
+            shown_any.add(dataset)
+    assert shown_any == {"digits", "cub200_mini"}
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if SNIPPET.search(p.read_text())], ids=lambda p: p.name)
+def test_python_snippets_run(page, tmp_path, monkeypatch):
+    """Every Python snippet of the page runs offline, in a scratch folder, in order (a
+    later snippet of a page may use the names of an earlier one)."""
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__snippet__"}
+    for i, code in enumerate(SNIPPET.findall(page.read_text())):
+        exec(compile(code, f"{page.name} snippet {i + 1}", "exec"), namespace)
+
+
+def test_the_readme_is_the_front_door():
+    text = (REPO / "README.md").read_text()
+    first_screen = "\n".join(text.splitlines()[:40])
+    assert "pip install -r requirements.txt -e . && dvc repro" in first_screen
+    assert "python -m pytest -q" in first_screen
+    assert len(text.splitlines()) <= 200
+    for link in re.findall(r"\]\((docs/[^)#]+)", text):  # links into the docs resolve
+        assert (REPO / link).is_file(), link
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mkdocs") is None, reason="mkdocs is not installed (requirements-dev.txt)")
+def test_the_docs_site_builds_without_a_warning(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert res.returncode == 0, res.stderr
+    api = (tmp_path / "site/api/loss/index.html").read_text()
+    assert "dscl_loss" in api and "Eq. (10)" in api  # generated from the docstrings

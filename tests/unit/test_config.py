@@ -1,0 +1,216 @@
+"""The configuration module (dscl.config): the whole of params.yaml, typed and checked once."""
+
+from dataclasses import dataclass
+
+import pytest
+import yaml
+
+from dscl import config
+from dscl.config import LastLayerConfig, ParamsError, build
+from tests.conftest import REPO, small_params
+
+
+@dataclass(frozen=True)
+class Inner:
+    a: int
+    b: float = 1.0
+    c: str | None = None
+
+
+def test_build_refuses_unknown_and_missing_keys():
+    assert build(Inner, {"a": 1, "b": 2}, "x") == Inner(1, 2.0)
+    with pytest.raises(ParamsError, match=r"unknown key\(s\) \['lrr'\] in x; expected \['a', 'b', 'c'\]"):
+        build(Inner, {"a": 1, "lrr": 3}, "x")
+    with pytest.raises(ParamsError, match="missing key x.a"):
+        build(Inner, {}, "x")
+    with pytest.raises(ParamsError, match="x.a must be an integer"):
+        build(Inner, {"a": "one"}, "x")
+    with pytest.raises(ParamsError, match="x.b must be a number"):
+        build(Inner, {"a": 1, "b": True}, "x")
+
+
+def test_unknown_dataset_and_method_list_the_valid_names(workdir):
+    params = small_params()
+    params["datasets"] = ["digits", "mnist"]
+    workdir(params)
+    with pytest.raises(ParamsError, match=r"unknown datasets \['mnist'\]; valid names: \[.*'digits'"):
+        config.load()
+    params = small_params()
+    params["methods"] = ["dscl"]
+    workdir(params)
+    with pytest.raises(ParamsError, match=r"unknown methods \['dscl'\]; valid names: \['vanilla'"):
+        config.load()
+
+
+def test_one_method_on_one_dataset(workdir):
+    method, cfg = config.load().method("dscl_last", "digits")
+    assert method.learns == "last_layer" and isinstance(cfg, LastLayerConfig)
+    assert cfg.iterations == 5 and cfg.optimizer == "sgd"
+    bad = small_params()["train"]["dscl_last"]["digits"]
+    bad["optimizer"] = "lbfgs"
+    with pytest.raises(
+        ParamsError, match=r"train.dscl_last.digits.optimizer must be one of \['sgd', 'adam'\]"
+    ):
+        build(LastLayerConfig, bad, "train.dscl_last.digits")
+
+
+def test_stage_command_line_prints_one_clear_line(workdir):
+    import subprocess
+    import sys
+
+    params = small_params()
+    params["methods"] = ["vanilla", "dscl"]
+    root = workdir(params)
+    res = subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--dataset", "digits", "--out", "data/prepared/digits"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith(
+        "error: params.yaml: unknown methods ['dscl']; valid names: "
+        "['vanilla', 'softmax', 'dscl_last', 'dscl_e2e', 'triplet_last'"
+    )
+    assert not (root / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda p: p["evaluate"]["kmeans"].update(niterr=5),
+            r"unknown key\(s\) \['niterr'\] in evaluate.kmeans; "
+            r"expected \['backend', 'niter', 'nredo', 'seed'\]",
+        ),
+        (lambda p: p["report"]["tsne"].update(perplexity="high"), r"report.tsne.perplexity must be a number"),
+        (
+            lambda p: p["evaluate"]["recall_ks"].update(digits=[]),
+            r"evaluate.recall_ks.digits must list at least one K",
+        ),
+        (
+            lambda p: p["train"]["dscl_e2e"]["digits"].update(optimizer="lbfgs"),
+            r"train.dscl_e2e.digits.optimizer must be one of",
+        ),
+        (
+            lambda p: p["train"]["datasets"]["digits"].update(class_sampling="twice"),
+            r"train.datasets.digits.class_sampling must be one of \['per_batch', 'once'\]",
+        ),
+        (
+            lambda p: p["train"]["common"]["selection"].update(metric="recall@2"),
+            r"train.common.selection.metric must be one of \['nmi', 'recall@1', 'map@r', 'r_precision'\]",
+        ),
+        (lambda p: p["features"]["datasets"]["digits"].update(backbone="vgg"), r"unknown backbone 'vgg'"),
+        (
+            lambda p: p["train"]["datasets"]["digits"].update(validation_classes=1),
+            r"validation_classes is 1: set it to 2 or more",
+        ),
+        (
+            lambda p: p["embed"].update(device="tpu"),
+            r"embed.device must be one of \[.auto., .cpu., .cuda.\], got .tpu.",
+        ),
+        (
+            lambda p: (
+                p["methods"].append("triplet_last"),
+                p["train"]["triplet_last"]["digits"]["loss"].update(margn=0.1),
+            ),
+            r"train.triplet_last.digits.loss: unknown loss setting\(s\) \['margn'\] for 'triplet'; "
+            r"expected \['margin'\]",
+        ),
+        (
+            lambda p: p["train"]["softmax"]["digits"].update(loss={"margin": 0.1}),
+            r"train.softmax.digits: softmax has no loss settings",
+        ),
+    ],
+)
+def test_a_bad_key_anywhere_fails_at_the_first_stage(workdir, edit, message):
+    """prepare, the first stage, reads only ``prepare``, yet checks the whole file."""
+    from stages import prepare
+
+    params = small_params()
+    params["datasets"] = ["digits"]
+    edit(params)
+    root = workdir(params)
+    with pytest.raises(ParamsError, match=message):
+        prepare.main(["--dataset", "digits", "--out", "data/prepared/digits"])
+    assert not (root / "data").exists()
+
+
+def test_every_dataset_has_valid_settings_for_every_stage():
+    """params.yaml lists settings for every registered dataset, per stage and method, and
+    each builds: switching ``datasets`` to any of them cannot fail on a missing key."""
+    from dscl.datasets import dataset_names
+    from dscl.methods import METHODS
+
+    cfg = config.load(REPO / "params.yaml")
+    for dataset in dataset_names():
+        cfg.dataset_options(dataset)
+        cfg.features(dataset)
+        cfg.train_dataset(dataset)
+        cfg.recall_ks(dataset)
+        for method in METHODS:
+            cfg.method(method, dataset)
+
+
+def test_literal_choices_match_the_library():
+    """The configuration's choices are the names the library accepts."""
+    import typing
+
+    from dscl.device import DEVICES
+    from dscl.images import CROP_MODES
+    from dscl.kmeans import KMEANS_BACKENDS
+
+    assert typing.get_args(config.Device) == DEVICES
+    assert typing.get_args(config.CropMode) == CROP_MODES
+    assert typing.get_args(config.KMeansBackend) == KMEANS_BACKENDS
+
+
+def test_merge_keys_resolve_and_dvc_set_param_changes_one_entry(tmp_path):
+    """params.yaml writes each method's defaults once (YAML merge keys); DVC's ``-S``
+    (``apply_overrides``) on one dataset's entry, a loss setting included, changes that
+    entry alone."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    before = yaml.safe_load(path.read_text())
+    assert before["train"]["dscl_e2e"]["cub200"] == before["train"]["dscl_e2e"]["cars196"]
+    assert before["train"]["triplet_last"]["cub200"]["loss"] == {"margin": 0.2}
+    apply_overrides(path, ["train.dscl_e2e.cub200.lr=0.01", "train.triplet_last.sop.loss.margin=0.3"])
+    after = yaml.safe_load(path.read_text())
+    assert after["train"]["dscl_e2e"]["cub200"]["lr"] == 0.01
+    assert after["train"]["triplet_last"]["sop"]["loss"]["margin"] == 0.3
+    for section in ("dscl_e2e", "triplet_last"):
+        for dataset, entry in after["train"][section].items():
+            if (section, dataset) not in {("dscl_e2e", "cub200"), ("triplet_last", "sop")}:
+                assert entry == before["train"][section][dataset], (section, dataset)
+
+
+@pytest.mark.slow
+def test_an_edit_to_one_dataset_reruns_only_its_stages(tmp_path):
+    """The stages that read ``train.dscl_e2e.cub200_mini`` (its learning rate, say) are that
+    dataset's alone: digits' results are not touched by tuning the testbed."""
+    import shutil
+    import subprocess
+
+    from dvc.repo import Repo
+
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    text = (REPO / "params.yaml").read_text()  # as committed: merge keys and all
+    assert "\ndatasets: [digits]\n" in text
+    (tmp_path / "params.yaml").write_text(
+        text.replace("\ndatasets: [digits]\n", "\ndatasets: [digits, cub200_mini]\n")
+    )
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+    readers = {}
+    for stage in Repo(str(tmp_path)).index.stages:
+        for dep in stage.params:
+            for key in dep.params:
+                readers.setdefault(key, set()).add(stage.name)
+    for method in ("softmax", "dscl_last", "dscl_e2e"):
+        assert readers[f"train.{method}.cub200_mini"] == {f"train@cub200_mini-{method}"}
+    cub_only = {k: v for k, v in readers.items() if k.endswith(".cub200_mini")}
+    assert all(all("digits" not in s for s in stages) for stages in cub_only.values())
+    assert "train.common" in readers  # shared settings are shared on purpose
