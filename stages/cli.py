@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable
 
 from dscl.config import ParamsError
@@ -14,6 +15,17 @@ from dscl.datasets.archive import DatasetError
 INPUT_ERRORS = (ParamsError, DatasetError, ValueError)
 
 
+def _collective_failed(exc: BaseException) -> bool:
+    """A failure raised inside a torch.distributed collective of a multi-process run: a
+    peer process (or node) stopped, and its own log says why."""
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or not isinstance(exc, RuntimeError):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    # a collective of the stage's own code, or DDP's all-reduce inside the backward pass
+    return any(f"torch{os.sep}distributed" in frame.filename for frame in frames) or any(
+        mark in str(exc) for mark in ("gloo", "NCCL", "ProcessGroup", "by peer"))
+
+
 def run(main: Callable[[], None]) -> None:
     try:
         main()
@@ -22,3 +34,11 @@ def run(main: Callable[[], None]) -> None:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as exc:
+        if os.environ.get("DSCL_TRACEBACK") or not _collective_failed(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        rank = os.environ.get("RANK", "?")
+        print(f"error: rank {rank}: the process group failed ({first}): another process or node "
+              f"stopped, and its log says why", file=sys.stderr)
+        sys.exit(1)
