@@ -23,7 +23,8 @@ def _collective_failed(exc: BaseException) -> bool:
     frames = traceback.extract_tb(exc.__traceback__)
     # a collective of the stage's own code, or DDP's all-reduce inside the backward pass
     return any(f"torch{os.sep}distributed" in frame.filename for frame in frames) or any(
-        mark in str(exc) for mark in ("gloo", "NCCL", "ProcessGroup", "by peer"))
+        mark in str(exc) for mark in ("gloo", "NCCL", "ProcessGroup", "by peer")
+    )
 
 
 def run(main: Callable[[], None]) -> None:
@@ -39,6 +40,9 @@ def run(main: Callable[[], None]) -> None:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         rank = os.environ.get("RANK", "?")
-        print(f"error: rank {rank}: the process group failed ({first}): another process or node "
-              f"stopped, and its log says why", file=sys.stderr)
+        print(
+            f"error: rank {rank}: the process group failed ({first}): another process or node "
+            f"stopped, and its log says why",
+            file=sys.stderr,
+        )
         sys.exit(1)

@@ -49,9 +49,15 @@ def params_for(torchrun: dict | None = None) -> dict:
 
 
 def two_nodes(port: int) -> dict:
-    return {"standalone": False, "nnodes": 2, "nproc_per_node": 1, "rdzv_backend": "c10d",
-            "rdzv_endpoint": f"127.0.0.1:{port}", "rdzv_id": f"test-{uuid.uuid4().hex[:8]}",
-            "max_restarts": 0}
+    return {
+        "standalone": False,
+        "nnodes": 2,
+        "nproc_per_node": 1,
+        "rdzv_backend": "c10d",
+        "rdzv_endpoint": f"127.0.0.1:{port}",
+        "rdzv_id": f"test-{uuid.uuid4().hex[:8]}",
+        "max_restarts": 0,
+    }
 
 
 def stage_command(root) -> str:
@@ -66,9 +72,19 @@ def stage_command(root) -> str:
 def start_nodes(root) -> list[subprocess.Popen]:
     cmd = stage_command(root)
     env = {**ENV, "OMP_NUM_THREADS": "1"}
-    return [subprocess.Popen(cmd, shell=True, cwd=root, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-            for _ in range(2)]
+    return [
+        subprocess.Popen(
+            cmd,
+            shell=True,
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
 
 
 def finish(nodes, timeout=LIMIT) -> list[tuple[int, str]]:
@@ -107,8 +123,11 @@ def test_two_nodes_give_the_one_process_model_and_a_killed_worker_resumes(tmp_pa
     while not (tmp_path / STATE).is_file():  # rank 0 has saved iteration 2
         assert time.monotonic() < deadline and all(n.poll() is None for n in nodes), "no checkpoint"
         time.sleep(0.2)
-    workers = [p for p in psutil.Process(nodes[1].pid).children(recursive=True)
-               if "stages.train" in " ".join(p.cmdline()) and "stages.launch" not in " ".join(p.cmdline())]
+    workers = [
+        p
+        for p in psutil.Process(nodes[1].pid).children(recursive=True)
+        if "stages.train" in " ".join(p.cmdline()) and "stages.launch" not in " ".join(p.cmdline())
+    ]
     assert workers, "node 1 has no worker process"
     for worker in workers:
         worker.kill()
