@@ -81,6 +81,20 @@ def train_embed_evaluate(method):
     )
 
 
+REPORT_ARGS = {
+    "--dataset": "digits",
+    "--metrics": "reports/metrics/digits",
+    "--embeddings": "data/embeddings/digits",
+    "--table": "reports/tables/digits",
+    "--plots": "reports/plots/digits",
+}
+
+
+def run_report():
+    """The report stage of digits."""
+    report.main([x for pair in REPORT_ARGS.items() for x in pair])
+
+
 def test_prepare_digits_split(workdir):
     root = workdir()
     prepared, _ = run_until_features(root)
@@ -175,20 +189,7 @@ def test_train_embed_evaluate_report_every_method(workdir):
         if method != "vanilla":
             curve = (root / f"reports/train/{key}/plots/metrics/loss.tsv").read_text().split("\n")
             assert curve[0] == "step\tloss" and len([c for c in curve[1:] if c]) >= 3
-    report.main(
-        [
-            "--dataset",
-            "digits",
-            "--metrics",
-            "reports/metrics/digits",
-            "--embeddings",
-            "data/embeddings/digits",
-            "--table",
-            "reports/tables/digits",
-            "--plots",
-            "reports/plots/digits",
-        ]
-    )
+    run_report()
     table = (root / "reports/tables/digits.md").read_text()
     assert (
         table.count("| measured |") == 2 * len(METHODS)
@@ -274,20 +275,7 @@ def test_selection_rules_and_softmax_embeddings(workdir):
     assert emb.shape == (896, 64)
     params["methods"] = ["vanilla", "softmax"]
     workdir(params)
-    report.main(
-        [
-            "--dataset",
-            "digits",
-            "--metrics",
-            "reports/metrics/digits",
-            "--embeddings",
-            "data/embeddings/digits",
-            "--table",
-            "reports/tables/digits",
-            "--plots",
-            "reports/plots/digits",
-        ]
-    )
+    run_report()
     table = (root / "reports/tables/digits.md").read_text()
     assert f"| Softmax regression (with SC) | measured | {saved['selected_step']}/3† |" in table
     # selecting on validation classes needs at least two of them
@@ -377,20 +365,7 @@ def test_several_seeds_give_mean_and_std(workdir):
     assert (root / "reports/train/digits-dscl_last/plots/metrics/seed-3/plots/metrics/loss.tsv").is_file()
     info = json.loads((root / "data/embeddings/digits/dscl_last/info.json").read_text())
     assert info["seeds"] == [0, 3, 7] and len(info["selected_steps"]) == 3
-    report.main(
-        [
-            "--dataset",
-            "digits",
-            "--metrics",
-            "reports/metrics/digits",
-            "--embeddings",
-            "data/embeddings/digits",
-            "--table",
-            "reports/tables/digits",
-            "--plots",
-            "reports/plots/digits",
-        ]
-    )
+    run_report()
     table = (root / "reports/tables/digits.md").read_text()
     row = next(
         line for line in table.split("\n") if line.startswith("| Ours (last layer) (without SC) | measured")
