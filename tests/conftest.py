@@ -24,6 +24,7 @@ def small_params() -> dict:
                 cfg.update(iterations=3, num_workers=0, batch_size=200, chunk_size=64)
             elif method.learns == "last_layer":
                 cfg.update(iterations=5, batch_size=200)
+    params["datasets"] = ["digits"]  # whatever the workspace's params.yaml lists now
     params["methods"] = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]  # the paper's, quick
     params["train"]["common"]["checkpoint_every"] = 2
     params["report"]["tsne"].update(max_points=150, perplexity=10)
