@@ -32,9 +32,18 @@ def main(argv: list[str] | None = None) -> int:
         runpy.run_module(args.training_script, run_name="__main__", alter_sys=True)
         return 0
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
 
     try:
         torchrun.run(args)
+    except RendezvousError as exc:  # another node's agent (which may host the store) stopped
+        print(
+            f"error: {args.training_script} failed in process(es) of this node: the rendezvous at "
+            f"{args.rdzv_endpoint or 'the local store'} failed ({type(exc).__name__}): another "
+            f"node stopped, and its log says why",
+            file=sys.stderr,
+        )
+        return 1
     except ChildFailedError as exc:
         codes = sorted({f.exitcode for f in exc.failures.values()})
         ranks = sorted(exc.failures)

@@ -30,6 +30,7 @@ STAGE = "train@digits-dscl_e2e"
 MODEL = "models/digits-dscl_e2e/model.pt"
 STATE = "checkpoints/digits-dscl_e2e/state.pt"
 LIMIT = 300  # seconds any one wait may take
+ITERATIONS = 40  # enough that a worker killed after the first checkpoint is mid-run
 
 
 def free_port() -> int:
@@ -41,7 +42,7 @@ def free_port() -> int:
 def params_for(torchrun: dict | None = None) -> dict:
     params = small_params()
     params["datasets"], params["methods"] = ["digits"], ["dscl_e2e"]
-    params["train"]["dscl_e2e"]["digits"].update(iterations=8, validate_every=4)
+    params["train"]["dscl_e2e"]["digits"].update(iterations=ITERATIONS, validate_every=10)
     params["train"]["common"]["checkpoint_every"] = 2
     if torchrun is not None:
         params["train"]["common"]["torchrun"] = torchrun
@@ -133,19 +134,22 @@ def test_two_nodes_give_the_one_process_model_and_a_killed_worker_resumes(tmp_pa
         worker.kill()
     results = finish(nodes)
     assert all(code != 0 for code, _ in results)
-    for _, err in results:  # each node ends on one line saying what failed, no traceback
-        assert err.rstrip().splitlines()[-1].startswith("error: stages.train failed in process(es)"), err
+    for _, err in results:  # each node says what failed in one line, with no Python traceback
+        lines = [
+            line for line in err.splitlines() if line.startswith("error: stages.train failed in process(es)")
+        ]
+        assert len(lines) == 1, err[-3000:]  # (torch's own C++ warnings may follow it)
         assert "Traceback" not in err, err[-3000:]
     assert any("the process group failed" in err for _, err in results)  # the surviving worker
     assert (tmp_path / STATE).is_file() and not (tmp_path / MODEL).exists()
     saved = torch.load(tmp_path / STATE, weights_only=True)["iteration"]
-    assert 2 <= saved < 8
+    assert 2 <= saved < ITERATIONS
 
     # -- the next dvc repro resumes there and ends at the uninterrupted model -------------
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_for()))
     out = sh(tmp_path, sys.executable, "-m", "dvc", "repro", STAGE)
     assert ran(out) == {STAGE}
-    assert f"{saved}/8" in out  # the progress bar starts at the checkpoint, not at 0
+    assert f"{saved}/{ITERATIONS}" in out  # the progress bar starts at the checkpoint, not at 0
     resumed = torch.load(tmp_path / MODEL, weights_only=True)
     for k, v in single["state_dict"].items():
         assert torch.allclose(resumed["state_dict"][k], v, rtol=1e-4, atol=1e-6), k
