@@ -52,9 +52,7 @@ def train_args(method):
     ]
 
 
-def train_embed_evaluate(method):
-    """The stages train, embed and evaluate of ``method`` on digits."""
-    train.main(train_args(method))
+def embed_digits(method):
     embed.main(
         [
             "--dataset",
@@ -69,6 +67,9 @@ def train_embed_evaluate(method):
             f"data/embeddings/digits/{method}",
         ]
     )
+
+
+def evaluate_digits(method):
     evaluate.main(
         [
             "--dataset",
@@ -79,6 +80,13 @@ def train_embed_evaluate(method):
             f"reports/metrics/digits/{method}.json",
         ]
     )
+
+
+def train_embed_evaluate(method):
+    """The stages train, embed and evaluate of ``method`` on digits."""
+    train.main(train_args(method))
+    embed_digits(method)
+    evaluate_digits(method)
 
 
 REPORT_ARGS = {
@@ -134,20 +142,7 @@ def test_train_embed_evaluate_report_every_method(workdir):
         train.main(train_args(method))
         saved = torch.load(root / f"models/{key}/model.pt", weights_only=True)
         assert saved["record"]["method"] == method
-        embed.main(
-            [
-                "--dataset",
-                "digits",
-                "--model",
-                f"models/{key}",
-                "--prepared",
-                "data/prepared/digits",
-                "--features",
-                "data/features/digits",
-                "--out",
-                f"data/embeddings/digits/{method}",
-            ]
-        )
+        embed_digits(method)
         emb = np.load(root / f"data/embeddings/digits/{method}/test.npy")
         assert emb.shape[0] == 896 and np.isfinite(emb).all()
         # 5 training classes less 2 validation classes: d = 3
@@ -164,16 +159,7 @@ def test_train_embed_evaluate_report_every_method(workdir):
         val_curve = root / f"reports/train/{key}/plots/metrics/val/without_sc/recall@1.tsv"
         steps = [int(r.split("\t")[0]) for r in val_curve.read_text().split("\n")[1:] if r]
         assert steps[0] == 0 and summary["selected_step"] in steps
-        evaluate.main(
-            [
-                "--dataset",
-                "digits",
-                "--embeddings",
-                f"data/embeddings/digits/{method}",
-                "--out",
-                f"reports/metrics/digits/{method}.json",
-            ]
-        )
+        evaluate_digits(method)
         metrics = json.loads((root / f"reports/metrics/digits/{method}.json").read_text())
         assert set(metrics) == {"with_sc", "without_sc"}
         assert set(metrics["with_sc"]) == {
