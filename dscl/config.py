@@ -39,6 +39,7 @@ from dscl.training.optim import Optimizer, OptimizerConfig
 from dscl.training.sampling import ClassSampling
 
 __all__ = [
+    "BootstrapConfig",
     "CommonConfig",
     "Config",
     "CropMode",
@@ -92,6 +93,7 @@ class ImageConfig:
     num_workers: int = 4
     amp: bool = False  # bfloat16 autocast on CUDA (false: float32, the default)
     device: Device = "auto"
+    decode: Literal["auto", "cpu", "gpu"] = "auto"  # auto: JPEGs decoded on the GPU on CUDA (dscl.images)
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,13 @@ class DatasetTrainConfig:
 
 @dataclass(frozen=True)
 class _Optimised:
+    def _check_seeds(self) -> None:
+        if self.embedding_dim is not None and self.embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be null or >= 1, got {self.embedding_dim}")
+        seeds = self.seeds
+        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError(f"seeds must be null or a list of distinct integers, got {list(seeds)}")
+
     def optimizer_config(self) -> OptimizerConfig:
         return OptimizerConfig(
             self.optimizer,
@@ -204,10 +213,13 @@ class LastLayerConfig(_Optimised):
     momentum: float = 0.9
     weight_decay: float = 0.0
     validate_every: int = 10  # iterations between validations (and at step 0)
-    loss: dict[str, float] = field(default_factory=dict)  # the objective's settings
+    loss: dict[str, bool | float | str] = field(default_factory=dict)  # the objective's settings
+    seeds: tuple[int, ...] | None = None  # this method's training seeds (null: train.common.seeds)
+    embedding_dim: int | None = None  # this method's (null: train.datasets.<dataset>.embedding_dim)
 
     def __post_init__(self):
         self.optimizer_config()  # refuses a bad learning rate
+        self._check_seeds()
         if self.iterations < 0 or self.batch_size < 2:
             raise ValueError("iterations must be >= 0 and batch_size >= 2")
         if self.validate_every < 1:
@@ -229,10 +241,13 @@ class ImageTrainConfig(_Optimised):
     crop_mode: CropMode = "random"
     num_workers: int = 4
     validate_every: int = 10  # iterations between validations (and at step 0)
-    loss: dict[str, float] = field(default_factory=dict)  # the objective's settings
+    loss: dict[str, bool | float | str] = field(default_factory=dict)  # the objective's settings
+    seeds: tuple[int, ...] | None = None  # this method's training seeds (null: train.common.seeds)
+    embedding_dim: int | None = None  # this method's (null: train.datasets.<dataset>.embedding_dim)
 
     def __post_init__(self):
         self.optimizer_config()  # refuses a bad learning rate
+        self._check_seeds()
         if self.validate_every < 1:
             raise ValueError(f"validate_every must be >= 1, got {self.validate_every}")
         if self.iterations < 0 or self.batch_size < 2 or self.chunk_size < 1:
@@ -295,8 +310,24 @@ class TsneConfig:
 
 
 @dataclass(frozen=True)
+class BootstrapConfig:
+    """``report.bootstrap``: the confidence intervals over test classes (dscl.bootstrap)."""
+
+    resamples: int = 1000
+    level: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.resamples < 100:
+            raise ValueError(f"resamples must be >= 100 for a 95% interval, got {self.resamples}")
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     tsne: TsneConfig
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
 
 # --------------------------------------------------------------------------------------

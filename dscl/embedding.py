@@ -101,6 +101,7 @@ def embed_test(
             device,
             image.amp,
             f"embed {record['dataset']}",
+            decode=image.decode,
         )
     if record.get("normalized"):  # the objective measured l2-normalised embeddings
         emb = l2_normalize(emb)

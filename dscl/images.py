@@ -5,6 +5,15 @@ The images are resized to a square (``resize`` x ``resize``), then cropped to
 training), and optionally mirrored. Normalisation is the backbone's business
 (:class:`dscl.backbones.network.Backbone`), so tensors stay uint8 until they reach the device.
 
+Two decoders do this. On the CPU, Pillow (:class:`ImageTransform`, threads or worker
+processes). On a GPU (``features.image.decode``: ``auto`` picks it on CUDA), JPEGs are
+decoded in batches by nvJPEG (``torchvision.io.decode_jpeg`` on the device) and resized
+(bilinear with antialiasing, as Pillow's), cropped and mirrored there
+(:class:`TensorDecoder`); the crop offsets are drawn from the same seeded generator as the
+CPU path's, so both decode the same crops of the same images. A file nvJPEG cannot decode
+(not a JPEG, CMYK, damaged) falls back to Pillow, named once in the log. The two paths'
+pixels differ by the resize's rounding (the docs' GPU page measures it).
+
 References
 ----------
 .. [1] Law, Urtasun, Zemel. Deep Spectral Clustering Learning. ICML 2017.
@@ -12,6 +21,7 @@ References
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -25,15 +35,20 @@ from dscl.datasets.prepared import Split
 
 __all__ = [
     "CROP_MODES",
+    "DECODERS",
     "BatchDecoder",
     "ImageDataset",
     "ImageTransform",
+    "TensorDecoder",
     "embed_dataset",
+    "gpu_decoding",
+    "make_decoder",
     "make_loader",
     "transform_for",
 ]
 
 CROP_MODES = ("center", "random")
+DECODERS = ("auto", "cpu", "gpu")  # features.image.decode
 
 
 @dataclass(frozen=True)
@@ -51,17 +66,21 @@ class ImageTransform:
         if self.resize is not None and self.crop is not None and self.crop > self.resize:
             raise ValueError(f"crop ({self.crop}) must not exceed resize ({self.resize})")
 
+    def offsets(self, w: int, h: int, rng: np.random.Generator | None) -> tuple[int, int]:
+        """``(left, top)`` of the crop in a ``w`` x ``h`` image: random (drawn from
+        ``rng``) or centred. Both decoders take their crops from here."""
+        if self.crop_mode == "random" and rng is not None:
+            left = int(rng.integers(0, w - self.crop + 1))
+            top = int(rng.integers(0, h - self.crop + 1))
+            return left, top
+        return (w - self.crop) // 2, (h - self.crop) // 2
+
     def __call__(self, img: Image.Image, flip: bool, rng: np.random.Generator | None) -> torch.Tensor:
         img = img.convert(self.mode)
         if self.resize is not None:
             img = img.resize((self.resize, self.resize), Image.BILINEAR)
         if self.crop is not None:
-            w, h = img.size
-            if self.crop_mode == "random" and rng is not None:
-                left = int(rng.integers(0, w - self.crop + 1))
-                top = int(rng.integers(0, h - self.crop + 1))
-            else:
-                left, top = (w - self.crop) // 2, (h - self.crop) // 2
+            left, top = self.offsets(*img.size, rng)
             img = img.crop((left, top, left + self.crop, top + self.crop))
         arr = np.array(img, dtype=np.uint8)  # a writable copy
         if arr.ndim == 2:
@@ -138,20 +157,57 @@ def embed_dataset(
     device: torch.device,
     amp: bool,
     desc: str,
+    decode: str = "cpu",
 ) -> np.ndarray:
     """``model`` applied to every item of ``dataset`` in order: float32 (n, d).
 
-    Batched, with ``num_workers`` decoding processes; on CUDA, pinned memory and (with
+    Batched, with ``num_workers`` decoding processes (CPU decoding) or threads reading
+    the files (GPU decoding, see :func:`gpu_decoding`); on CUDA, pinned memory and (with
     ``amp``) bfloat16 autocast.
     """
     model.eval()
     cuda = device.type == "cuda"
-    loader = make_loader(dataset, batch_size, num_workers, pin_memory=cuda)
     out = []
+    if gpu_decoding(decode, device, dataset.transform):
+        decoder = TensorDecoder(dataset.split, dataset.transform, num_workers, device)
+        try:
+            for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch"):
+                stop = start + batch_size
+                x, _ = decoder(dataset.indices[start:stop], dataset.flips[start:stop], dataset.seed)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
+                    out.append(model(x).float().cpu())
+        finally:
+            decoder.close()
+        return torch.cat(out).numpy()
+    loader = make_loader(dataset, batch_size, num_workers, pin_memory=cuda)
     for x, _ in tqdm(loader, desc=desc, unit="batch"):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
             out.append(model(x.to(device, non_blocking=True)).float().cpu())
     return torch.cat(out).numpy()
+
+
+def gpu_decoding(decode: str, device: torch.device, transform: ImageTransform) -> bool:
+    """Whether images are decoded on the device: ``decode`` "gpu", or "auto" on CUDA;
+    only for RGB images resized and cropped (the ``pixels`` backbone keeps Pillow)."""
+    if decode not in DECODERS:
+        raise ValueError(f"decode must be one of {list(DECODERS)}, got {decode!r}")
+    if decode == "cpu":
+        return False
+    if decode == "gpu" and device.type != "cuda":
+        raise ValueError(f"decode: gpu needs a CUDA device, got {device}: set decode to auto or cpu")
+    return (
+        device.type == "cuda" and transform.mode == "RGB" and None not in (transform.resize, transform.crop)
+    )
+
+
+def make_decoder(
+    split: Split, transform: ImageTransform, num_workers: int, device: torch.device, decode: str
+):
+    """The training batches' decoder: :class:`TensorDecoder` on the device where
+    :func:`gpu_decoding` says so, :class:`BatchDecoder` (Pillow threads) otherwise."""
+    if gpu_decoding(decode, device, transform):
+        return TensorDecoder(split, transform, num_workers, device)
+    return BatchDecoder(split, transform, num_workers, pin_memory=device.type == "cuda")
 
 
 class BatchDecoder:
@@ -185,3 +241,78 @@ class BatchDecoder:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+
+
+JPEG_MAGIC = b"\xff\xd8"
+
+
+class TensorDecoder:
+    """Decodes whole batches with ``torchvision.io`` on ``device`` (nvJPEG on CUDA; the
+    same code runs on the CPU, which the tests use), then resizes, crops and mirrors there.
+
+    The files are read by ``num_workers`` threads; the crop offsets come from
+    :meth:`ImageTransform.offsets` with the CPU path's generator (``[seed, index]``), so a
+    batch has the same crops of the same images as with :class:`BatchDecoder`. A file
+    nvJPEG does not decode falls back to Pillow (:class:`ImageTransform`), named once.
+    Returns uint8 images on ``device``.
+    """
+
+    def __init__(self, split: Split, transform: ImageTransform, num_workers: int, device: torch.device):
+        if transform.resize is None or transform.crop is None:
+            raise ValueError("TensorDecoder resizes and crops: the transform must set resize and crop")
+        self.split = split
+        self.transform = transform
+        self.device = torch.device(device)
+        self.pool = ThreadPoolExecutor(max(1, num_workers))
+        self.fallbacks: set[str] = set()
+
+    def _read(self, idx: int) -> bytes:
+        path = self.split.image_path(idx)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image {path} is missing: re-run the prepare stage") from None
+
+    def _pillow(self, idx: int, flip: bool, seed: int) -> torch.Tensor:
+        path = str(self.split.image_path(idx))
+        if path not in self.fallbacks:
+            self.fallbacks.add(path)
+            tqdm.write(f"decode: {path} is not decoded by nvJPEG; decoded by Pillow instead")
+        item = ImageDataset(self.split, self.transform, [idx], [flip], seed=seed)[0][0]
+        return item.to(self.device)
+
+    def _finish(self, img: torch.Tensor, idx: int, flip: bool, seed: int) -> torch.Tensor:
+        """Resize (bilinear, antialiased as Pillow's), crop and mirror one (3, h, w) image."""
+        t = self.transform
+        x = torch.nn.functional.interpolate(
+            img[None].float(), size=(t.resize, t.resize), mode="bilinear", antialias=True, align_corners=False
+        )[0]
+        left, top = t.offsets(t.resize, t.resize, np.random.default_rng([seed, idx]))
+        x = x[:, top : top + t.crop, left : left + t.crop].round().clamp(0, 255).to(torch.uint8)
+        return x.flip(-1) if flip else x
+
+    def __call__(self, indices: np.ndarray, flips: np.ndarray, seed: int):
+        """uint8 images (m, 3, crop, crop) on the device and labels (m,), in order."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        ids = [int(i) for i in indices]
+        raw = list(self.pool.map(self._read, ids))
+        jpegs = [i for i, b in enumerate(raw) if b[:2] == JPEG_MAGIC]
+        decoded: list[torch.Tensor | None] = [None] * len(ids)
+        tensors = [torch.frombuffer(bytearray(raw[i]), dtype=torch.uint8) for i in jpegs]
+        try:
+            for i, img in zip(jpegs, decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device)):
+                decoded[i] = img
+        except RuntimeError:  # one file failed the batch: decode one at a time
+            for i, data in zip(jpegs, tensors):
+                with contextlib.suppress(RuntimeError):
+                    decoded[i] = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+        images = [
+            self._pillow(idx, bool(flip), seed) if img is None else self._finish(img, idx, bool(flip), seed)
+            for idx, flip, img in zip(ids, flips, decoded)
+        ]
+        labels = torch.tensor([int(self.split.labels[i]) for i in ids])
+        return torch.stack(images), labels
+
+    def close(self) -> None:
+        self.pool.shutdown()

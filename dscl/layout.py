@@ -12,6 +12,8 @@ from pathlib import Path
 
 __all__ = [
     "curves_dir",
+    "details_files",
+    "details_folder",
     "done_file",
     "embedding_file",
     "embedding_files",
@@ -85,3 +87,22 @@ def embedding_files(folder: Path) -> list[tuple[int | None, Path]]:
     folder = Path(folder)
     others = sorted(folder.glob("seed-*/test.npy"), key=lambda p: _seed_of(p.parent.name))
     return [(None, embedding_file(folder))] + [(_seed_of(p.parent.name), p) for p in others]
+
+
+def details_folder(folder: Path, run: int) -> Path:
+    """``data/evaluation/<dataset>/<method>/run-<i>``: the per-query quantities of the
+    ``i``-th run's evaluation (one ``<variant>.<name>.npy`` each, for the bootstrap)."""
+    return Path(folder) / f"run-{run}"
+
+
+def details_files(folder: Path) -> list[dict[str, dict[str, Path]]]:
+    """The evaluation details of every run, in run order: ``{variant: {name: path}}``."""
+    runs = sorted(Path(folder).glob("run-*"), key=lambda p: int(p.name.split("-", 1)[1]))
+    out = []
+    for run in runs:
+        found: dict[str, dict[str, Path]] = {}
+        for path in sorted(run.glob("*.npy")):
+            variant, name = path.stem.split(".", 1)
+            found.setdefault(variant, {})[name] = path
+        out.append(found)
+    return out

@@ -60,6 +60,8 @@ _TITLES = {
     "lifted": "Lifted struct",
     "npairs": "Npairs",
     "multisim": "Multi-similarity",
+    "facility": "NMI-based",  # the paper's name of the row (Song et al. 2017)
+    "proxyanchor": "Proxy-Anchor",
 }
 
 METHODS: Registry[Method] = Registry("method")

@@ -25,9 +25,84 @@ __all__ = [
     "l2_normalize",
     "nmi",
     "recall_at_k",
+    "retrieval_details",
     "retrieval_scores",
+    "scores_from_details",
     "summarize_runs",
 ]
+
+
+def retrieval_details(
+    embeddings,
+    labels,
+    kmax: int,
+    map_at_r: bool = True,
+    chunk: int = 4096,
+    backend="auto",
+) -> dict[str, np.ndarray]:
+    """Per-query retrieval quantities from one exact nearest-neighbour search (Euclidean
+    distance, the query itself excluded), in chunks of queries: what
+    :func:`retrieval_scores` averages, and what a bootstrap over test classes resamples
+    (:mod:`dscl.bootstrap`) without searching again.
+
+    Parameters
+    ----------
+    embeddings : ndarray or Tensor of shape (n, d)
+    labels : array-like of shape (n,), integers
+    kmax : int
+        The largest K of Recall@K (0: none), in [0, n - 1].
+    map_at_r, chunk, backend :
+        As :func:`retrieval_scores`.
+
+    Returns
+    -------
+    ``{"first_hit": (n,) int64, "r": (n,) int64}`` and, with ``map_at_r``,
+    ``{"ap": (n,), "rp": (n,)}``: the rank (0-based) of each query's first same-class
+    neighbour among its ``max(kmax, R)`` nearest (that number where there is none), the
+    other points of its class R, and its average precision at R and R-Precision.
+    """
+    x = as_float_matrix(embeddings)
+    y = as_label_vector(labels, x.shape[0])
+    n = x.shape[0]
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    r = counts[inverse] - 1  # (n,) the other points of each query's class
+    if map_at_r and not r.any():
+        raise ValueError("MAP@R needs a class with at least two points; every class has one")
+    if not 0 <= kmax < n:
+        raise ValueError(f"every K must be in [1, {n - 1}], got {kmax}")
+    kmax = max(kmax, int(r.max()) if map_at_r else 0)
+    chunk = max(1, min(chunk, (1 << 24) // kmax))  # neighbour lists of at most 2^24 entries
+    first_hit = np.empty(n, dtype=np.int64)  # rank of the first same-class hit
+    ap = np.zeros(n)  # average precision at R of each query
+    rp = np.zeros(n)  # R-Precision of each query
+    for start, ids in iter_neighbors(x, kmax, chunk=chunk, backend=backend):
+        stop = start + ids.shape[0]
+        match = y[ids] == y[start:stop, None]  # (m, kmax)
+        first_hit[start:stop] = np.where(match.any(axis=1), match.argmax(axis=1), kmax)
+        if map_at_r:
+            rq = r[start:stop]
+            within = match & (np.arange(kmax)[None, :] < rq[:, None])  # hits among the first R
+            hits = np.cumsum(within, axis=1)
+            precision = np.where(within, hits / np.arange(1, kmax + 1)[None, :], 0.0)
+            safe = np.maximum(rq, 1)
+            ap[start:stop] = precision.sum(axis=1) / safe
+            rp[start:stop] = hits[:, -1] / safe
+    out = {"first_hit": first_hit, "r": r.astype(np.int64)}
+    if map_at_r:
+        out.update(ap=ap, rp=rp)
+    return out
+
+
+def scores_from_details(details: dict[str, np.ndarray], ks: Sequence[int]) -> dict[str, float]:
+    """Recall@K (each K of ``ks``), MAP@R and R-Precision (where ``details`` has them)
+    from :func:`retrieval_details`. Queries alone in their class (R = 0) are left out of
+    MAP@R and R-Precision."""
+    scores = {f"recall@{k}": float(np.mean(details["first_hit"] < k)) for k in sorted({int(k) for k in ks})}
+    if "ap" in details:
+        kept = details["r"] > 0
+        scores["map@r"] = float(details["ap"][kept].mean())
+        scores["r_precision"] = float(details["rp"][kept].mean())
+    return scores
 
 
 def retrieval_scores(
@@ -38,8 +113,9 @@ def retrieval_scores(
     chunk: int = 4096,
     backend="auto",
 ) -> dict[str, float]:
-    """Recall@K, and MAP@R and R-Precision [2], from one exact nearest-neighbour search
-    (Euclidean distance, the query itself excluded), in chunks of queries.
+    """Recall@K, and MAP@R and R-Precision, the retrieval metrics of [2], from one exact
+    nearest-neighbour search (Euclidean distance, the query itself excluded), in chunks
+    of queries.
 
     * ``recall@K``: the fraction of queries with a same-class point among their K
       nearest neighbours [1].
@@ -69,41 +145,14 @@ def retrieval_scores(
     -------
     ``{"recall@1": .., ..., "map@r": .., "r_precision": ..}``, fractions in [0, 1].
     """
-    x = as_float_matrix(embeddings)
-    y = as_label_vector(labels, x.shape[0])
-    n = x.shape[0]
     ks = sorted({int(k) for k in ks})
     if not ks and not map_at_r:
         raise ValueError("ks must name at least one K")
+    n = as_float_matrix(embeddings).shape[0]
     if ks and (ks[0] < 1 or ks[-1] >= n):
         raise ValueError(f"every K must be in [1, {n - 1}], got {ks}")
-    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    r = counts[inverse] - 1  # (n,) the other points of each query's class
-    if map_at_r and not r.any():
-        raise ValueError("MAP@R needs a class with at least two points; every class has one")
-    kmax = max(ks[-1] if ks else 0, int(r.max()) if map_at_r else 0)
-    chunk = max(1, min(chunk, (1 << 24) // kmax))  # neighbour lists of at most 2^24 entries
-    first_hit = np.empty(n, dtype=np.int64)  # rank of the first same-class hit
-    ap = np.zeros(n)  # average precision at R of each query
-    rp = np.zeros(n)  # R-Precision of each query
-    for start, ids in iter_neighbors(x, kmax, chunk=chunk, backend=backend):
-        stop = start + ids.shape[0]
-        match = y[ids] == y[start:stop, None]  # (m, kmax)
-        first_hit[start:stop] = np.where(match.any(axis=1), match.argmax(axis=1), kmax)
-        if map_at_r:
-            rq = r[start:stop]
-            within = match & (np.arange(kmax)[None, :] < rq[:, None])  # hits among the first R
-            hits = np.cumsum(within, axis=1)
-            precision = np.where(within, hits / np.arange(1, kmax + 1)[None, :], 0.0)
-            safe = np.maximum(rq, 1)
-            ap[start:stop] = precision.sum(axis=1) / safe
-            rp[start:stop] = hits[:, -1] / safe
-    scores = {f"recall@{k}": float(np.mean(first_hit < k)) for k in ks}
-    if map_at_r:
-        kept = r > 0
-        scores["map@r"] = float(ap[kept].mean())
-        scores["r_precision"] = float(rp[kept].mean())
-    return scores
+    details = retrieval_details(embeddings, labels, ks[-1] if ks else 0, map_at_r, chunk, backend)
+    return scores_from_details(details, ks)
 
 
 def recall_at_k(
@@ -178,7 +227,8 @@ def evaluate_embedding(
     backend: str = "auto",
     kmeans_backend: str = "auto",
     map_at_r: bool = True,
-) -> dict[str, dict[str, float]]:
+    return_details: bool = False,
+):
     """NMI and Recall@K of a test embedding "with SC" and "without SC", as in [1], and
     MAP@R and R-Precision [2] (see :func:`retrieval_scores`).
 
@@ -201,26 +251,33 @@ def evaluate_embedding(
         k-means backend, see :func:`dscl.kmeans.kmeans`.
     map_at_r : bool
         Also compute ``map@r`` and ``r_precision``.
+    return_details : bool
+        Also return, per variant, the per-query quantities of :func:`retrieval_details`
+        and the k-means ``assignment`` (n,): what :mod:`dscl.bootstrap` resamples.
 
     Returns
     -------
     ``{"with_sc": {"nmi": .., "recall@1": .., ..., "map@r": .., "r_precision": ..},
-    "without_sc": {...}}``, in [0, 1].
+    "without_sc": {...}}``, in [0, 1]; with ``return_details``, the pair
+    ``(scores, {"with_sc": {...arrays}, "without_sc": {...}})``.
     """
     x = as_float_matrix(embeddings)
     y = as_label_vector(labels, x.shape[0])
     n_classes = int(np.unique(y).size)
     if n_classes < 2:
         raise ValueError(f"labels must contain at least 2 classes, got {n_classes}")
-    results = {}
+    ks = sorted({int(k) for k in ks})
+    if ks and (ks[0] < 1 or ks[-1] >= x.shape[0]):
+        raise ValueError(f"every K must be in [1, {x.shape[0] - 1}], got {ks}")
+    results, details = {}, {}
     for variant, rep in (("with_sc", spectral_embedding(x)), ("without_sc", l2_normalize(x))):
         assignment = kmeans(
             rep, n_classes, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo, backend=kmeans_backend
         )
-        scores = {"nmi": nmi(y, assignment)}
-        scores.update(retrieval_scores(rep, y, ks, map_at_r=map_at_r, backend=backend))
-        results[variant] = scores
-    return results
+        found = retrieval_details(rep, y, ks[-1] if ks else 0, map_at_r=map_at_r, backend=backend)
+        results[variant] = {"nmi": nmi(y, assignment), **scores_from_details(found, ks)}
+        details[variant] = {**found, "assignment": np.asarray(assignment, dtype=np.int64)}
+    return (results, details) if return_details else results
 
 
 def in_percent(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

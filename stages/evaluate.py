@@ -1,5 +1,6 @@
 """Stage evaluate@<dataset>-<method>: NMI, Recall@K, MAP@R and R-Precision with and
-without spectral clustering, written in percent as the paper prints them."""
+without spectral clustering, written in percent as the paper prints them; and the
+per-query quantities the report's bootstrap resamples."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dscl import config, layout
-from dscl.atomic import write_text
+from dscl.atomic import atomic_dir, write_text
 from dscl.metrics import evaluate_embedding, in_percent, summarize_runs
 from stages.cli import run
 
@@ -20,25 +21,33 @@ def main(argv=None) -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--embeddings", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--details", required=True, type=Path, help="data/evaluation/<dataset>/<method>")
     args = parser.parse_args(argv)
     cfg = config.load()
     km, ks = cfg.kmeans, cfg.recall_ks(args.dataset)
     labels = np.load(args.embeddings / "test_labels.npy")
     runs = layout.embedding_files(args.embeddings)
-    results = [
-        in_percent(
-            evaluate_embedding(
-                np.load(path),
-                labels,
-                ks=ks,
-                seed=km.seed,
-                kmeans_niter=km.niter,
-                kmeans_nredo=km.nredo,
-                kmeans_backend=km.backend,
-            )
+    evaluated = [
+        evaluate_embedding(
+            np.load(path),
+            labels,
+            ks=ks,
+            seed=km.seed,
+            kmeans_niter=km.niter,
+            kmeans_nredo=km.nredo,
+            kmeans_backend=km.backend,
+            return_details=True,
         )
         for _, path in runs
     ]
+    results = [in_percent(scores) for scores, _ in evaluated]
+    with atomic_dir(args.details) as tmp:
+        for i, (_, details) in enumerate(evaluated):
+            folder = layout.details_folder(tmp, i)
+            folder.mkdir()
+            for variant, arrays in details.items():
+                for name, values in arrays.items():
+                    np.save(folder / f"{variant}.{name}.npy", values)
     info = args.embeddings / "info.json"
     seeds = json.loads(info.read_text()).get("seeds") if info.is_file() else None
     out = summarize_runs(results, seeds or [seed for seed, _ in runs])

@@ -49,6 +49,7 @@ def main(argv=None) -> None:
                 device,
                 image.amp,
                 f"features {args.dataset}/{name}",
+                decode=image.decode,
             )
             np.save(tmp / f"{name}.npy", feats.astype(np.float32))
         np.save(tmp / "train_labels.npy", train.labels)

@@ -1,5 +1,6 @@
-"""Stage report@<dataset>: the paper's tables (Markdown and CSV), a comparison of the
-methods and t-SNE plots (:func:`dscl.report.build.write_report`)."""
+"""Stage report@<dataset>: the paper's tables (Markdown and CSV) with intervals, DSCL
+minus each baseline, a comparison of the methods and t-SNE plots
+(:func:`dscl.report.build.write_report`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def main(argv=None) -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--metrics", required=True, type=Path, help="reports/metrics/<dataset>")
     parser.add_argument("--embeddings", required=True, type=Path, help="data/embeddings/<dataset>")
+    parser.add_argument("--evaluation", required=True, type=Path, help="data/evaluation/<dataset>")
     parser.add_argument(
         "--table",
         required=True,
@@ -30,10 +32,12 @@ def main(argv=None) -> None:
         list(cfg.methods),
         metrics=args.metrics,
         embeddings=args.embeddings,
+        evaluation=args.evaluation,
         table=args.table,
         plots=args.plots,
         ks=cfg.recall_ks(args.dataset),
         tsne=cfg.report.tsne,
+        bootstrap=cfg.report.bootstrap,
     )
     print(f"report@{args.dataset}: {args.table}.md/.csv, plots in {args.plots}")
 

@@ -1,6 +1,8 @@
 """The paper's tables: one row per method and spectral-clustering variant, in Markdown
-and CSV; where the paper published the row (Tables 1-3), the reported figures and the
-difference (measured - reported) beside it."""
+and CSV, each measured figure with its 95% interval over test classes; where the paper
+published the row (Tables 1-3), the reported figures and the difference (measured -
+reported) beside it. And the comparison table: DSCL minus each baseline, with the
+interval of the paired difference."""
 
 from __future__ import annotations
 
@@ -13,10 +15,14 @@ from dscl.methods import METHODS
 from dscl.paper_results import reported
 
 __all__ = [
+    "COUNTERPART",
     "METHOD_NAMES",
     "VARIANTS",
+    "build_comparison",
     "build_rows",
     "metric_label",
+    "render_comparison_csv",
+    "render_comparison_markdown",
     "render_csv",
     "render_markdown",
     "selected_step",
@@ -54,10 +60,13 @@ def build_rows(
     metrics_dir: Path,
     ks: tuple[int, ...],
     embeddings_dir: Path | None = None,
+    intervals: dict | None = None,
 ):
-    """Rows of the table: ``(label, source, step, values, stds)``, source "measured",
+    """Rows of the table: ``(label, source, step, values, stds, cis)``, source "measured",
     "reported" or "difference"; ``step`` says which training step was selected; ``stds``:
-    the standard deviations over seeds of a measured row (None with one seed)."""
+    the standard deviations over seeds of a measured row (None with one seed); ``cis``:
+    its ``(low, high)`` intervals in percent (None without ``intervals``, which maps
+    method -> variant -> metric -> :class:`dscl.bootstrap.Interval` of fractions)."""
     columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
     rows = []
     for method in methods:
@@ -69,6 +78,7 @@ def build_rows(
             label = f"{METHOD_NAMES[method]} ({vname})"
             got = measured[variant]  # the mean over seeds, with several
             spread = measured.get("std", {}).get(variant)
+            found = (intervals or {}).get(method, {}).get(variant)
             rows.append(
                 (
                     label,
@@ -76,12 +86,13 @@ def build_rows(
                     step,
                     [got.get(c) for c in columns],
                     None if spread is None else [spread.get(c) for c in columns],
+                    None if found is None else [_percent(found.get(c)) for c in columns],
                 )
             )
             paper = reported(dataset, method, variant)
             if paper is not None:
                 ref = [paper.get(c) for c in columns]
-                rows.append((label, "reported", "", ref, None))
+                rows.append((label, "reported", "", ref, None, None))
                 rows.append(
                     (
                         label,
@@ -92,9 +103,21 @@ def build_rows(
                             for g, r in zip([got.get(c) for c in columns], ref)
                         ],
                         None,
+                        None,
                     )
                 )
     return columns, rows
+
+
+def _percent(iv) -> tuple[float, float] | None:
+    return None if iv is None else (round(100 * iv.low, 1), round(100 * iv.high, 1))
+
+
+def _ci(ci: tuple[float, float] | None, signed: bool = False) -> str:
+    if ci is None:
+        return ""
+    f = "{:+.1f}" if signed else "{:.1f}"
+    return f" [{f.format(ci[0])}, {f.format(ci[1])}]"
 
 
 def render_markdown(dataset: str, columns, rows) -> str:
@@ -105,12 +128,14 @@ def render_markdown(dataset: str, columns, rows) -> str:
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
-    for label, source, step, values, stds in rows:
+    for label, source, step, values, stds, cis in rows:
         cells = [
             "—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}") for v in values
         ]
         if stds is not None:  # several seeds: mean ± standard deviation
             cells = [c if sd is None else f"{c} ± {sd:.2f}" for c, sd in zip(cells, stds)]
+        if cis is not None:  # the 95% interval over test classes
+            cells = [c + _ci(ci) for c, ci in zip(cells, cis)]
         lines.append("| " + " | ".join([label, source, step, *cells]) + " |")
     lines += [
         "",
@@ -122,10 +147,16 @@ def render_markdown(dataset: str, columns, rows) -> str:
         f"{TEST_SELECTED} (chosen on the test classes, the 2017 practice) or 'last' "
         "(no selection).",
     ]
-    if any(stds is not None for *_, stds in rows):
+    if any(row[4] is not None for row in rows):
         lines[-1] += (
-            " With several seeds (train.common.seeds), a measured cell is the mean "
-            "± the standard deviation over the runs, and Step lists each run's step."
+            " With several seeds (a method's `seeds`, or train.common.seeds), a measured cell "
+            "is the mean ± the standard deviation over the runs, and Step lists each run's step."
+        )
+    if any(row[5] is not None for row in rows):
+        lines[-1] += (
+            " [low, high]: the 95% interval of the measured figure over the test classes (a "
+            "bootstrap that resamples classes, report.bootstrap; with several seeds, of their "
+            "mean); a figure from one seed carries no training-seed spread."
         )
     return "\n".join(lines) + "\n"
 
@@ -133,11 +164,88 @@ def render_markdown(dataset: str, columns, rows) -> str:
 def render_csv(columns, rows) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    seeded = any(stds is not None for *_, stds in rows)  # std columns with several seeds
-    writer.writerow(
-        ["method", "source", "step"] + columns + ([f"{c} std" for c in columns] if seeded else [])
-    )
-    for label, source, step, values, stds in rows:
+    seeded = any(row[4] is not None for row in rows)  # std columns with several seeds
+    bounded = any(row[5] is not None for row in rows)  # interval columns
+    head = ["method", "source", "step", *columns]
+    head += [f"{c} std" for c in columns] if seeded else []
+    head += [f"{c} {end}" for c in columns for end in ("low", "high")] if bounded else []
+    writer.writerow(head)
+    for label, source, step, values, stds, cis in rows:
         extra = [] if not seeded else ["" if v is None else v for v in (stds or [None] * len(columns))]
+        if bounded:
+            extra += [
+                "" if ci is None else v for ci in (cis or [None] * len(columns)) for v in (ci or (0, 0))
+            ]
         writer.writerow([label, source, step] + ["" if v is None else v for v in values] + extra)
+    return buf.getvalue()
+
+
+# what each method is compared with: DSCL trained the same way (the last layer, or all layers)
+COUNTERPART = {"nothing": "dscl_last", "last_layer": "dscl_last", "all_layers": "dscl_e2e"}
+
+
+def build_comparison(methods: list[str], metrics_dir: Path, ks: tuple[int, ...], differences: dict):
+    """Rows ``(ours, baseline, variant, values, cis)`` of "DSCL minus baseline": each
+    baseline of ``methods`` against the DSCL method trained as it is (:data:`COUNTERPART`),
+    where both ran. ``values``: the difference of the table's figures (percent);
+    ``cis``: ``(low, high, holds)`` of the paired bootstrap difference, from
+    ``differences[(ours, baseline)][variant][metric]`` (:class:`dscl.bootstrap.Interval`)."""
+    columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
+    rows = []
+    for baseline in methods:
+        ours = COUNTERPART[METHODS.get(baseline).learns]
+        if baseline.startswith("dscl_") or ours not in methods:
+            continue
+        a = json.loads((metrics_dir / f"{ours}.json").read_text())
+        b = json.loads((metrics_dir / f"{baseline}.json").read_text())
+        for variant in VARIANTS:
+            found = differences.get((ours, baseline), {}).get(variant, {})
+            values = [round(a[variant][c] - b[variant][c], 2) for c in columns]
+            cis = [None if c not in found else (*_percent(found[c]), found[c].holds) for c in columns]
+            rows.append((ours, baseline, variant, values, cis))
+    return columns, rows
+
+
+def render_comparison_markdown(dataset: str, columns, rows) -> str:
+    head = ["DSCL", "minus", "Variant"] + [metric_label(c) for c in columns]
+    lines = [
+        f"# {dataset}: DSCL minus each baseline (percentage points)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for ours, baseline, variant, values, cis in rows:
+        cells = []
+        for v, ci in zip(values, cis):
+            cell = f"{v:+.2f}"
+            if ci is not None:
+                cell = (f"**{cell}**" if ci[2] else cell) + _ci(ci[:2], signed=True)
+            cells.append(cell)
+        lines.append(
+            "| " + " | ".join([METHOD_NAMES[ours], METHOD_NAMES[baseline], VARIANTS[variant], *cells]) + " |"
+        )
+    lines += [
+        "",
+        "Each cell: the DSCL method trained as the baseline is (the last layer, or all layers; "
+        "the vanilla backbone against the last layer) minus the baseline, from the table "
+        "`reports/tables/" + dataset + ".md`, and the 95% interval of the paired difference "
+        "over the test classes (a bootstrap resampling classes, the same draws for both "
+        "methods). **Bold**: the interval excludes 0, a difference that holds; any other "
+        "difference is no difference at this test-set size.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_comparison_csv(columns, rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        ["ours", "baseline", "variant"]
+        + [f"{c} {x}" for c in columns for x in ("diff", "low", "high", "holds")]
+    )
+    for ours, baseline, variant, values, cis in rows:
+        cells = []
+        for v, ci in zip(values, cis):
+            cells += [v, *(("", "", "") if ci is None else (ci[0], ci[1], int(ci[2])))]
+        writer.writerow([ours, baseline, variant, *cells])
     return buf.getvalue()

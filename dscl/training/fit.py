@@ -33,7 +33,7 @@ from dscl.config import (
     ParamsError,
 )
 from dscl.datasets import read_split
-from dscl.images import BatchDecoder, ImageDataset, embed_dataset, transform_for
+from dscl.images import ImageDataset, embed_dataset, make_decoder, transform_for
 from dscl.methods import Method
 from dscl.metrics import l2_normalize
 from dscl.objectives import make_objective
@@ -56,12 +56,15 @@ CHECKPOINT_NOTE = (
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """One training run: its seed, the learned state (None when nothing is learned) and
-    the record saved with it (method, dataset, backbone, sizes, the step selected, ...)."""
+    """One training run: its seed, the learned state (None when nothing is learned), the
+    record saved with it (method, dataset, backbone, sizes, the step selected, ...) and the
+    objective's own learned parameters where it has some (Proxy-Anchor's proxies, as at
+    the last step; they are not needed to embed)."""
 
     seed: int
     state: dict | None
     record: dict
+    objective_state: dict | None = None
 
 
 def train_method(
@@ -79,7 +82,9 @@ def train_method(
     checkpoint: Path,
     device: torch.device,
 ) -> list[TrainedRun]:
-    """Train ``method`` on ``dataset`` once per seed of ``common.seeds``.
+    """Train ``method`` on ``dataset`` once per seed: the method's own ``seeds`` where it
+    sets them, otherwise ``common.seeds`` (validation classes are carved with
+    ``common.seed`` either way).
 
     Parameters
     ----------
@@ -113,7 +118,12 @@ def train_method(
                 method.name,
                 shared,
                 asdict(data),
-                asdict(settings),
+                # the settings added since (seeds, a method's own embedding_dim) when unset
+                {
+                    k: v
+                    for k, v in asdict(settings).items()
+                    if k != "seeds" and (k, v) != ("embedding_dim", None)
+                },
                 asdict(image),
                 asdict(features_cfg),
             ],
@@ -140,7 +150,7 @@ def train_method(
     except ValueError as err:
         raise ParamsError(f"params.yaml: train.datasets.{dataset}: {err}") from None
     n_classes = len(np.unique(train_labels[pool]))
-    dim = data.embedding_dim or n_classes
+    dim = getattr(settings, "embedding_dim", None) or data.embedding_dim or n_classes
     record = {
         "format": MODEL_FORMAT,
         "method": method.name,
@@ -170,7 +180,9 @@ def train_method(
 
     pooled = method.objective == "softmax" and getattr(settings, "embedding", None) == "pooled"
 
-    def train_head(seed: int, checkpointer: Checkpointer, log) -> tuple[nn.Module, EarlyStopping]:
+    classes = np.unique(train_labels[pool])
+
+    def train_head(seed: int, checkpointer: Checkpointer, log, objective) -> tuple[nn.Module, EarlyStopping]:
         """The last layer, on the cached features."""
         head = EmbeddingNet.build(nn.Identity(), info["feature_dim"], dim, seed=seed).head
         mirrored = torch.from_numpy(np.load(features / "train_mirrored.npy")) if data.mirror else None
@@ -205,14 +217,14 @@ def train_method(
         return head, stopper
 
     def train_network(
-        seed: int, checkpointer: Checkpointer, log
+        seed: int, checkpointer: Checkpointer, log, objective
     ) -> tuple[EmbeddingNet, EarlyStopping, float | None]:
         """All trainable layers, on images; also how far the pretrained layers moved."""
         model = EmbeddingNet.build(
             build_backbone(features_cfg.backbone, features_cfg.weights, seed=seed),
             info["feature_dim"],
             dim,
-            class_ids=torch.from_numpy(np.unique(train_labels[pool])),
+            class_ids=torch.from_numpy(classes),
             classifier=method.objective == "softmax" and dim != n_classes,
             seed=seed,
         )
@@ -235,6 +247,7 @@ def train_method(
                         device,
                         image.amp,
                         "validate",
+                        decode=image.decode,
                     )
                 )
 
@@ -242,7 +255,7 @@ def train_method(
         transform = transform_for(
             features_cfg.backbone, features_cfg.resize, features_cfg.crop, crop_mode=settings.crop_mode
         )
-        decoder = BatchDecoder(split, transform, settings.num_workers, pin_memory=device.type == "cuda")
+        decoder = make_decoder(split, transform, settings.num_workers, device, image.decode)
         try:
             model = train_on_images(
                 model,
@@ -279,9 +292,11 @@ def train_method(
         log.summary({"backbone_relative_change": moved})
         return model, stopper, moved
 
-    def run(seed: int, checkpointer: Checkpointer, log) -> tuple[dict | None, dict]:
-        """One training run with ``seed``: its state and what the record says of it."""
+    def run(seed: int, checkpointer: Checkpointer, log) -> tuple[dict | None, dict, dict | None]:
+        """One training run with ``seed``: its state, what the record says of it, and its
+        objective's learned parameters (or None)."""
         done: dict = {}
+        bound = None if objective is None else objective.bind(classes, dim, seed)
         if method.learns == "nothing":
             done.update(embedding_dim=info["feature_dim"], iterations=0)
             state, stopper = None, EarlyStopping(None, 0, rule)
@@ -290,11 +305,11 @@ def train_method(
                 stopper = EarlyStopping(lambda _: scores, 1, rule)
                 log(0, stopper(0, nn.Identity()))
         elif method.learns == "last_layer":
-            head, stopper = train_head(seed, checkpointer, log)
+            head, stopper = train_head(seed, checkpointer, log, bound)
             state = head.cpu().state_dict()
             done.update(iterations=settings.iterations)
         else:
-            model, stopper, moved = train_network(seed, checkpointer, log)
+            model, stopper, moved = train_network(seed, checkpointer, log, bound)
             state = {k: v.cpu() for k, v in model.state_dict().items()}
             done.update(
                 weights=features_cfg.weights,
@@ -311,26 +326,31 @@ def train_method(
             done.update(selected_scores=stopper.best_scores)
         log.summary(summary)
         log.close()
-        return state, done
+        learned = None if bound is None or bound.module is None else bound.module.cpu().state_dict()
+        return state, done, learned
 
     # -- one run per seed: the first seed's curves are the stage's; see dscl.layout -------
-    several = len(common.seeds) > 1
+    seeds = getattr(settings, "seeds", None) or common.seeds
+    several = len(seeds) > 1
     runs = []
-    for i, seed in enumerate(common.seeds):
+    for i, seed in enumerate(seeds):
         key = hashlib.sha256(f"{fingerprint}/{seed}".encode()).hexdigest()
         checkpointer = Checkpointer(layout.state_file(checkpoint, seed, i == 0), key, common.checkpoint_every)
         finished = Checkpointer(layout.done_file(checkpoint, seed), key, 1) if several else None
         kept = finished.load() if finished is not None else None
         if kept is not None:
-            runs.append(TrainedRun(seed, kept["state"], {**record, **kept["done"]}))
+            runs.append(
+                TrainedRun(seed, kept["state"], {**record, **kept["done"]}, kept.get("objective_state"))
+            )
             continue
         saved = checkpointer.load()
         live_dir = layout.live_dir(live, seed, i == 0)
         log = LiveLog(live_dir, resume_step=saved["iteration"] if saved else None) if rank == 0 else NoLog()
-        state, done = run(seed, checkpointer, log)
+        state, done, learned = run(seed, checkpointer, log)
         if several and rank == 0:
-            save_torch(finished.path, {"fingerprint": key, "state": state, "done": done})
-        runs.append(TrainedRun(seed, state, {**record, **done}))
+            kept = {"fingerprint": key, "state": state, "done": done}
+            save_torch(finished.path, kept if learned is None else {**kept, "objective_state": learned})
+        runs.append(TrainedRun(seed, state, {**record, **done}, learned))
     return runs
 
 
@@ -341,6 +361,9 @@ def save_runs(out: Path, runs: list[TrainedRun], checkpoint: Path) -> None:
     with atomic_dir(out) as tmp:
         for i, run in enumerate(runs):
             record = {**run.record, **({"seed": run.seed} if several else {})}
-            save_torch(layout.model_file(tmp, run.seed, i == 0), {"record": record, "state_dict": run.state})
+            saved = {"record": record, "state_dict": run.state}
+            if run.objective_state is not None:  # e.g. Proxy-Anchor's proxies
+                saved["objective_state"] = run.objective_state
+            save_torch(layout.model_file(tmp, run.seed, i == 0), saved)
     for path in Path(checkpoint).glob("*.pt"):
         path.unlink()

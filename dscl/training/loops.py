@@ -39,6 +39,13 @@ def _no_log(step: int, values: dict) -> None:
     pass
 
 
+def _with_objective(model: nn.Module, objective) -> nn.Module:
+    """``model``, or with an objective's own parameters, both in one module (checkpoints)."""
+    if not isinstance(objective, Objective) or objective.module is None:
+        return model
+    return nn.ModuleDict({"model": model, "objective": objective.module})
+
+
 def train_last_layer(
     head: nn.Module,
     features: torch.Tensor,
@@ -88,10 +95,17 @@ def train_last_layer(
     """
     checkpointer = checkpointer or Checkpointer(None, "", 0)
     head = head.to(device)
-    optimizer = make_optimizer(head.parameters(), optim)
+    if objective.module is None:
+        optimizer = make_optimizer(head.parameters(), optim)
+    else:  # the objective's own parameters (proxies), at their own learning rate
+        objective.module.to(device)
+        optimizer = make_optimizer(
+            [{"params": list(head.parameters())}, *objective.parameter_group(optim.lr)], optim
+        )
+    tracked = _with_objective(head, objective)  # what a checkpoint saves
     rng = np.random.default_rng(seed)
     stopper = stopper or EarlyStopping(None, 0)
-    start = checkpointer.resume(head, optimizer, rng, extra=stopper)
+    start = checkpointer.resume(tracked, optimizer, rng, extra=stopper)
     sampler = BatchSampler(pool, batch_size, labels.cpu().numpy(), classes_per_batch)
     if start == 0 and stopper.enabled:
         log(0, stopper(0, head))
@@ -114,7 +128,9 @@ def train_last_layer(
         if stopper.due(it + 1, iterations):
             values.update(stopper(it + 1, head))
         log(it + 1, values)
-        checkpointer.maybe_save(it + 1, iterations, head, optimizer, rng, extra=stopper, force=stopper.stop)
+        checkpointer.maybe_save(
+            it + 1, iterations, tracked, optimizer, rng, extra=stopper, force=stopper.stop
+        )
     stopper.restore(head)
     return head
 
@@ -164,10 +180,15 @@ def train_on_images(
     checkpointer = checkpointer or Checkpointer(None, "", 0)
     rank, world = rank_and_world()
     model = model.to(device)
-    optimizer = make_optimizer(parameter_groups(model, optim), optim)
+    groups = parameter_groups(model, optim)
+    if isinstance(objective, Objective) and objective.module is not None:
+        objective.module.to(device)
+        groups += objective.parameter_group(optim.lr)  # the proxies, at their own rate
+    optimizer = make_optimizer(groups, optim)
+    tracked = _with_objective(model, objective)  # what a checkpoint saves
     rng = np.random.default_rng(seed)  # identical on every process: same batches
     stopper = stopper or EarlyStopping(None, 0)
-    start = checkpointer.resume(model, optimizer, rng, extra=stopper)
+    start = checkpointer.resume(tracked, optimizer, rng, extra=stopper)
     sampler = BatchSampler(pool, batch_size, all_labels, classes_per_batch)
     parallel = data_parallel(model)  # the model itself in one process
     classes = model.class_ids.to(device)
@@ -245,7 +266,7 @@ def train_on_images(
                 snapshot = np.random.default_rng()
                 snapshot.bit_generator.state = resume_state
                 checkpointer.maybe_save(
-                    it + 1, iterations, model, optimizer, snapshot, extra=stopper, force=stopper.stop
+                    it + 1, iterations, tracked, optimizer, snapshot, extra=stopper, force=stopper.stop
                 )
     finally:
         if loader is not None:

@@ -82,9 +82,10 @@ def chunked_step(
         offset = sum(sizes[:rank])
     else:
         f_all, y_all, offset = f_local, y_local, 0
-    loss, grad = objective.loss_and_gradient(f_all, y_all)  # the whole batch's, (n, d)
-    grad = grad[offset : offset + f_local.shape[0]]  # this process's rows
     optimizer.zero_grad(set_to_none=True)
+    # the whole batch's (n, d); an objective's own parameters (proxies) get theirs here
+    loss, grad = objective.loss_and_gradient(f_all, y_all)
+    grad = grad[offset : offset + f_local.shape[0]]  # this process's rows
     for i, c in enumerate(chunks):
         with sync_context(model, last=i == len(chunks) - 1):
             with autocast:

@@ -100,7 +100,9 @@ def test_npairs_and_multisim_are_pytorch_metric_learning():
 @pytest.mark.parametrize("name", list(OBJECTIVES))
 def test_gradient_is_that_of_autograd(name):
     f, y = batch(dtype=torch.float64)
-    objective = make_objective(name)
+    objective = make_objective(name).bind(torch.unique(y), f.shape[1])
+    if objective.module is not None:
+        objective.module.double()
     loss, grad = objective.loss_and_gradient(f, y)
     g = f.clone().requires_grad_(True)
     ref = objective(g, y)
@@ -118,26 +120,32 @@ def test_gradient_is_bit_reproducible(name):
     g = torch.Generator().manual_seed(0)
     f = torch.randn(1260, 3, generator=g)
     y = torch.randint(0, 3, (1260,), generator=g)
-    objective = make_objective(name)
+    objective = make_objective(name).bind(torch.arange(3), 3)
     first = objective.loss_and_gradient(f, y)[1]
     for _ in range(4):
         assert torch.equal(objective.loss_and_gradient(f, y)[1], first)
 
 
-@pytest.mark.parametrize("name", ["triplet", "lifted", "npairs", "multisim"])
+@pytest.mark.parametrize("name", ["triplet", "lifted", "npairs", "multisim", "facility", "proxyanchor"])
 @pytest.mark.parametrize("chunk_size", [1, 7, 100])
 def test_chunked_update_equals_whole_batch_backprop(name, chunk_size):
-    """Section 4.1's update with a pair loss: F embedded without a graph, dLoss/dF for the
-    whole batch, chunk-by-chunk back-propagation: the whole batch's gradient exactly."""
+    """Section 4.1's update with a batch objective: F embedded without a graph, dLoss/dF
+    for the whole batch, chunk-by-chunk back-propagation: the whole batch's gradient
+    exactly (and, for Proxy-Anchor, the proxies' gradient from the same pass)."""
     images, labels = make_batch()
-    objective = make_objective(name)
     reference = make_model()
+    objective = make_objective(name).bind(torch.unique(labels), reference.head.out_features, seed=3)
     reference.train()
     freeze_batchnorm(reference)
     reference.zero_grad()
     objective(reference(images), labels).backward()
+    learned = list(objective.module.named_parameters()) if objective.module else []
+    expected = {k: p.grad.clone() for k, p in learned}
+    if objective.module is not None:
+        objective.module.zero_grad()
     model = make_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    params = list(model.parameters()) + (list(objective.module.parameters()) if objective.module else [])
+    optimizer = torch.optim.SGD(params, lr=0.0)
     chunked_step(
         model,
         images,
@@ -149,6 +157,24 @@ def test_chunked_update_equals_whole_batch_backprop(name, chunk_size):
     )
     for k, p in model.named_parameters():
         assert torch.allclose(p.grad, dict(reference.named_parameters())[k].grad, rtol=1e-4, atol=1e-5), k
+    for k, p in objective.module.named_parameters() if objective.module else []:
+        assert torch.allclose(p.grad, expected[k], rtol=1e-4, atol=1e-6), k
+
+
+def test_proxyanchor_binds_seeded_proxies_to_the_training_classes():
+    objective = make_objective("proxyanchor", {"proxy_lr_multiplier": 100.0})
+    assert objective.learns_parameters and objective.normalized and objective.lr_multiplier == 100.0
+    with pytest.raises(RuntimeError, match="bind"):
+        objective(torch.randn(4, 3), torch.tensor([1, 1, 5, 5]))
+    a = objective.bind([5, 1, 9], 3, seed=0)
+    b = objective.bind([1, 5, 9], 3, seed=0)
+    assert a.module.class_ids.tolist() == [1, 5, 9]
+    assert torch.equal(a.module.loss.proxies, b.module.loss.proxies)
+    assert not torch.equal(a.module.loss.proxies, objective.bind([1, 5, 9], 3, seed=1).module.loss.proxies)
+    assert a.parameter_group(0.001)[0]["lr"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match=r"labels \[7\] are not among"):
+        a(torch.randn(4, 3), torch.tensor([1, 7, 5, 5]))
+    assert make_objective("dscl").bind([1, 2], 3).module is None
 
 
 def test_a_batch_without_pairs_gives_no_gradient():
