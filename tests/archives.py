@@ -89,6 +89,51 @@ def make_cars_original(folder: Path) -> None:
     savemat(folder / "cars_annos.mat", {"annotations": ann, "class_names": names})
 
 
+def make_cars_devkit(folder: Path, extracted: bool = False) -> None:
+    """The devkit layout of torchvision's StanfordCars (cars_train.tgz, cars_test.tgz,
+    car_devkit.tgz, cars_test_annos_withlabels.mat), holding the same images as the
+    original, split into its own train and test subsets; ``extracted``: the folders
+    cars_train/, cars_test/ and devkit/ instead of the three archives."""
+    from scipy.io import savemat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    items = list(_cars_items())
+    dt = [(f, object) for f in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")]
+    files: dict[str, dict[str, bytes]] = {"cars_train": {}, "cars_test": {}, "devkit": {}}
+    annos = {"cars_train": [], "cars_test": []}
+    for k, (i, c) in enumerate(items):
+        subset = "cars_train" if k % 2 == 0 else "cars_test"
+        name = f"{len(annos[subset]) + 1:05d}.jpg"
+        files[subset][name] = jpeg_bytes(100 + i)
+        annos[subset].append((1, 2, 10, 12, c, name))
+
+    def mat(rows) -> bytes:
+        ann = np.zeros((1, len(rows)), dtype=dt)
+        for j, row in enumerate(rows):
+            ann[0, j] = row
+        buf = io.BytesIO()
+        savemat(buf, {"annotations": ann})
+        return buf.getvalue()
+
+    names = np.array([f"Car Model {c}" for c in range(1, 197)], dtype=object)
+    meta = io.BytesIO()
+    savemat(meta, {"class_names": names})
+    files["devkit"]["cars_meta.mat"] = meta.getvalue()
+    files["devkit"]["cars_train_annos.mat"] = mat(annos["cars_train"])
+    files["devkit"]["cars_test_annos.mat"] = mat([(*r[:4], 0, r[5]) for r in annos["cars_test"]])
+    (folder / "cars_test_annos_withlabels.mat").write_bytes(mat(annos["cars_test"]))
+    archives = {"cars_train": "cars_train.tgz", "cars_test": "cars_test.tgz", "devkit": "car_devkit.tgz"}
+    for sub, members in files.items():
+        if extracted:
+            (folder / sub).mkdir()
+            for name, data in members.items():
+                (folder / sub / name).write_bytes(data)
+            continue
+        with tarfile.open(folder / archives[sub], "w:gz") as tf:
+            for name, data in members.items():
+                add_bytes(tf, f"{sub}/{name}", data)
+
+
 def make_cars_mirror(path: Path) -> None:
     """The classes-by-folder mirror zip, holding the same images as the original."""
     items = list(_cars_items())

@@ -1,16 +1,23 @@
 """Cars196 (Stanford Cars): 16,185 images of 196 car models.
 
-Split of Song et al.: classes 1-98 train (8,054 images), 99-196 test (8,131). Two
-formats are accepted and give the same split, by class id:
+Split of Song et al.: classes 1-98 train (8,054 images), 99-196 test (8,131). Three
+layouts are accepted under ``<prepare.root>/cars196/`` and give the same split, by the
+official class id (1-196, the order of ``cars_meta.mat``'s ``class_names``):
 
 * the original ``car_ims.tgz`` + ``cars_annos.mat`` (their host is gone, but many users
-  hold the two files: place them under ``<prepare.root>/cars196/``);
+  hold the two files);
+* the devkit layout of torchvision's ``StanfordCars`` and of the ``stanford-cars-dataset``
+  mirrors: ``cars_train.tgz``, ``cars_test.tgz``, ``car_devkit.tgz`` (``devkit/`` with
+  ``cars_meta.mat`` and ``cars_train_annos.mat``) and ``cars_test_annos_withlabels.mat``,
+  as archives or already extracted (``cars_train/``, ``cars_test/``, ``devkit/``). Its
+  train and test subsets (the classification split, 8,144 / 8,041) are pooled, then
+  split by class;
 * the classes-by-folder mirror (a zip with ``anno_train.csv``, ``anno_test.csv``,
   ``names.csv`` and ``car_data/car_data/{train,test}/<class name>/<image>``), which is
-  downloaded when the original files are not there. No checksum of it is published: its
-  sha256 is recorded in the prepared ``meta.json``.
+  downloaded when neither of the others is there.
 
-torchvision's ``StanfordCars`` uses the classification split (8,144 / 8,041): not used.
+No checksum of the devkit files or of the mirror is published: their sha256 is recorded in
+the prepared ``meta.json``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,17 @@ MIRROR = RemoteFile(
     filename="stanford-car-dataset-by-classes-folder.zip",
     urls=("https://www.kaggle.com/api/v1/datasets/download/jutrera/stanford-car-dataset-by-classes-folder",),
 )
+DEVKIT_ARCHIVES = ("cars_train.tgz", "cars_test.tgz", "car_devkit.tgz")
+DEVKIT_FOLDERS = ("cars_train", "cars_test", "devkit")
+TEST_LABELS = "cars_test_annos_withlabels.mat"
+LAYOUTS = (
+    "the original car_ims.tgz + cars_annos.mat (ai.stanford.edu, no longer served: from a copy you hold)",
+    "the devkit layout of torchvision's StanfordCars: cars_train.tgz, cars_test.tgz, "
+    f"car_devkit.tgz and {TEST_LABELS} (the stanford-cars-dataset mirrors), or their "
+    "extracted folders cars_train/, cars_test/, devkit/",
+    f"the classes-by-folder mirror {MIRROR.filename} (Kaggle, jutrera; downloaded when "
+    "neither of the others is there)",
+)
 CLASSES = ClassSplit(train=(1, 98), test=(99, 196))
 EXPECTED = {"train_images": 8054, "test_images": 8131, "train_classes": 98, "test_classes": 98}
 
@@ -48,12 +66,7 @@ def _scalar(x):
 
 def parse_annotations(mat_path: Path) -> list[tuple[str, int]]:
     """``(relative_im_path, class)`` of every annotation in ``cars_annos.mat``."""
-    from scipy.io import loadmat
-
-    try:
-        mat = loadmat(mat_path, squeeze_me=True)
-    except Exception as exc:  # scipy raises several types for a damaged file
-        raise DatasetError(f"{mat_path} is not a readable MATLAB file ({exc})") from None
+    mat = _loadmat(mat_path)
     if "annotations" not in mat:
         raise DatasetError(f"{mat_path} has no 'annotations' struct array")
     ann = np.atleast_1d(mat["annotations"])
@@ -61,6 +74,73 @@ def parse_annotations(mat_path: Path) -> list[tuple[str, int]]:
     if "relative_im_path" not in names or "class" not in names:
         raise DatasetError(f"{mat_path}: annotations lack 'relative_im_path'/'class' (have {names})")
     return [(str(_scalar(a["relative_im_path"])), int(_scalar(a["class"]))) for a in ann]
+
+
+def _loadmat(path: Path) -> dict:
+    from scipy.io import loadmat
+
+    try:
+        return loadmat(path, squeeze_me=True)
+    except Exception as exc:  # scipy raises several types for a damaged file
+        raise DatasetError(f"{path} is not a readable MATLAB file ({exc})") from None
+
+
+def parse_devkit(dirs: dict[str, Path], test_labels: Path, base: Path) -> list[tuple[str, int]]:
+    """Rows of the devkit layout, train and test pooled, paths relative to ``base``.
+    ``dirs`` maps ``cars_train``, ``cars_test`` and ``devkit`` to their folders."""
+    meta = _loadmat(dirs["devkit"] / "cars_meta.mat")
+    names = np.atleast_1d(meta.get("class_names", []))
+    if len(names) != 196:
+        raise DatasetError(f"{dirs['devkit'] / 'cars_meta.mat'} lists {len(names)} class names, expected 196")
+    rows = []
+    for subset, mat_path in (
+        ("cars_train", dirs["devkit"] / "cars_train_annos.mat"),
+        ("cars_test", test_labels),
+    ):
+        mat = _loadmat(mat_path)
+        ann = np.atleast_1d(mat.get("annotations", []))
+        fields = ann.dtype.names or ()
+        if "fname" not in fields or "class" not in fields:
+            raise DatasetError(
+                f"{mat_path}: annotations lack 'fname'/'class' (have {fields}); the test "
+                f"annotations must be {TEST_LABELS}, with labels"
+            )
+        for a in ann:
+            label = int(_scalar(a["class"]))
+            if not 1 <= label <= 196:
+                raise DatasetError(f"{mat_path}: class {label} is not an official class id (1-196)")
+            path = dirs[subset] / str(_scalar(a["fname"]))
+            rows.append((path.relative_to(base).as_posix(), label))
+    return rows
+
+
+def _devkit_dirs(folder: Path) -> dict[str, Path] | None:
+    """The folders ``cars_train``, ``cars_test`` and ``devkit`` of the devkit layout under
+    ``folder`` (each archive extracted where it is what is there), or None when the layout
+    is absent; a partial layout is an error naming what is missing."""
+    archives = [folder / a for a in DEVKIT_ARCHIVES]
+    folders = [folder / f for f in DEVKIT_FOLDERS]
+    labels = folder / TEST_LABELS
+    present = [p for p in (*archives, *folders, labels) if p.exists()]
+    if not present:
+        return None
+    missing = [a.name for a, f in zip(archives, folders) if not a.is_file() and not f.is_dir()]
+    has_labels = labels.is_file() or (folder / "devkit" / TEST_LABELS).is_file()
+    if missing or not has_labels:
+        raise DatasetError(
+            f"{folder} holds part of the devkit layout ({', '.join(p.name for p in present)}); "
+            f"missing: {', '.join(missing + ([] if has_labels else [TEST_LABELS]))}"
+        )
+    dirs = {}
+    for archive, name in zip(archives, DEVKIT_FOLDERS):
+        if (folder / name).is_dir():
+            dirs[name] = folder / name
+            continue
+        found = sorted(p for p in extract(archive, folder / f"extracted_{name}").rglob(name) if p.is_dir())
+        if not found:
+            raise DatasetError(f"{archive} has no {name}/ folder")
+        dirs[name] = found[0]
+    return dirs
 
 
 def parse_mirror(base: Path) -> list[tuple[str, int]]:
@@ -89,10 +169,57 @@ def _find(root: Path, filename: str) -> Path:
     return hits[0].parent
 
 
+def _prepare_devkit(out_dir: Path, folder: Path, dirs: dict[str, Path], verify_checksum: bool) -> None:
+    labels = folder / TEST_LABELS
+    if not labels.is_file():
+        labels = folder / "devkit" / TEST_LABELS
+    rows = parse_devkit(dirs, labels, folder)
+    digests = {
+        name: file_digest(folder / name, "sha256")
+        for name in (*DEVKIT_ARCHIVES, TEST_LABELS)
+        if (folder / name).is_file()
+    }
+    finish(
+        "cars196",
+        out_dir,
+        folder,
+        split_by_class(rows, CLASSES),
+        EXPECTED,
+        strict=verify_checksum,
+        meta={"format": "devkit (torchvision StanfordCars layout)", "sha256": digests},
+    )
+
+
+def _check_layout(folder: Path) -> None:
+    """Files under ``folder`` that none of the three layouts names: a clear error before
+    any download or extraction."""
+    known = {
+        ORIGINAL_IMAGES.filename,
+        ORIGINAL_ANNOTATIONS.filename,
+        MIRROR.filename,
+        *DEVKIT_ARCHIVES,
+        TEST_LABELS,
+    }
+    if not folder.is_dir():
+        return
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "extracted_"))]
+    if entries and not any(p.name in known or p.name in DEVKIT_FOLDERS for p in entries):
+        raise DatasetError(
+            f"{folder} holds {', '.join(sorted(p.name for p in entries)[:5])}, which is none of the "
+            "Cars196 layouts this project reads:\n" + "\n".join(f"  * {layout}" for layout in LAYOUTS)
+        )
+
+
 def prepare_cars196(out_dir: Path, root: Path, verify_checksum: bool) -> None:
     folder = root / "cars196"
     original = [folder / ORIGINAL_IMAGES.filename, folder / ORIGINAL_ANNOTATIONS.filename]
     mirror = folder / MIRROR.filename
+    _check_layout(folder)
+    if not any(p.is_file() for p in original):
+        dirs = _devkit_dirs(folder)
+        if dirs is not None:
+            _prepare_devkit(out_dir, folder, dirs, verify_checksum)
+            return
     failures = []
     if not mirror.is_file():  # the original files first, placed or downloaded
         try:
@@ -120,7 +247,10 @@ def prepare_cars196(out_dir: Path, root: Path, verify_checksum: bool) -> None:
     except DatasetError as exc:
         failures.append(str(exc))
         raise DatasetError(
-            "Cars196 could not be obtained in either format:\n" + "\n".join(failures)
+            f"Cars196 could not be obtained: place one of these layouts under {folder}:\n"
+            + "\n".join(f"  * {layout}" for layout in LAYOUTS)
+            + "\nDownload attempts:\n"
+            + "\n".join(failures)
         ) from None
     base = _find(extract(archive, folder / "extracted_mirror"), "anno_train.csv")
     rows = parse_mirror(base)

@@ -55,10 +55,8 @@ CUB200 = CubVariant(
     description="CUB-200-2011, classes 1-100 train / 101-200 test",
     archive=RemoteFile(
         filename="CUB_200_2011.tgz",
-        urls=(
-            "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
-            "http://www.vision.caltech.edu/visipedia-data/CUB-200-2011/CUB_200_2011.tgz",
-        ),
+        # CaltechDATA, the dataset's home since the visipedia-data host stopped serving it
+        urls=("https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",),
         sha256="0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081",
         md5="97eceeb196236b17998738112f37df78",
         size=1_150_585_339,

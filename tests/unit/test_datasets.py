@@ -28,6 +28,7 @@ from tests.archives import (
     CARS_CLASSES,
     RangeServer,
     add_bytes,
+    make_cars_devkit,
     make_cars_mirror,
     make_cars_original,
     make_cub,
@@ -223,6 +224,40 @@ def test_cars_original_and_mirror_give_the_same_split(tmp_path):
     assert read_split(tmp_path / "p_orig", "train").paths[0] == "car_ims/000001.jpg"
 
 
+@pytest.mark.parametrize("extracted", [False, True])
+def test_cars_devkit_layout_gives_the_original_split(tmp_path, extracted):
+    make_cars_original(tmp_path / "a/cars196")
+    make_cars_devkit(tmp_path / "b/cars196", extracted=extracted)
+    with pytest.warns(UserWarning):  # a toy dataset: not the published counts
+        cars196.prepare_cars196(tmp_path / "p_orig", tmp_path / "a", verify_checksum=False)
+    with pytest.warns(UserWarning):
+        cars196.prepare_cars196(tmp_path / "p_devkit", tmp_path / "b", verify_checksum=False)
+    for split in ("train", "test"):
+        a, b = read_split(tmp_path / "p_orig", split), read_split(tmp_path / "p_devkit", split)
+        assert Counter(a.labels.tolist()) == Counter(b.labels.tolist())
+        pairs_a = sorted((a.image_path(i).read_bytes(), int(a.labels[i])) for i in range(len(a)))
+        pairs_b = sorted((b.image_path(i).read_bytes(), int(b.labels[i])) for i in range(len(b)))
+        assert pairs_a == pairs_b  # the same pictures with the same official class ids
+    meta = json.loads((tmp_path / "p_devkit/meta.json").read_text())
+    assert meta["format"].startswith("devkit")
+    assert cars196.TEST_LABELS in meta["sha256"]
+
+
+def test_cars_partial_devkit_and_unknown_layout_fail_before_any_work(tmp_path):
+    make_cars_devkit(tmp_path / "raw/cars196")
+    (tmp_path / "raw/cars196/cars_test.tgz").unlink()
+    with pytest.raises(DatasetError, match="part of the devkit layout.*missing: cars_test.tgz"):
+        cars196.prepare_cars196(tmp_path / "out", tmp_path / "raw", verify_checksum=False)
+    other = tmp_path / "other/cars196"
+    other.mkdir(parents=True)
+    (other / "stanford_cars.zip").write_bytes(b"PK")
+    with pytest.raises(
+        DatasetError, match=r"none of the Cars196 layouts(.|\n)*devkit(.|\n)*classes-by-folder"
+    ):
+        cars196.prepare_cars196(tmp_path / "out", tmp_path / "other", verify_checksum=False)
+    assert not (tmp_path / "out").exists() and not list(other.glob("extracted*"))
+
+
 def test_cars_placed_original_with_wrong_checksum_does_not_fall_back(tmp_path):
     make_cars_original(tmp_path / "raw/cars196")
     with pytest.raises(ChecksumError, match="md5 .* does not match the published"):
@@ -238,6 +273,7 @@ def test_cars_offline_names_every_url(tmp_path, monkeypatch):
     message = str(err.value)
     assert f"{DEAD}/ORIGINAL_IMAGES" in message and f"{DEAD}/MIRROR" in message
     assert "car_ims.tgz" in message and cars196.MIRROR.filename in message
+    assert "car_devkit.tgz" in message and cars196.TEST_LABELS in message  # all three layouts
 
 
 def test_cars_damaged_mat_file(tmp_path):

@@ -18,7 +18,9 @@ def photo(seed: int, size=(300, 220)) -> Image.Image:
     rng = np.random.default_rng(seed)
     h, w = size[1], size[0]
     yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([np.sin(xx / (9 + c) + rng.uniform(0, 6)) * np.cos(yy / (13 + 2 * c)) for c in range(3)], -1)
+    img = np.stack(
+        [np.sin(xx / (9 + c) + rng.uniform(0, 6)) * np.cos(yy / (13 + 2 * c)) for c in range(3)], -1
+    )
     return Image.fromarray(((img + 1) * 127.5).astype(np.uint8))
 
 
