@@ -157,6 +157,11 @@ def train_method(
         "dataset": dataset,
         "learns": method.learns,
         "backbone": features_cfg.backbone,
+        # the decoding of the images it embeds (the backbone's own weights for the layers
+        # that were not trained): what dscl.inference needs to embed new photographs
+        "backbone_weights": features_cfg.weights,
+        "resize": features_cfg.resize,
+        "crop": features_cfg.crop,
         "feature_dim": info["feature_dim"],
         "embedding_dim": dim,
         "selected_on": rule.split,
