@@ -47,6 +47,7 @@ __all__ = [
     "Device",
     "EmbedConfig",
     "FeatureConfig",
+    "GalleryConfig",
     "ImageConfig",
     "ImageTrainConfig",
     "KMeansBackend",
@@ -307,6 +308,28 @@ class TsneConfig:
     max_points: int = 3000
     max_classes: int = 20
     seed: int = 0
+    thumbnails: int = 60  # images drawn at a seeded subsample of the points (0: dots only)
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    """``report.gallery``: the retrieval figures (dscl.report.gallery)."""
+
+    queries: int = 8  # seeded test queries, the same for every method
+    k: int = 8  # neighbours shown per query
+    worst: int = 4  # and the queries each method gets most wrong (lowest precision at k)
+    compare_queries: int = 6  # the comparison figure: these many of the queries ...
+    compare_k: int = 5  # ... with these many neighbours for each compared method
+    thumb: int = 72  # thumbnail size in pixels
+    seed: int = 0
+
+    def __post_init__(self):
+        if min(self.queries, self.k, self.compare_k, self.thumb) < 1 or self.worst < 0:
+            raise ValueError("queries, k, compare_k and thumb must be >= 1 and worst >= 0")
+        if self.compare_queries > self.queries:
+            raise ValueError(
+                f"compare_queries ({self.compare_queries}) must not exceed queries ({self.queries})"
+            )
 
 
 @dataclass(frozen=True)
@@ -328,6 +351,7 @@ class BootstrapConfig:
 class ReportConfig:
     tsne: TsneConfig
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
 
 
 # --------------------------------------------------------------------------------------

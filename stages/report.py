@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from dscl import config
+from dscl.images import transform_for
 from dscl.report.build import write_report
 from stages.cli import run
 
@@ -18,6 +19,7 @@ def main(argv=None) -> None:
     parser.add_argument("--metrics", required=True, type=Path, help="reports/metrics/<dataset>")
     parser.add_argument("--embeddings", required=True, type=Path, help="data/embeddings/<dataset>")
     parser.add_argument("--evaluation", required=True, type=Path, help="data/evaluation/<dataset>")
+    parser.add_argument("--prepared", type=Path, help="data/prepared/<dataset>: the images of the galleries")
     parser.add_argument(
         "--table",
         required=True,
@@ -27,6 +29,7 @@ def main(argv=None) -> None:
     parser.add_argument("--plots", required=True, type=Path, help="reports/plots/<dataset>")
     args = parser.parse_args(argv)
     cfg = config.load()
+    feat = cfg.features(args.dataset)
     write_report(
         args.dataset,
         list(cfg.methods),
@@ -38,6 +41,9 @@ def main(argv=None) -> None:
         ks=cfg.recall_ks(args.dataset),
         tsne=cfg.report.tsne,
         bootstrap=cfg.report.bootstrap,
+        prepared=args.prepared,
+        transform=transform_for(feat.backbone, feat.resize, feat.crop),
+        gallery=cfg.report.gallery,
     )
     print(f"report@{args.dataset}: {args.table}.md/.csv, plots in {args.plots}")
 

@@ -10,8 +10,9 @@ import numpy as np
 from dscl import layout
 from dscl.atomic import write_text
 from dscl.bootstrap import class_resamples, interval, paired_difference, resampled_scores
-from dscl.config import BootstrapConfig, TsneConfig
+from dscl.config import BootstrapConfig, GalleryConfig, TsneConfig
 from dscl.methods import METHODS
+from dscl.report.gallery import Tile, choose_queries, draw_gallery, neighbours, retrieval_rows, worst_queries
 from dscl.report.plots import plot_methods, plot_tsne
 from dscl.report.tables import (
     COUNTERPART,
@@ -25,7 +26,91 @@ from dscl.report.tables import (
     render_markdown,
 )
 
-__all__ = ["bootstrap_methods", "write_report"]
+__all__ = ["bootstrap_methods", "test_images", "write_galleries", "write_report"]
+
+
+def test_images(prepared: Path, transform, labels: np.ndarray):
+    """``image(i)``: test image ``i`` of the prepared dataset as the network saw it (the
+    test-time decoding, before the backbone's normalisation), (h, w, c) uint8, decoded
+    once; checked against the embeddings' labels."""
+    from dscl.datasets import read_split
+    from dscl.images import ImageDataset
+
+    split = read_split(prepared, "test")
+    if not np.array_equal(split.labels, labels):
+        raise RuntimeError(
+            f"{prepared}: the prepared test table and the embeddings disagree: re-run the pipeline"
+        )
+    dataset = ImageDataset(split, transform)
+    cache: dict[int, np.ndarray] = {}
+
+    def image(i: int) -> np.ndarray:
+        if i not in cache:
+            cache[i] = dataset[i][0].permute(1, 2, 0).numpy()
+        return cache[i]
+
+    return image
+
+
+def _best_baseline(methods: list[str], metrics: Path) -> str | None:
+    """The baseline with the table's best R@1 (without SC): the comparison figure's."""
+    import json
+
+    scores = {
+        m: json.loads((metrics / f"{m}.json").read_text())["without_sc"]["recall@1"]
+        for m in methods
+        if not m.startswith("dscl_") and m != "vanilla"
+    }
+    return max(scores, key=lambda m: (scores[m], m)) if scores else None
+
+
+def write_galleries(
+    dataset: str,
+    methods: list[str],
+    *,
+    embeddings: Path,
+    metrics: Path,
+    labels: np.ndarray,
+    image,
+    plots: Path,
+    cfg: GalleryConfig,
+) -> None:
+    """``<plots>/retrieval_<method>.png`` for every method (the same seeded queries, then
+    the queries the method gets most wrong) and ``<plots>/retrieval.png`` (the vanilla
+    backbone, DSCL on the last layer and end to end, and the best baseline, side by side)."""
+    from dscl.metrics import l2_normalize
+
+    queries = choose_queries(labels, cfg.queries, cfg.seed)
+    embedded = {
+        m: l2_normalize(np.load(layout.embedding_file(embeddings / m)).astype(np.float32)) for m in methods
+    }
+    for method in methods:
+        emb = embedded[method]
+        rows = retrieval_rows(emb, labels, queries, cfg.k, image)
+        sections = {0: "seeded queries (the same for every method)"}
+        if cfg.worst:
+            _, ids = neighbours(emb, np.arange(len(labels)), cfg.k)
+            worst = worst_queries(labels, ids, cfg.worst, exclude=queries.tolist())
+            sections[len(rows)] = f"the queries it gets most wrong (lowest precision at {cfg.k})"
+            rows += retrieval_rows(emb, labels, worst, cfg.k, image)
+        title = f"{dataset}: {METHOD_NAMES[method]}: nearest test images (green: same class; query excluded)"
+        draw_gallery(rows, plots / f"retrieval_{method}.png", title, cfg.thumb, sections)
+    compared = [
+        m for m in ("vanilla", "dscl_last", "dscl_e2e", _best_baseline(methods, metrics)) if m in methods
+    ]
+    rows, columns = [], {}
+    for q in queries[: cfg.compare_queries]:
+        tiles = [Tile(image(int(q)), (f"query: {labels[q]}",), None)]
+        for m in compared:
+            columns.setdefault(len(tiles), METHOD_NAMES[m])
+            d, ids = neighbours(embedded[m], np.array([q]), cfg.compare_k)
+            tiles += [
+                Tile(image(int(j)), (str(labels[j]), f"d = {dist:.3f}"), bool(labels[j] == labels[q]))
+                for dist, j in zip(d[0], ids[0])
+            ]
+        rows.append(("", tiles))
+    title = f"{dataset}: the same test queries, {cfg.compare_k} nearest images per method (green: same class)"
+    draw_gallery(rows, plots / "retrieval.png", title, min(cfg.thumb, 64), columns=columns)
 
 
 def bootstrap_methods(
@@ -86,6 +171,9 @@ def write_report(
     ks: tuple[int, ...],
     tsne: TsneConfig,
     bootstrap: BootstrapConfig,
+    prepared: Path | None = None,
+    transform=None,
+    gallery: GalleryConfig | None = None,
 ) -> None:
     """``<table>.md`` and ``<table>.csv``, ``<table>_comparison.md`` and ``.csv``,
     ``<plots>/methods.png`` and ``<plots>/tsne_<method>.png`` of every method of ``methods``.
@@ -99,6 +187,9 @@ def write_report(
         and ``info.json``).
     evaluation : Path
         ``data/evaluation/<dataset>``: each method's per-query quantities (the bootstrap's).
+    prepared, transform :
+        The prepared dataset and its test-time decoding: with them, the retrieval
+        galleries (``retrieval_<method>.png``, ``retrieval.png``) and t-SNE thumbnails.
     """
     labels = np.load(embeddings / methods[0] / "test_labels.npy")
     intervals, differences = bootstrap_methods(methods, evaluation, labels, ks, bootstrap)
@@ -110,6 +201,7 @@ def write_report(
     write_text(comparison.with_suffix(".md"), render_comparison_markdown(dataset, columns, rows))
     write_text(comparison.with_suffix(".csv"), render_comparison_csv(columns, rows))
     plot_methods(dataset, methods, metrics, plots / "methods.png")
+    image = None if prepared is None else test_images(prepared, transform, labels)
     for method in methods:
         src = embeddings / method
         plot_tsne(
@@ -118,4 +210,16 @@ def write_report(
             f"{dataset}: {METHOD_NAMES[method]} (test, t-SNE)",
             plots / f"tsne_{method}.png",
             tsne,
+            image,
+        )
+    if image is not None:
+        write_galleries(
+            dataset,
+            methods,
+            embeddings=embeddings,
+            metrics=metrics,
+            labels=labels,
+            image=image,
+            plots=plots,
+            cfg=gallery or GalleryConfig(),
         )

@@ -1,8 +1,10 @@
-"""The report's figures: the methods compared, and t-SNE plots of the test embeddings."""
+"""The report's figures: the methods compared, and t-SNE plots of the test embeddings
+(with thumbnails of the images for datasets of images)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from dscl.config import TsneConfig
 from dscl.metrics import l2_normalize
 from dscl.report.tables import METHOD_NAMES, VARIANTS, metric_label
 
-__all__ = ["plot_methods", "plot_tsne"]
+__all__ = ["class_colors", "class_markers", "plot_methods", "plot_tsne"]
 
 
 def plot_methods(dataset: str, methods: list[str], metrics_dir: Path, out: Path) -> None:
@@ -49,7 +51,34 @@ def plot_methods(dataset: str, methods: list[str], metrics_dir: Path, out: Path)
     _save(fig, out)
 
 
-def plot_tsne(emb: np.ndarray, labels: np.ndarray, title: str, out: Path, cfg: TsneConfig) -> None:
+def class_colors(n: int) -> list:
+    """``n`` colours, distinct up to 60 (tab20, tab20b, tab20c), then repeated with another
+    marker (:func:`class_markers`): more than 20 classes never silently reuse a colour."""
+    import matplotlib
+
+    palette = [c for name in ("tab20", "tab20b", "tab20c") for c in matplotlib.colormaps[name].colors]
+    if n <= 10:
+        palette = list(matplotlib.colormaps["tab10"].colors)
+    return [palette[i % len(palette)] for i in range(n)]
+
+
+def class_markers(n: int) -> list[str]:
+    """A marker per class: circles for the first 60, then squares, triangles, ..."""
+    shapes = ("o", "s", "^", "D", "v", "P")
+    return [shapes[(i // 60) % len(shapes)] for i in range(n)]
+
+
+def plot_tsne(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    title: str,
+    out: Path,
+    cfg: TsneConfig,
+    image: Callable[[int], np.ndarray] | None = None,
+) -> None:
+    """The t-SNE of a test embedding, one colour per class; with ``image`` (test image
+    ``i`` for display), thumbnails framed in their class's colour at a seeded subsample of
+    ``cfg.thumbnails`` points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,7 +93,8 @@ def plot_tsne(emb: np.ndarray, labels: np.ndarray, title: str, out: Path, cfg: T
     if len(idx) > cfg.max_points:
         idx = np.sort(rng.choice(idx, cfg.max_points, replace=False))
     x = l2_normalize(emb[idx].astype(np.float64))
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    thumbs = image is not None and cfg.thumbnails > 0
+    fig, ax = plt.subplots(figsize=(8, 8) if thumbs else (5, 5), dpi=100)
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -83,10 +113,27 @@ def plot_tsne(emb: np.ndarray, labels: np.ndarray, title: str, out: Path, cfg: T
     # exact t-SNE for small sets (Barnes-Hut is for large ones and fails on tiny ones)
     method = "exact" if len(idx) <= 1000 else "barnes_hut"
     xy = TSNE(perplexity=perplexity, init="pca", method=method, random_state=cfg.seed).fit_transform(x)
-    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
+    colors, markers = class_colors(len(classes)), class_markers(len(classes))
     for i, c in enumerate(classes):
         sel = labels[idx] == c
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, color=cmap(i % cmap.N), label=str(c))
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, color=colors[i], marker=markers[i], label=str(c))
+    if thumbs:
+        from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+        from dscl.report.gallery import thumbnail
+
+        color_of = dict(zip(classes.tolist(), colors))
+        shown = np.sort(rng.choice(len(idx), min(cfg.thumbnails, len(idx)), replace=False))
+        for j in shown:
+            thumb = np.asarray(thumbnail(image(int(idx[j])), 40))
+            box = AnnotationBbox(
+                OffsetImage(thumb, zoom=0.8),
+                xy[j],
+                frameon=True,
+                pad=0.15,
+                bboxprops={"edgecolor": color_of[int(labels[idx[j]])], "linewidth": 2},
+            )
+            ax.add_artist(box)
     if len(classes) <= 10:
         ax.legend(title="class", fontsize=7, markerscale=2, loc="best")
     _save(fig, out)

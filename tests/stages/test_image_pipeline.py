@@ -100,6 +100,8 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
                 f"data/embeddings/cub200/{method}",
                 "--out",
                 f"reports/metrics/cub200/{method}.json",
+                "--details",
+                f"data/evaluation/cub200/{method}",
             ]
         )
     # the saved end-to-end model
@@ -153,6 +155,10 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
             "reports/metrics/cub200",
             "--embeddings",
             "data/embeddings/cub200",
+            "--evaluation",
+            "data/evaluation/cub200",
+            "--prepared",
+            "data/prepared/cub200",
             "--table",
             "reports/tables/cub200",
             "--plots",

@@ -78,6 +78,8 @@ def evaluate_digits(method):
             f"data/embeddings/digits/{method}",
             "--out",
             f"reports/metrics/digits/{method}.json",
+            "--details",
+            f"data/evaluation/digits/{method}",
         ]
     )
 
@@ -93,6 +95,8 @@ REPORT_ARGS = {
     "--dataset": "digits",
     "--metrics": "reports/metrics/digits",
     "--embeddings": "data/embeddings/digits",
+    "--evaluation": "data/evaluation/digits",
+    "--prepared": "data/prepared/digits",
     "--table": "reports/tables/digits",
     "--plots": "reports/plots/digits",
 }
@@ -185,8 +189,25 @@ def test_train_embed_evaluate_report_every_method(workdir):
     assert len((root / "reports/tables/digits.csv").read_text().splitlines()) == 1 + 2 * len(METHODS)
     assert (root / "reports/plots/digits/methods.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for method in METHODS:
-        png = root / f"reports/plots/digits/tsne_{method}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for name in (f"tsne_{method}", f"retrieval_{method}"):
+            png = root / f"reports/plots/digits/{name}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the galleries: one size for every method (the same 8 + 4 rows of 1 + 8 images), and
+    # the seeded queries (the first column) identical in every method's figure
+    from PIL import Image
+
+    figures = [np.asarray(Image.open(root / f"reports/plots/digits/retrieval_{m}.png")) for m in METHODS]
+    assert len({f.shape for f in figures}) == 1
+    query_column = [f[:, 120:205] for f in figures]  # the label column, then the queries
+    seeded = slice(0, 30 + 22 + 8 * 110)  # the title, the heading, the 8 seeded rows
+    assert all(np.array_equal(q[seeded], query_column[0][seeded]) for q in query_column)
+    assert (root / "reports/plots/digits/retrieval.png").is_file()
+    comparison = (root / "reports/tables/digits_comparison.md").read_text()
+    assert "| Ours (last layer) | Triplet s.h. (last layer) | without SC |" in comparison
+    assert "| Ours (end-to-end) | NMI-based (end-to-end) | with SC |" in comparison
+    assert "95% interval of the paired difference" in comparison
+    cells = table.split("| Ours (last layer) (without SC) | measured |")[1].split("\n")[0]
+    assert cells.count("[") == 7  # an interval on each of the 7 figures
 
 
 def test_last_layer_training_lowers_the_loss_and_resumes(workdir):

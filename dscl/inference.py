@@ -1,0 +1,297 @@
+"""A trained model as a library object: embed photographs, search a gallery, cluster.
+
+:class:`TrainedModel` loads a model file written by the train stage (``models/<dataset>-
+<method>/model.pt``, or fetched with ``dvc artifacts get``) with everything needed to use
+it on new images: the backbone (its pretrained weights where the model did not train
+it), the learned layer, the decoding of the images (resize, centre crop) and the
+l2-normalisation its objective measured. The file is data: it is read with
+``torch.load(..., weights_only=True)``, so a crafted file runs no code.
+
+Examples
+--------
+>>> model = TrainedModel.load("models/cub200_mini-dscl_e2e/model.pt")  # doctest: +SKIP
+>>> gallery = model.embed(["birds/a.jpg", "birds/b.jpg", "birds/c.jpg"])  # (3, d)
+>>> distances, ids = search(gallery, model.embed(["query.jpg"]), k=2)  # (1, 2) each
+>>> clusters = cluster(gallery, 2)  # Algorithm 2 of the paper, then k-means
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+from tqdm import tqdm
+
+from dscl.backbones import build_backbone, get_backbone
+from dscl.device import resolve_device
+from dscl.embedding import ModelFileError, load_model
+from dscl.images import ImageTransform, transform_for
+from dscl.metrics import l2_normalize
+from dscl.training.model import EmbeddingNet
+
+__all__ = ["IMAGE_SUFFIXES", "ImageError", "TrainedModel", "cluster", "describe", "image_paths", "search"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class ImageError(ValueError):
+    """A file that is not a readable image (or a folder with none)."""
+
+
+def image_paths(sources: Iterable[str | Path]) -> list[Path]:
+    """The image files named by ``sources``: files, folders (their image files, recursively,
+    sorted) or CSV files of paths (the first column; a header ``path`` is skipped)."""
+    out: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted(
+                p
+                for p in source.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(source).parts)  # hidden
+            )
+            if not found:
+                raise ImageError(f"{source} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            out += found
+        elif source.suffix.lower() == ".csv":
+            with open(source, newline="") as fh:
+                rows = [r[0] for r in csv.reader(fh) if r and r[0].strip()]
+            rows = rows[1:] if rows and rows[0].strip().lower() == "path" else rows
+            out += [Path(r) if Path(r).is_absolute() else source.parent / r for r in rows]
+        elif source.is_file():
+            out.append(source)
+        else:
+            raise ImageError(f"{source} does not exist")
+    if not out:
+        raise ImageError("no images given")
+    return out
+
+
+@dataclass
+class TrainedModel:
+    """A model of this project, ready to embed images.
+
+    Attributes
+    ----------
+    record : dict
+        What the train stage saved of it (dataset, method, step selected, ...).
+    network : nn.Module
+        uint8 images (m, c, h, w) -> embeddings (m, d).
+    transform : ImageTransform
+        Its decoding of a photograph (resize, centre crop).
+    device : torch.device
+    """
+
+    record: dict
+    network: nn.Module
+    transform: ImageTransform
+    device: torch.device
+    skipped: list[Path] = field(default_factory=list)  # files the last embed() left out
+    paths: list[Path] = field(default_factory=list)  # the files the last embed() embedded, in order
+
+    @classmethod
+    def load(
+        cls, path: str | Path, device: str = "auto", backbone_weights: str | None = None
+    ) -> TrainedModel:
+        """Load a model file; ``backbone_weights`` overrides the record's (``imagenet``, a
+        file) for the layers the model did not train. ModelFileError for a file that is not
+        one of this project's, or was written by an incompatible version."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"{path} does not exist")
+        record, state = load_model(path)
+        missing = [k for k in ("backbone", "resize", "crop", "learns") if k not in record]
+        if missing:
+            raise ModelFileError(
+                f"{path} lacks {missing} (written before they were recorded): re-run its train stage"
+            )
+        dev = resolve_device(device)
+        weights = backbone_weights or record.get("backbone_weights", "imagenet")
+        learns = record["learns"]
+        if learns == "all_layers":
+            model = EmbeddingNet.build(
+                build_backbone(record["backbone"], "none"),
+                record["feature_dim"],
+                record["embedding_dim"],
+                class_ids=torch.empty_like(state["class_ids"]),
+                classifier="classifier.weight" in state,
+            )
+            model.load_state_dict(state)
+            network = model.backbone if record.get("embedding") == "pooled" else model
+        else:
+            backbone = build_backbone(record["backbone"], weights)
+            if learns == "last_layer":
+                head = nn.Linear(record["feature_dim"], record["embedding_dim"])
+                head.load_state_dict(state)
+                network = nn.Sequential(backbone, head)
+            else:
+                network = backbone
+        network = network.to(dev).eval()
+        transform = transform_for(record["backbone"], record["resize"], record["crop"])
+        return cls(record, network, transform, dev)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(
+            self.record["feature_dim"] if self.record["learns"] == "nothing" else self.record["embedding_dim"]
+        )
+
+    def _decode(self, path: Path) -> torch.Tensor:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return self.transform(img, False, None)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"{path} is not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+    @torch.no_grad()
+    def embed(
+        self,
+        images: Sequence[str | Path] | np.ndarray | torch.Tensor,
+        batch_size: int = 32,
+        skip_bad: bool = False,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Embeddings (n, d), float32, in the order of ``images``.
+
+        Parameters
+        ----------
+        images : paths (files, folders, CSV files of paths; see :func:`image_paths`), or
+            decoded images: uint8 (n, h, w, 3) array or (n, 3, h, w) tensor, already
+            resized and cropped as :attr:`transform` does.
+        batch_size : int
+        skip_bad : bool
+            Leave out files that do not decode (listed in :attr:`skipped`) instead of
+            raising ImageError.
+        progress : bool
+            A progress bar.
+        """
+        self.skipped = []
+        if isinstance(images, np.ndarray | torch.Tensor):
+            x = torch.as_tensor(images)
+            if x.ndim != 4 or x.dtype != torch.uint8:
+                raise ImageError(
+                    f"expected uint8 images (n, h, w, c) or (n, c, h, w), got {tuple(x.shape)} {x.dtype}"
+                )
+            if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+                x = x.permute(0, 3, 1, 2)
+            batches: Iterable[torch.Tensor] = torch.split(x.contiguous(), batch_size)
+            return self._run(batches, progress, len(x))
+        paths = image_paths(images)
+        kept: list[Path] = []
+
+        def batches() -> Iterable[torch.Tensor]:
+            """Decode and yield one batch at a time (the progress bar counts both)."""
+            for start in range(0, len(paths), batch_size):
+                tensors = []
+                for p in paths[start : start + batch_size]:
+                    try:
+                        tensors.append(self._decode(p))
+                        kept.append(p)
+                    except ImageError:
+                        if not skip_bad:
+                            raise
+                        self.skipped.append(p)
+                if tensors:
+                    yield torch.stack(tensors)
+
+        emb = self._run(batches(), progress, len(paths))
+        self.paths = kept
+        return emb
+
+    def _run(self, batches: Iterable[torch.Tensor], progress: bool, n: int) -> np.ndarray:
+        out = []
+        bar = tqdm(total=n, desc="embed", unit="image", disable=not progress)
+        try:
+            for x in batches:
+                out.append(self.network(x.to(self.device)).float().cpu())
+                bar.update(len(x))
+        finally:
+            bar.close()  # ends the bar's line: an error starts on its own
+        if not out:
+            raise ImageError("none of the images could be read")
+        emb = torch.cat(out)
+        if self.record.get("normalized"):  # its objective measured l2-normalised embeddings
+            emb = l2_normalize(emb)
+        return emb.numpy().astype(np.float32)
+
+    def describe(self) -> dict:
+        """What ``dscl info`` prints (:func:`describe`)."""
+        return describe(self.record)
+
+
+def describe(record: dict) -> dict:
+    """A model record in brief: dataset, method, step selected, sizes, backbone, input,
+    the validation scores stored with it."""
+    r = record
+    spec = get_backbone(r["backbone"])
+    learns = r["learns"]
+    return {
+        "dataset": r.get("dataset"),
+        "method": r.get("method"),
+        "learns": r["learns"],
+        "selected_step": r.get("selected_step"),
+        "iterations": r.get("iterations"),
+        "selected_on": r.get("selected_on"),
+        "embedding_dim": int(r["feature_dim"] if learns == "nothing" else r["embedding_dim"]),
+        "normalized": bool(r.get("normalized")),
+        "backbone": r["backbone"],
+        "backbone_weights": r.get("backbone_weights"),
+        "input": (
+            f"{spec.image_mode}, resized to {r['resize']}, centre crop {r['crop']}"
+            if spec.has_parameters
+            else f"{spec.image_mode}, at its own size (the pixels are the feature)"
+        ),
+        "trained_classes": r.get("trained_classes"),
+        "validation_scores": r.get("selected_scores"),
+        "seed": r.get("seed", 0),
+    }
+
+
+def search(gallery: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool = False):
+    """The ``k`` nearest gallery rows of each query (exact, squared Euclidean, faiss'
+    flat index as the evaluation uses). ``exclude_self``: the queries are the gallery's
+    own rows, in order, and a row is not its own neighbour.
+
+    Returns
+    -------
+    ``(distances, ids)``, each (q, k): Euclidean distances (ascending) and gallery rows.
+    """
+    import faiss
+
+    g = np.ascontiguousarray(gallery, dtype=np.float32)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    limit = len(g) - (1 if exclude_self else 0)
+    if not 1 <= k <= limit:
+        raise ValueError(f"k must be in [1, {limit}] (the gallery has {len(g)} images), got {k}")
+    if g.ndim != 2 or q.ndim != 2 or g.shape[1] != q.shape[1]:
+        raise ValueError(f"gallery (n, d) and queries (q, d) must share d, got {g.shape} and {q.shape}")
+    index = faiss.IndexFlatL2(g.shape[1])
+    index.add(g)
+    d2, ids = index.search(q, k + (1 if exclude_self else 0))
+    if exclude_self:  # drop each query's own row (wherever ties put it)
+        keep = ids != np.arange(len(q))[:, None]
+        d2 = np.stack([row[m][:k] for row, m in zip(d2, keep)])
+        ids = np.stack([row[m][:k] for row, m in zip(ids, keep)])
+    return np.sqrt(np.clip(d2, 0, None)), ids
+
+
+def cluster(embeddings: np.ndarray, k: int, spectral: bool = True, seed: int = 0) -> np.ndarray:
+    """Cluster ids (n,) of ``embeddings`` into ``k`` groups: Algorithm 2 of the paper
+    (spectral: mean-centre, left singular vectors, l2-normalised rows) then k-means, or
+    k-means on the l2-normalised embeddings (``spectral=False``), as the evaluation does."""
+    from dscl.kmeans import kmeans
+    from dscl.spectral import spectral_embedding
+
+    x = np.asarray(embeddings, dtype=np.float32)
+    if not 1 <= k <= len(x):
+        raise ValueError(f"k must be in [1, {len(x)}] (the number of images), got {k}")
+    rep = spectral_embedding(x) if spectral else l2_normalize(x)
+    return np.asarray(kmeans(rep, k, seed=seed), dtype=np.int64)
