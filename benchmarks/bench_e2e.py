@@ -7,9 +7,11 @@ iteration at n = 1260 on a P100. Run on a GPU:
 on a CPU a smaller n gives the per-image cost.
 
 ``--decode`` times whole iterations of the train stage's loop instead (``train_on_images``
-fed by ``BatchDecoder``): n JPEGs of CUB-like sizes decoded, resized and randomly cropped
-by ``--workers`` threads every iteration, side by side with and without prefetching
-(the next batch decoded while this one is learned), at the first chunk size.
+fed by the decoder of ``features.image.decode``): n JPEGs of CUB-like sizes decoded, resized
+and randomly cropped every iteration, side by side for each decoder of ``--decoders``
+(``cpu``: Pillow in ``--workers`` threads; ``gpu``: nvJPEG and the resize on the device;
+``tensor-cpu``: the GPU path's code on the CPU, a dry run) and with and without
+prefetching (the next batch decoded while this one is learned), at the first chunk size.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import nn
 from dscl.backbones import build_backbone
 from dscl.datasets.prepared import Split
 from dscl.device import resolve_device
-from dscl.images import BatchDecoder, ImageTransform
+from dscl.images import BatchDecoder, ImageTransform, TensorDecoder
 from dscl.objectives import make_objective
 from dscl.training import EmbeddingNet, OptimizerConfig, chunked_step, train_on_images
 
@@ -45,12 +47,18 @@ def time_training_loop(args, device: torch.device) -> None:
             f"{args.size}px crops, chunk={args.chunk_sizes[0]} amp={args.amp} "
             f"decoding threads={args.workers}"
         )
-        print(f"{'prefetch':>9} {'s / iteration':>14} {'images / s':>11}")
-        for prefetch in (False, True):
+        print(f"{'decoder':>10} {'prefetch':>9} {'s / iteration':>14} {'images / s':>11}")
+        runs = [(d, p) for d in args.decoders for p in (False, True)]
+        for name, prefetch in runs:
             backbone = build_backbone(args.backbone, "none")
             model = EmbeddingNet(backbone, nn.Linear(backbone.feature_dim, args.classes))
             stamps = []
-            decoder = BatchDecoder(split, transform, args.workers, pin_memory=device.type == "cuda")
+            if name == "cpu":
+                decoder = BatchDecoder(split, transform, args.workers, pin_memory=device.type == "cuda")
+            else:
+                decoder = TensorDecoder(
+                    split, transform, args.workers, device if name == "gpu" else torch.device("cpu")
+                )
             try:
                 train_on_images(
                     model,
@@ -70,7 +78,7 @@ def time_training_loop(args, device: torch.device) -> None:
             finally:
                 decoder.close()
             t = float(np.median(np.diff(stamps)))  # the first iteration (warm-up) excluded
-            print(f"{prefetch!s:>9} {t:>14.2f} {args.n / t:>11.1f}")
+            print(f"{name:>10} {prefetch!s:>9} {t:>14.2f} {args.n / t:>11.1f}")
 
 
 def main() -> None:
@@ -89,8 +97,16 @@ def main() -> None:
         help="time the training loop on JPEGs, decoding included (with and without prefetch)",
     )
     parser.add_argument("--workers", type=int, default=2, help="decoding threads (with --decode)")
+    parser.add_argument(
+        "--decoders",
+        nargs="+",
+        choices=["cpu", "gpu", "tensor-cpu"],
+        help="with --decode (default: cpu, and gpu on CUDA)",
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.decoders is None:
+        args.decoders = ["cpu", "gpu"] if device.type == "cuda" else ["cpu"]
     if args.decode:
         time_training_loop(args, device)
         return

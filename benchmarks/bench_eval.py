@@ -8,6 +8,10 @@ each step timed. Run: ``python benchmarks/bench_eval.py``.
 faiss stops k-means early at a fixed point (the objective no longer improves), which
 clustered data can reach in a few iterations; ``--all-iterations`` runs all 20 (the
 worst case).
+
+``--bootstrap B`` (default 1000) also times the report's 95% intervals: B resamples of the
+test classes from the per-query quantities of the one search above (dscl.bootstrap),
+printed beside the search's own time.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import time
 import numpy as np
 import torch
 
+from dscl.bootstrap import class_resamples, interval, resampled_scores
 from dscl.kmeans import kmeans
-from dscl.metrics import l2_normalize, nmi, retrieval_scores
+from dscl.metrics import l2_normalize, nmi, retrieval_details, scores_from_details
 from dscl.spectral import spectral_embedding
 
 LABELS = {"map@r": "MAP@R", "r_precision": "RP"}
@@ -56,6 +61,7 @@ def main() -> None:
         default="auto",
         help="faiss, or the torch k-means (the GPU path without faiss-gpu)",
     )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="class resamples (0: none)")
     args = parser.parse_args()
     x, y = synthetic(args.n, args.dim, args.classes, args.noise, seed=0, data=args.data)
     x = torch.from_numpy(x).to(args.device)
@@ -79,7 +85,8 @@ def main() -> None:
         t2 = time.perf_counter()
         score = nmi(y, assign)
         t3 = time.perf_counter()
-        ret = retrieval_scores(rep, y, args.ks)
+        details = retrieval_details(rep, y, max(args.ks))
+        ret = scores_from_details(details, args.ks)
         t4 = time.perf_counter()
         print(
             f"{variant:>10}: NMI {100 * score:.2f}  "
@@ -89,6 +96,17 @@ def main() -> None:
             f"{'':>10}  representation {t1 - t0:.1f} s | k-means {t2 - t1:.1f} s | "
             f"NMI {t3 - t2:.2f} s | Recall@K, MAP@R, RP {t4 - t3:.1f} s"
         )
+        if args.bootstrap:
+            t5 = time.perf_counter()
+            weights = class_resamples(y, args.bootstrap, seed=0)
+            resampled = resampled_scores(y, {**details, "assignment": np.asarray(assign)}, weights, args.ks)
+            t6 = time.perf_counter()
+            r1 = interval(resampled[f"recall@{args.ks[0]}"])
+            print(
+                f"{'':>10}  bootstrap of {args.bootstrap} class resamples {t6 - t5:.2f} s "
+                f"({(t6 - t5) / (t4 - t3):.2f} x the search); R@{args.ks[0]} 95% interval "
+                f"[{100 * r1.low:.2f}, {100 * r1.high:.2f}]"
+            )
     elapsed = time.perf_counter() - total
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     on_gpu = torch.device(args.device).type == "cuda"

@@ -1,9 +1,12 @@
 """Feature-extraction throughput (images/s) on synthetic JPEGs of CUB-like sizes.
 
 Writes random JPEGs (about 500 x 375, CUB-200-2011's typical size) to a temporary
-folder, then times, side by side in one run: decoding alone (resize 256, crop 227, the
-DataLoader with worker processes) and decoding + the frozen backbone (bfloat16 autocast
-and pinned memory on CUDA). Run: ``python benchmarks/bench_features.py``.
+folder, then times, side by side in one run, for each decoder of ``--decoders``:
+decoding alone (resize 256, crop 227) and decoding + the frozen backbone (bfloat16
+autocast and pinned memory on CUDA), as the features stage runs it
+(:func:`dscl.images.embed_dataset`). ``cpu``: Pillow in a DataLoader's worker processes;
+``gpu``: nvJPEG, resize and crop on the device; ``tensor-cpu``: the GPU path's code on the
+CPU (a dry run). Run: ``python benchmarks/bench_features.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from PIL import Image
 from dscl.backbones import build_backbone
 from dscl.datasets.prepared import Split
 from dscl.device import resolve_device
-from dscl.images import ImageDataset, ImageTransform, make_loader
+from dscl.images import ImageDataset, ImageTransform, TensorDecoder, embed_dataset, make_loader
 
 
 def write_jpegs(folder: Path, count: int, seed: int = 0) -> Split:
@@ -43,36 +46,67 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--decoders", nargs="+", choices=["cpu", "gpu", "tensor-cpu"], help="default: cpu, and gpu on CUDA"
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
+    decoders = args.decoders or (["cpu", "gpu"] if device.type == "cuda" else ["cpu"])
     transform = ImageTransform(resize=256, crop=227)
-    with tempfile.TemporaryDirectory() as tmp:
-        split = write_jpegs(Path(tmp), args.images)
-        loader = make_loader(
-            ImageDataset(split, transform), args.batch_size, args.workers, pin_memory=device.type == "cuda"
-        )
-        t0 = time.perf_counter()
-        for _ in loader:
-            pass
-        decode = args.images / (time.perf_counter() - t0)
-        model = build_backbone(args.backbone, "none").to(device).eval()
-        amp = device.type == "cuda"
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            model(next(iter(loader))[0].to(device))  # warm-up
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for x, _ in loader:
-                model(x.to(device, non_blocking=True))
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        total = args.images / (time.perf_counter() - t0)
     print(
         f"device={device} threads={torch.get_num_threads()} workers={args.workers} "
         f"backbone={args.backbone} images={args.images} batch={args.batch_size}"
     )
-    print(f"decode + resize + crop only : {decode:8.1f} images/s")
-    print(f"decode + {args.backbone:<17}: {total:8.1f} images/s")
+    print(f"{'decoder':>10} {'decode only':>14} {'decode + ' + args.backbone:>22}   (images/s)")
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        split = write_jpegs(Path(tmp), args.images)
+        dataset = ImageDataset(split, transform)
+        model = build_backbone(args.backbone, "none").to(device).eval()
+        amp = device.type == "cuda"
+        for name in decoders:
+            on = device if name == "gpu" else torch.device("cpu")
+            t0 = time.perf_counter()
+            if name == "cpu":
+                for _ in make_loader(dataset, args.batch_size, args.workers, pin_memory=amp):
+                    pass
+            else:
+                decoder = TensorDecoder(split, transform, args.workers, on)
+                for start in range(0, args.images, args.batch_size):
+                    idx = np.arange(start, min(start + args.batch_size, args.images))
+                    decoder(idx, np.zeros(len(idx), bool), 0)
+                if on.type == "cuda":
+                    torch.cuda.synchronize()
+                decoder.close()
+            decode = args.images / (time.perf_counter() - t0)
+            decode_mode = "cpu" if name == "cpu" else "gpu"
+            if name == "tensor-cpu":  # the GPU path's code, run on the CPU
+                import dscl.images as images
+
+                images_gpu_decoding = images.gpu_decoding
+                images.gpu_decoding = lambda *a: True
+            embed_dataset(
+                model,
+                ImageDataset(split, transform, indices=np.arange(args.batch_size)),
+                args.batch_size,
+                args.workers,
+                device,
+                amp,
+                "warm-up",
+                decode=decode_mode,
+            )
+            t0 = time.perf_counter()
+            embed_dataset(
+                model, dataset, args.batch_size, args.workers, device, amp, name, decode=decode_mode
+            )
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            total = args.images / (time.perf_counter() - t0)
+            if name == "tensor-cpu":
+                images.gpu_decoding = images_gpu_decoding
+            rates[name] = total
+            print(f"{name:>10} {decode:>14.1f} {total:>22.1f}")
+    total = max(rates.values())
     cub = 2 * 5864 + 5924  # train (original and mirrored) + test
     print(f"features@cub200 ({cub:,} images) at this rate: {cub / total / 60:.1f} min")
 

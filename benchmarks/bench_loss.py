@@ -5,6 +5,11 @@
 
 All three are timed side by side in one run, on the same inputs; the printed ratios are
 baseline time / this implementation's time. Run: ``python benchmarks/bench_loss.py``.
+
+``--objectives`` then times every batch objective's ``loss_and_gradient`` (what the chunked
+end-to-end update computes once per iteration) on the same batch, side by side with
+DSCL's: the NMI-based facility location is the costly one (a greedy search over the batch
+with a clustering score per candidate, then PAM sweeps).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 import torch
 
 from dscl.loss import dscl_loss
+from dscl.objectives import OBJECTIVES, make_objective
 
 
 def onehot_c(labels: torch.Tensor, dtype) -> torch.Tensor:
@@ -69,6 +75,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--objectives", action="store_true", help="also every objective's loss and gradient at the first d"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
@@ -89,6 +98,28 @@ def main() -> None:
             f"{d:>5} {t_ours * 1e3:>9.2f} {t_a * 1e3:>21.2f} {t_b * 1e3:>17.2f}"
             f" {t_a / t_ours:>7.1f} {t_b / t_ours:>7.1f} {err:>12.1e}"
         )
+    if args.objectives:
+        objectives_side_by_side(args, device)
+
+
+def objectives_side_by_side(args, device) -> None:
+    """Each objective's loss_and_gradient on one batch, against DSCL's (ratio = its time /
+    DSCL's); fewer repeats for the slow ones."""
+    gen = torch.Generator().manual_seed(1)
+    d = args.dims[0]
+    f = torch.randn(args.n, d, generator=gen).to(device)
+    labels = (torch.arange(args.n) % args.classes).to(device)
+    print(f"\nloss_and_gradient per objective: n={args.n} d={d} classes={args.classes}")
+    print(f"{'objective':>12} {'ms':>10} {'/ dscl':>8}")
+    times = {}
+    for name in OBJECTIVES:
+        objective = make_objective(name).bind(torch.unique(labels), d)
+        if objective.module is not None:
+            objective.module.to(device)
+        repeats = 3 if name == "facility" else args.repeats
+        times[name] = timeit(lambda x, y, o=objective: o.loss_and_gradient(x, y), f, labels, repeats)
+    for name, t in times.items():
+        print(f"{name:>12} {t * 1e3:>10.1f} {t / times['dscl']:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 The protocol of Tables 1-3 is class-disjoint: the test set is a draw of classes, not of
 images, so a resample draws the test classes with replacement (a class drawn twice counts
 as two classes) and keeps every image of each drawn class, as the metric-learning reality
-check (Musgrave et al. 2020) argues intervals should. What a resample changes is computed
+check (Musgrave et al. 2020) argues intervals should. Per-query quantities keep the
+neighbours each query has in the full test set, and the k-means partition is the full
+set's: the intervals are those of the test set's class sample given the trained model and
+the clustering (not of re-running k-means). What a resample changes is computed
 from quantities saved once by the evaluation (:func:`dscl.metrics.evaluate_embedding` with
 ``return_details``), without searching neighbours or running k-means again:
 
@@ -11,8 +14,8 @@ from quantities saved once by the evaluation (:func:`dscl.metrics.evaluate_embed
   test set), summed per class: a resample's score is ``(W @ sums) / (W @ counts)`` with W
   the (resamples x classes) multiplicities;
 * NMI: the (classes x clusters) contingency of the k-means partition, its rows weighted by
-  W: the class and cluster entropies and the mutual information of every resample from
-  one sparse product.
+  W (a class drawn twice is one class with twice its images): the class and cluster
+  entropies and the mutual information of every resample from one sparse product.
 
 The bootstrap is percentile-based; a paired difference of two methods uses the same
 resamples for both, so what the classes share cancels. With several training runs (seeds),
@@ -46,32 +49,37 @@ def _xlogx(x: np.ndarray) -> np.ndarray:
 
 
 def _resampled_nmi(inverse: np.ndarray, assignment: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The NMI (arithmetic normalisation, as scikit-learn's) of every resample."""
+    """The NMI (arithmetic normalisation, as scikit-learn's) of every resample: each class's
+    row of the (classes x clusters) contingency weighted by how often it was drawn. A class
+    drawn twice stays one class with twice its images (two copies of a class could not be
+    told apart by any clustering, so counting them as two classes would bias NMI down)."""
     n_classes = weights.shape[1]
     _, clusters = np.unique(assignment, return_inverse=True)
     cont = sparse.csr_matrix(
         (np.ones(len(inverse)), (inverse, clusters)), shape=(n_classes, int(clusters.max()) + 1)
     )
+    cont.sum_duplicates()
     sizes = np.asarray(cont.sum(axis=1)).ravel()  # images per class
-    cont.data = cont.data.astype(np.float64)
     per_class = np.asarray(
         sparse.csr_matrix((_xlogx(cont.data), cont.indices, cont.indptr)).sum(axis=1)
     ).ravel()
+    w_log_w = _xlogx(weights)  # W log W, 0 where a class is not drawn
     n = weights @ sizes
     cols = sparse.csr_matrix(weights) @ cont  # (B, K) cluster sizes of each resample
     cols_xlogx = np.asarray(
         sparse.csr_matrix((_xlogx(cols.data), cols.indices, cols.indptr)).sum(axis=1)
     ).ravel()
+    # sums of x log x over the weighted cells and classes: sum_c W_c (A_c + N_c log W_c)
+    cells = weights @ per_class + w_log_w @ sizes
+    rows = weights @ _xlogx(sizes) + w_log_w @ sizes
     log_n = np.log(n)
-    h_y = log_n - (weights @ _xlogx(sizes)) / n
-    h_p = log_n - cols_xlogx / n
-    mi = np.clip(
-        (weights @ per_class) / n - (weights @ _xlogx(sizes)) / n - cols_xlogx / n + log_n, 0.0, None
-    )
-    # a resample always has C >= 2 classes (copies count); one cluster: MI = 0, NMI 0
-    mi = np.where(np.diff(cols.indptr) == 1, 0.0, mi)
+    h_y, h_p = log_n - rows / n, log_n - cols_xlogx / n
+    mi = np.clip((cells - rows - cols_xlogx) / n + log_n, 0.0, None)
+    single = ((weights > 0).sum(1) == 1) | (np.diff(cols.indptr) == 1)  # one class or one cluster
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mi == 0, 0.0, mi / ((h_y + h_p) / 2))
+        out = np.where(single | (mi == 0), 0.0, mi / ((h_y + h_p) / 2))
+    both = ((weights > 0).sum(1) == 1) & (np.diff(cols.indptr) == 1)
+    return np.where(both, 1.0, out)
 
 
 def resampled_scores(

@@ -21,7 +21,7 @@ from dscl.metrics import l2_normalize
 from dscl.training.fit import MODEL_FORMAT
 from dscl.training.model import EmbeddingNet
 
-__all__ = ["ModelFileError", "embed_test", "load_model"]
+__all__ = ["ModelFileError", "embed_test", "load_model", "trained_network"]
 
 
 class ModelFileError(ValueError):
@@ -50,6 +50,21 @@ def load_model(path: Path) -> tuple[dict, dict | None]:
     return saved["record"], saved["state_dict"]
 
 
+def trained_network(record: dict, state: dict) -> nn.Module:
+    """The network of a model that trained all layers, images (m, c, h, w) -> embeddings:
+    the :class:`~dscl.training.model.EmbeddingNet`, or its backbone alone for the softmax
+    baseline's fine-tuned pooled feature (Section 4.2; ``embedding: pooled``)."""
+    model = EmbeddingNet.build(
+        build_backbone(record["backbone"], "none"),
+        record["feature_dim"],
+        record["embedding_dim"],
+        class_ids=torch.empty_like(state["class_ids"]),
+        classifier="classifier.weight" in state,
+    )
+    model.load_state_dict(state)
+    return model.backbone if record.get("embedding") == "pooled" else model
+
+
 def embed_test(
     record: dict,
     state: dict | None,
@@ -74,14 +89,7 @@ def embed_test(
         with torch.no_grad():
             emb = torch.cat([head(c) for c in torch.split(feats, batch_size)]).numpy()
     else:  # all layers were trained: run the test images through the network
-        model = EmbeddingNet.build(
-            build_backbone(record["backbone"], "none"),
-            record["feature_dim"],
-            record["embedding_dim"],
-            class_ids=torch.empty_like(state["class_ids"]),
-            classifier="classifier.weight" in state,
-        )
-        model.load_state_dict(state)
+        net = trained_network(record, state)
         split = read_split(prepared, "test")
         if not np.array_equal(split.labels, np.load(features / "test_labels.npy")):
             raise RuntimeError("the prepared test table and the cached features disagree: re-run features")
@@ -91,8 +99,6 @@ def embed_test(
                 f"configuration names {feat.backbone!r}: re-run train"
             )
         dataset = ImageDataset(split, transform_for(feat.backbone, feat.resize, feat.crop))
-        # softmax: the fine-tuned pooled feature by default (Section 4.2), or the scores
-        net = model.backbone if record.get("embedding") == "pooled" else model
         emb = embed_dataset(
             net.to(device),
             dataset,

@@ -30,10 +30,9 @@ from tqdm import tqdm
 
 from dscl.backbones import build_backbone, get_backbone
 from dscl.device import resolve_device
-from dscl.embedding import ModelFileError, load_model
+from dscl.embedding import ModelFileError, load_model, trained_network
 from dscl.images import ImageTransform, transform_for
 from dscl.metrics import l2_normalize
-from dscl.training.model import EmbeddingNet
 
 __all__ = ["IMAGE_SUFFIXES", "ImageError", "TrainedModel", "cluster", "describe", "image_paths", "search"]
 
@@ -116,15 +115,7 @@ class TrainedModel:
         weights = backbone_weights or record.get("backbone_weights", "imagenet")
         learns = record["learns"]
         if learns == "all_layers":
-            model = EmbeddingNet.build(
-                build_backbone(record["backbone"], "none"),
-                record["feature_dim"],
-                record["embedding_dim"],
-                class_ids=torch.empty_like(state["class_ids"]),
-                classifier="classifier.weight" in state,
-            )
-            model.load_state_dict(state)
-            network = model.backbone if record.get("embedding") == "pooled" else model
+            network = trained_network(record, state)
         else:
             backbone = build_backbone(record["backbone"], weights)
             if learns == "last_layer":

@@ -110,8 +110,9 @@ def plot_tsne(
         _save(fig, out)
         return
     perplexity = min(cfg.perplexity, (len(idx) - 1) / 3)
-    # exact t-SNE for small sets (Barnes-Hut is for large ones and fails on tiny ones)
-    method = "exact" if len(idx) <= 1000 else "barnes_hut"
+    # exact t-SNE for tiny sets only (Barnes-Hut fails on them); Barnes-Hut from a few
+    # hundred points, where exact t-SNE's O(n^2) iterations cost ten seconds and more
+    method = "exact" if len(idx) <= 300 else "barnes_hut"
     xy = TSNE(perplexity=perplexity, init="pca", method=method, random_state=cfg.seed).fit_transform(x)
     colors, markers = class_colors(len(classes)), class_markers(len(classes))
     for i, c in enumerate(classes):

@@ -26,6 +26,7 @@ __all__ = [
     "render_csv",
     "render_markdown",
     "selected_step",
+    "table_head",
 ]
 
 METHOD_NAMES = {name: method.title for name, method in METHODS.items()}
@@ -120,14 +121,14 @@ def _ci(ci: tuple[float, float] | None, signed: bool = False) -> str:
     return f" [{f.format(ci[0])}, {f.format(ci[1])}]"
 
 
+def table_head(title: str, head: list[str]) -> list[str]:
+    """The first lines of a Markdown table: its title, the header row and the rule."""
+    return [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+
 def render_markdown(dataset: str, columns, rows) -> str:
     head = ["Method", "Source", "Step"] + [metric_label(c) for c in columns]
-    lines = [
-        f"# {dataset}: NMI, Recall@K, MAP@R and R-Precision (%)",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
+    lines = table_head(f"{dataset}: NMI, Recall@K, MAP@R and R-Precision (%)", head)
     for label, source, step, values, stds, cis in rows:
         cells = [
             "—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}") for v in values
@@ -208,12 +209,7 @@ def build_comparison(methods: list[str], metrics_dir: Path, ks: tuple[int, ...],
 
 def render_comparison_markdown(dataset: str, columns, rows) -> str:
     head = ["DSCL", "minus", "Variant"] + [metric_label(c) for c in columns]
-    lines = [
-        f"# {dataset}: DSCL minus each baseline (percentage points)",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
+    lines = table_head(f"{dataset}: DSCL minus each baseline (percentage points)", head)
     for ours, baseline, variant, values, cis in rows:
         cells = []
         for v, ci in zip(values, cis):

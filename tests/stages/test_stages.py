@@ -430,3 +430,29 @@ def test_a_model_file_is_data_not_code(workdir, tmp_path):
     torch.save({"record": {"kind": "head"}, "state_dict": {}}, old)
     with pytest.raises(ModelFileError, match=r"incompatible version \(model format None"):
         load_model(old)
+
+
+def test_the_dimension_ablation_retrains_at_each_d(workdir):
+    from stages import ablation
+
+    params = small_params()
+    params["ablation"] = {"digits": {"methods": ["dscl_last", "triplet_last"], "dims": [2, 6]}}
+    root = workdir(params)
+    run_until_features(root)
+    args = ["--dataset", "digits", "--prepared", "data/prepared/digits", "--features", "data/features/digits"]
+    ablation.main([*args, "--table", "reports/tables/digits_ablation"])
+    table = (root / "reports/tables/digits_ablation.md").read_text()
+    rows = [r for r in table.splitlines() if r.startswith("| Ours") or r.startswith("| Triplet")]
+    assert len(rows) == 2 * 2 * 2  # methods x dims x variants
+    assert "| Ours (last layer) | 6 | without SC |" in table and table.count("[") >= 7 * len(rows)
+    csv_rows = (root / "reports/tables/digits_ablation.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("method,dim,variant,steps,nmi mean,nmi low,nmi high") and len(csv_rows) == 9
+    params["ablation"]["digits"]["methods"] = ["dscl_e2e"]
+    workdir(params)
+    with pytest.raises(ValueError, match="does not learn the last layer alone"):
+        ablation.main([*args, "--table", "reports/tables/x"])
+    params["ablation"]["digits"] = {"methods": ["dscl_last"], "dims": [0]}
+    workdir(params)
+    with pytest.raises(ParamsError, match="dims must list dimensions >= 1"):
+        ablation.main([*args, "--table", "reports/tables/x"])
+    assert not (root / "reports/tables/x.md").exists()

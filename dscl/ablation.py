@@ -1,0 +1,138 @@
+"""The embedding-dimension ablation the paper invites: it sets d = k (the number of
+training classes) without testing another d; Song et al. (2016) report that d matters
+little. Each listed last-layer method is trained again at each listed d, with its own
+settings otherwise (seeds, validation-selected step), and evaluated with intervals over
+the test classes (the report's bootstrap, the same class resamples for every row).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from dscl.bootstrap import class_resamples, interval, resampled_scores
+from dscl.config import Config
+from dscl.embedding import embed_test
+from dscl.metrics import evaluate_embedding
+from dscl.report.tables import METHOD_NAMES, RETRIEVAL, metric_label, table_head
+
+__all__ = ["render_ablation", "run_ablation"]
+
+
+def run_ablation(
+    cfg: Config, dataset: str, methods: list[str], dims: list[int], *, prepared: Path, features: Path, device
+) -> list[dict]:
+    """One result per (method, d): ``{"method", "dim", "steps", "scores", "intervals"}``,
+    scores (percent, the mean over seeds) and intervals per variant and metric."""
+    from dscl.training.fit import train_method
+
+    ks = cfg.recall_ks(dataset)
+    km, boot = cfg.kmeans, cfg.report.bootstrap
+    labels = np.load(features / "test_labels.npy")
+    weights = class_resamples(labels, boot.resamples, boot.seed)
+    results = []
+    for name in methods:
+        method, settings = cfg.method(name, dataset)
+        if method.learns != "last_layer":
+            raise ValueError(
+                f"ablation: {name} does not learn the last layer alone (the ablation retrains those)"
+            )
+        for dim in dims:
+            with tempfile.TemporaryDirectory() as tmp:
+                runs = train_method(
+                    dataset=dataset,
+                    method=method,
+                    settings=dataclasses.replace(settings, embedding_dim=int(dim)),
+                    common=cfg.common,
+                    data=cfg.train_dataset(dataset),
+                    image=cfg.image,
+                    features_cfg=cfg.features(dataset),
+                    prepared=prepared,
+                    features=features,
+                    live=Path(tmp) / "live",
+                    checkpoint=Path(tmp) / "checkpoint",
+                    device=device,
+                )
+            evaluated = []
+            for run in runs:
+                emb = embed_test(
+                    run.record,
+                    run.state,
+                    features=features,
+                    prepared=prepared,
+                    feat=cfg.features(dataset),
+                    image=cfg.image,
+                    batch_size=cfg.embed.batch_size,
+                    device=device,
+                )
+                evaluated.append(
+                    evaluate_embedding(
+                        emb,
+                        labels,
+                        ks=ks,
+                        seed=km.seed,
+                        kmeans_niter=km.niter,
+                        kmeans_nredo=km.nredo,
+                        kmeans_backend=km.backend,
+                        return_details=True,
+                    )
+                )
+            scores, intervals = {}, {}
+            for variant in ("with_sc", "without_sc"):
+                per_run = [resampled_scores(labels, d[variant], weights, ks) for _, d in evaluated]
+                scores[variant] = {
+                    m: round(100 * float(np.mean([s[variant][m] for s, _ in evaluated])), 2)
+                    for m in per_run[0]
+                }
+                intervals[variant] = {
+                    m: interval(np.mean([r[m] for r in per_run], axis=0), boot.level) for m in per_run[0]
+                }
+            results.append(
+                {
+                    "method": name,
+                    "dim": int(dim),
+                    "steps": [r.record["selected_step"] for r in runs],
+                    "scores": scores,
+                    "intervals": intervals,
+                }
+            )
+    return results
+
+
+def render_ablation(dataset: str, results: list[dict], ks: tuple[int, ...]) -> tuple[str, str]:
+    """The ablation's Markdown and CSV tables (without SC and with SC rows)."""
+    columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
+    head = ["Method", "d", "Variant", "Steps"] + [metric_label(c) for c in columns]
+    md = table_head(f"{dataset}: the embedding dimension d (%)", head)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        ["method", "dim", "variant", "steps"] + [f"{c} {x}" for c in columns for x in ("mean", "low", "high")]
+    )
+    for r in results:
+        for variant, vname in (("without_sc", "without SC"), ("with_sc", "with SC")):
+            cells, row = [], []
+            for c in columns:
+                v, iv = r["scores"][variant][c], r["intervals"][variant][c]
+                cells.append(f"{v:.2f} [{100 * iv.low:.1f}, {100 * iv.high:.1f}]")
+                row += [v, round(100 * iv.low, 2), round(100 * iv.high, 2)]
+            steps = ", ".join(map(str, r["steps"]))
+            md.append(
+                "| " + " | ".join([METHOD_NAMES[r["method"]], str(r["dim"]), vname, steps, *cells]) + " |"
+            )
+            writer.writerow([r["method"], r["dim"], variant, steps, *row])
+    if not results:
+        md.append("| (no method listed in `ablation." + dataset + ".methods`) |" + " |" * (len(head) - 1))
+    md += [
+        "",
+        "Each row: the method retrained on the last layer with an embedding of d dimensions, "
+        "everything else as in its table row (seeds, validation-selected step); the mean "
+        "over seeds and the 95% interval over the test classes (report.bootstrap). The "
+        "paper's setting is d = the number of training classes.",
+    ]
+    return "\n".join(md) + "\n", buf.getvalue()

@@ -1,0 +1,50 @@
+"""Stage ablation@<dataset>: the listed last-layer methods retrained at each embedding
+dimension of ``ablation.<dataset>`` (:mod:`dscl.ablation`), with intervals."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dscl import config
+from dscl.ablation import render_ablation, run_ablation
+from dscl.atomic import write_text
+from dscl.config import ParamsError, convert, entry
+from dscl.device import resolve_device
+from stages.cli import run
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    for name in ("--prepared", "--features", "--table"):
+        parser.add_argument(name, required=True, type=Path)
+    args = parser.parse_args(argv)
+    cfg = config.load()
+    where = f"ablation.{args.dataset}"
+    spec = convert(entry(cfg.raw, "ablation", args.dataset), dict, where)
+    if set(spec) != {"methods", "dims"}:
+        raise ParamsError(f"params.yaml: {where} must have methods and dims, got {sorted(spec)}")
+    methods = convert(spec["methods"], tuple[str, ...], f"{where}.methods")
+    dims = convert(spec["dims"], tuple[int, ...], f"{where}.dims")
+    if methods and (not dims or min(dims) < 1):
+        raise ParamsError(f"params.yaml: {where}.dims must list dimensions >= 1, got {list(dims)}")
+    for m in methods:
+        cfg.method(m, args.dataset)  # an unknown method or bad settings fail before any work
+    results = run_ablation(
+        cfg,
+        args.dataset,
+        list(methods),
+        list(dims),
+        prepared=args.prepared,
+        features=args.features,
+        device=resolve_device(cfg.common.device),
+    )
+    md, table = render_ablation(args.dataset, results, cfg.recall_ks(args.dataset))
+    write_text(args.table.with_suffix(".md"), md)
+    write_text(args.table.with_suffix(".csv"), table)
+    print(f"ablation@{args.dataset}: {len(results)} rows -> {args.table}.md/.csv")
+
+
+if __name__ == "__main__":
+    run(main)
