@@ -25,10 +25,19 @@ __all__ = ["render_ablation", "run_ablation"]
 
 
 def run_ablation(
-    cfg: Config, dataset: str, methods: list[str], dims: list[int], *, prepared: Path, features: Path, device
+    cfg: Config,
+    dataset: str,
+    methods: list[str],
+    dims: list[int],
+    *,
+    prepared: Path,
+    features: Path,
+    device,
+    seeds: tuple[int, ...] | None = None,
 ) -> list[dict]:
     """One result per (method, d): ``{"method", "dim", "steps", "scores", "intervals"}``,
-    scores (percent, the mean over seeds) and intervals per variant and metric."""
+    scores (percent, the mean over seeds) and intervals per variant and metric.
+    ``seeds``: the training seeds (None: each method's own)."""
     from dscl.training.fit import train_method
 
     ks = cfg.recall_ks(dataset)
@@ -47,7 +56,9 @@ def run_ablation(
                 runs = train_method(
                     dataset=dataset,
                     method=method,
-                    settings=dataclasses.replace(settings, embedding_dim=int(dim)),
+                    settings=dataclasses.replace(
+                        settings, embedding_dim=int(dim), **({} if seeds is None else {"seeds": tuple(seeds)})
+                    ),
                     common=cfg.common,
                     data=cfg.train_dataset(dataset),
                     image=cfg.image,
@@ -131,8 +142,9 @@ def render_ablation(dataset: str, results: list[dict], ks: tuple[int, ...]) -> t
     md += [
         "",
         "Each row: the method retrained on the last layer with an embedding of d dimensions, "
-        "everything else as in its table row (seeds, validation-selected step); the mean "
-        "over seeds and the 95% interval over the test classes (report.bootstrap). The "
+        "everything else as in its table row (its validation-selected step; the seeds of "
+        "`ablation.<dataset>.seeds`, else its own); the mean over seeds (Steps: each "
+        "seed's) and the 95% interval over the test classes (report.bootstrap). The "
         "paper's setting is d = the number of training classes.",
     ]
     return "\n".join(md) + "\n", buf.getvalue()

@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,13 +50,15 @@ def image_paths(sources: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            found = sorted(
-                p
-                for p in source.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in IMAGE_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(source).parts)  # hidden
-            )
+            found = []
+            for folder, dirs, files in os.walk(source, followlinks=True):  # linked folders too
+                dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden ones left out
+                found += [
+                    Path(folder) / f
+                    for f in files
+                    if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
+                ]
+            found.sort()
             if not found:
                 raise ImageError(f"{source} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             out += found

@@ -23,10 +23,11 @@ def main(argv=None) -> None:
     cfg = config.load()
     where = f"ablation.{args.dataset}"
     spec = convert(entry(cfg.raw, "ablation", args.dataset), dict, where)
-    if set(spec) != {"methods", "dims"}:
-        raise ParamsError(f"params.yaml: {where} must have methods and dims, got {sorted(spec)}")
+    if not {"methods", "dims"} <= set(spec) <= {"methods", "dims", "seeds"}:
+        raise ParamsError(f"params.yaml: {where} must have methods, dims (and seeds), got {sorted(spec)}")
     methods = convert(spec["methods"], tuple[str, ...], f"{where}.methods")
     dims = convert(spec["dims"], tuple[int, ...], f"{where}.dims")
+    seeds = convert(spec.get("seeds"), tuple[int, ...] | None, f"{where}.seeds")
     if methods and (not dims or min(dims) < 1):
         raise ParamsError(f"params.yaml: {where}.dims must list dimensions >= 1, got {list(dims)}")
     for m in methods:
@@ -36,6 +37,7 @@ def main(argv=None) -> None:
         args.dataset,
         list(methods),
         list(dims),
+        seeds=seeds,
         prepared=args.prepared,
         features=args.features,
         device=resolve_device(cfg.common.device),

@@ -28,6 +28,11 @@ def small_params() -> dict:
     params["methods"] = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]  # the paper's, quick
     params["train"]["common"]["checkpoint_every"] = 2
     params["report"]["tsne"].update(max_points=150, perplexity=10)
+    params["report"]["bootstrap"]["resamples"] = 200
+    params["report"]["tsne"]["thumbnails"] = 10
+    params["report"]["gallery"] = {"queries": 4, "k": 4, "worst": 2, "compare_queries": 2, "compare_k": 3}
+    if "ablation" in params:  # the stage runs, retraining nothing (its own test trains)
+        params["ablation"] = {ds: {"methods": [], "dims": []} for ds in params["ablation"]}
     return params
 
 

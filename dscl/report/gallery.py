@@ -98,8 +98,10 @@ def draw_gallery(
             img = thumbnail(tile.image, thumb)
             draw.rectangle([x, y, x + thumb + 2 * border - 1, y + thumb + 2 * border - 1], fill=color)
             canvas.paste(img, (x + border + (thumb - img.width) // 2, y + border + (thumb - img.height) // 2))
+            fits = (thumb + 2 * border) // 6  # characters of the small font under a thumbnail
             for i, line in enumerate(tile.caption[:2]):
-                draw.text((x, y + thumb + 2 * border + 1 + 12 * i), line[:18], fill="black", font=small)
+                text = line if len(line) <= fits else line[: fits - 1] + "…"
+                draw.text((x, y + thumb + 2 * border + 1 + 12 * i), text, fill="black", font=small)
         y += cell_h
     with atomic_path(out) as tmp:
         canvas.save(tmp, format="PNG", optimize=True)

@@ -63,7 +63,7 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     first = sh(tmp_path, sys.executable, "-m", "dvc", "repro")
     methods = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
-    expected = {"prepare@digits", "features@digits", "curves@digits", "report@digits"} | {
+    expected = {"prepare@digits", "features@digits", "curves@digits", "report@digits", "ablation@digits"} | {
         f"{s}@digits-{m}" for s in ("train", "embed", "evaluate") for m in methods
     }
     assert ran(first) == expected
@@ -101,6 +101,7 @@ def test_dvc_repro_end_to_end(tmp_path):
         "evaluate@digits-dscl_last",
         "curves@digits",
         "report@digits",
+        "ablation@digits",  # it reads the methods' entries of train
     }
 
     # -- the train stage under torchrun: two gloo processes give the one-process model --

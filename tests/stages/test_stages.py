@@ -192,14 +192,15 @@ def test_train_embed_evaluate_report_every_method(workdir):
         for name in (f"tsne_{method}", f"retrieval_{method}"):
             png = root / f"reports/plots/digits/{name}.png"
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the galleries: one size for every method (the same 8 + 4 rows of 1 + 8 images), and
+    # the galleries: one size for every method (the same 4 + 2 rows of 1 + 4 images), and
     # the seeded queries (the first column) identical in every method's figure
     from PIL import Image
 
     figures = [np.asarray(Image.open(root / f"reports/plots/digits/retrieval_{m}.png")) for m in METHODS]
     assert len({f.shape for f in figures}) == 1
     query_column = [f[:, 120:205] for f in figures]  # the label column, then the queries
-    seeded = slice(0, 30 + 22 + 8 * 110)  # the title, the heading, the 8 seeded rows
+    seeded = slice(0, 30 + 22 + 4 * 110)  # the title, the heading, the 4 seeded rows
+    assert figures[0].shape[:2] == (30 + 2 * 22 + 6 * 110 + 6, 120 + 5 * 84 + 6)
     assert all(np.array_equal(q[seeded], query_column[0][seeded]) for q in query_column)
     assert (root / "reports/plots/digits/retrieval.png").is_file()
     comparison = (root / "reports/tables/digits_comparison.md").read_text()
