@@ -103,8 +103,10 @@ def draw_gallery(
                 text = line if len(line) <= fits else line[: fits - 1] + "…"
                 draw.text((x, y + thumb + 2 * border + 1 + 12 * i), text, fill="black", font=small)
         y += cell_h
+    # 256 colours (median cut, deterministic): a third of the RGB file for photographs
+    small_file = canvas.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     with atomic_path(out) as tmp:
-        canvas.save(tmp, format="PNG", optimize=True)
+        small_file.save(tmp, format="PNG", optimize=True)
 
 
 def neighbours(embeddings: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -141,9 +141,16 @@ def plot_tsne(
 
 
 def _save(fig, out: Path) -> None:
+    import io
+
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    # 256 colours (median cut, deterministic): thumbnails of photographs make large RGB files
+    image = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    with atomic_path(out) as tmp:
+        image.save(tmp, format="PNG", optimize=True)

@@ -198,8 +198,8 @@ def test_train_embed_evaluate_report_every_method(workdir):
 
     figures = [np.asarray(Image.open(root / f"reports/plots/digits/retrieval_{m}.png")) for m in METHODS]
     assert len({f.shape for f in figures}) == 1
-    query_column = [f[:, 120:205] for f in figures]  # the label column, then the queries
-    seeded = slice(0, 30 + 22 + 4 * 110)  # the title, the heading, the 4 seeded rows
+    query_column = [f[:, 120:204] for f in figures]  # after the label column: the queries
+    seeded = slice(30, 30 + 22 + 4 * 110)  # below the title (the method's name): the 4 seeded rows
     assert figures[0].shape[:2] == (30 + 2 * 22 + 6 * 110 + 6, 120 + 5 * 84 + 6)
     assert all(np.array_equal(q[seeded], query_column[0][seeded]) for q in query_column)
     assert (root / "reports/plots/digits/retrieval.png").is_file()

@@ -108,7 +108,14 @@ def test_imagenet_weights_offline_fail_before_any_work(tmp_path, monkeypatch):
 
 
 def test_registry_is_complete():
-    assert backbone_names() == ["bninception", "efficientnet_lite0", "googlenet", "pixels", "resnet50"]
+    assert backbone_names() == [
+        "bninception",
+        "efficientnet_lite0",
+        "googlenet",
+        "pixels",
+        "resnet50",
+        "resnet50_v2",
+    ]
 
 
 def test_torchvision_weights_come_from_its_enums():
@@ -118,6 +125,7 @@ def test_torchvision_weights_come_from_its_enums():
 
     assert network.weights_url(get_backbone("googlenet")) == GoogLeNet_Weights.IMAGENET1K_V1.url
     assert network.weights_url(get_backbone("resnet50")) == ResNet50_Weights.IMAGENET1K_V1.url
+    assert network.weights_url(get_backbone("resnet50_v2")) == ResNet50_Weights.IMAGENET1K_V2.url
 
 
 def test_bninception_crop_sizes_are_checked_before_any_work():
