@@ -41,6 +41,11 @@ def sync(page: Path) -> bool:
         start, dataset, body, end = match.group(1), match.group(2), match.group(3), match.group(4)
         lines = body.splitlines()
         head = [ln for ln in lines if ln.startswith("|")][:2]  # header and rule
+        if not head:  # a new block: the report's own header, less its Source column
+            report = (REPO / f"reports/tables/{dataset}.md").read_text().splitlines()
+            head = [ln for ln in report if ln.startswith("|")][:2]
+            if "| Source |" in head[0]:
+                head = [head[0].replace(" Source |", ""), head[1][: -len("---|")]]
         rows = table_rows(dataset)
         if page.name == "README.md":
             shown = {label_of(ln, dataset) for ln in lines[2:] if ln.startswith("| ")}
