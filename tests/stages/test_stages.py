@@ -196,12 +196,18 @@ def test_train_embed_evaluate_report_every_method(workdir):
     # the seeded queries (the first column) identical in every method's figure
     from PIL import Image
 
-    figures = [np.asarray(Image.open(root / f"reports/plots/digits/retrieval_{m}.png")) for m in METHODS]
+    figures = [
+        np.asarray(Image.open(root / f"reports/plots/digits/retrieval_{m}.png").convert("RGB")).astype(int)
+        for m in METHODS
+    ]
     assert len({f.shape for f in figures}) == 1
     query_column = [f[:, 120:204] for f in figures]  # after the label column: the queries
     seeded = slice(30, 30 + 22 + 4 * 110)  # below the title (the method's name): the 4 seeded rows
     assert figures[0].shape[:2] == (30 + 2 * 22 + 6 * 110 + 6, 120 + 5 * 84 + 6)
-    assert all(np.array_equal(q[seeded], query_column[0][seeded]) for q in query_column)
+    # each figure has its own 256-colour palette: the same tiles, to within its rounding
+    assert all(np.abs(q[seeded] - query_column[0][seeded]).mean() < 2 for q in query_column)
+    neighbours = [f[seeded, 204:288] for f in figures]  # the first neighbours do differ
+    assert max(np.abs(n - neighbours[0]).mean() for n in neighbours) > 5
     assert (root / "reports/plots/digits/retrieval.png").is_file()
     comparison = (root / "reports/tables/digits_comparison.md").read_text()
     assert "| Ours (last layer) | Triplet s.h. (last layer) | without SC |" in comparison
