@@ -64,6 +64,8 @@ def main() -> None:
         dataset = ImageDataset(split, transform)
         model = build_backbone(args.backbone, "none").to(device).eval()
         amp = device.type == "cuda"
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            model(dataset[0][0][None].to(device))  # warm-up, before any decoder is timed
         for name in decoders:
             on = device if name == "gpu" else torch.device("cpu")
             t0 = time.perf_counter()
@@ -79,31 +81,19 @@ def main() -> None:
                     torch.cuda.synchronize()
                 decoder.close()
             decode = args.images / (time.perf_counter() - t0)
-            decode_mode = "cpu" if name == "cpu" else "gpu"
-            if name == "tensor-cpu":  # the GPU path's code, run on the CPU
-                import dscl.images as images
-
-                images_gpu_decoding = images.gpu_decoding
-                images.gpu_decoding = lambda *a: True
-            embed_dataset(
-                model,
-                ImageDataset(split, transform, indices=np.arange(args.batch_size)),
-                args.batch_size,
-                args.workers,
-                device,
-                amp,
-                "warm-up",
-                decode=decode_mode,
-            )
             t0 = time.perf_counter()
-            embed_dataset(
-                model, dataset, args.batch_size, args.workers, device, amp, name, decode=decode_mode
-            )
+            if name == "cpu":
+                embed_dataset(model, dataset, args.batch_size, args.workers, device, amp, name, decode="cpu")
+            else:  # what embed_dataset runs with decode "gpu", on the decoder's own device
+                decoder = TensorDecoder(split, transform, args.workers, on)
+                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    for start in range(0, args.images, args.batch_size):
+                        idx = np.arange(start, min(start + args.batch_size, args.images))
+                        model(decoder(idx, np.zeros(len(idx), bool), 0)[0].to(device))
+                decoder.close()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             total = args.images / (time.perf_counter() - t0)
-            if name == "tensor-cpu":
-                images.gpu_decoding = images_gpu_decoding
             rates[name] = total
             print(f"{name:>10} {decode:>14.1f} {total:>22.1f}")
     total = max(rates.values())
