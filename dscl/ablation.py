@@ -41,7 +41,7 @@ def run_ablation(
     from dscl.training.fit import train_method
 
     ks = cfg.recall_ks(dataset)
-    km, boot = cfg.kmeans, cfg.report.bootstrap
+    boot = cfg.report.bootstrap
     labels = np.load(features / "test_labels.npy")
     weights = class_resamples(labels, boot.resamples, boot.seed)
     results = []
@@ -82,16 +82,7 @@ def run_ablation(
                     device=device,
                 )
                 evaluated.append(
-                    evaluate_embedding(
-                        emb,
-                        labels,
-                        ks=ks,
-                        seed=km.seed,
-                        kmeans_niter=km.niter,
-                        kmeans_nredo=km.nredo,
-                        kmeans_backend=km.backend,
-                        return_details=True,
-                    )
+                    evaluate_embedding(emb, labels, ks=ks, return_details=True, **cfg.kmeans.options())
                 )
             scores, intervals = {}, {}
             for variant in ("with_sc", "without_sc"):

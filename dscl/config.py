@@ -301,6 +301,15 @@ class KMeansConfig:
     seed: int = 0
     backend: KMeansBackend = "auto"
 
+    def options(self) -> dict:
+        """These settings as the keyword arguments of :func:`dscl.metrics.evaluate_embedding`."""
+        return {
+            "seed": self.seed,
+            "kmeans_niter": self.niter,
+            "kmeans_nredo": self.nredo,
+            "kmeans_backend": self.backend,
+        }
+
 
 @dataclass(frozen=True)
 class TsneConfig:

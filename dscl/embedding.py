@@ -18,8 +18,7 @@ from dscl.config import FeatureConfig, ImageConfig
 from dscl.datasets import read_split
 from dscl.images import ImageDataset, embed_dataset, transform_for
 from dscl.metrics import l2_normalize
-from dscl.training.fit import MODEL_FORMAT
-from dscl.training.model import EmbeddingNet
+from dscl.training.model import MODEL_FORMAT, EmbeddingNet
 
 __all__ = ["ModelFileError", "embed_test", "load_model", "trained_network"]
 

@@ -24,20 +24,11 @@ def main(argv=None) -> None:
     parser.add_argument("--details", required=True, type=Path, help="data/evaluation/<dataset>/<method>")
     args = parser.parse_args(argv)
     cfg = config.load()
-    km, ks = cfg.kmeans, cfg.recall_ks(args.dataset)
+    ks = cfg.recall_ks(args.dataset)
     labels = np.load(args.embeddings / "test_labels.npy")
     runs = layout.embedding_files(args.embeddings)
     evaluated = [
-        evaluate_embedding(
-            np.load(path),
-            labels,
-            ks=ks,
-            seed=km.seed,
-            kmeans_niter=km.niter,
-            kmeans_nredo=km.nredo,
-            kmeans_backend=km.backend,
-            return_details=True,
-        )
+        evaluate_embedding(np.load(path), labels, ks=ks, return_details=True, **cfg.kmeans.options())
         for _, path in runs
     ]
     results = [in_percent(scores) for scores, _ in evaluated]

@@ -115,12 +115,8 @@ def neighbours(embeddings: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.
     from dscl.inference import search
 
     x = np.asarray(embeddings, dtype=np.float32)
-    q = np.asarray(queries)
-    d, ids = search(x, x[q], k + 1)
-    keep = ids != q[:, None]
-    d = np.stack([row[m][:k] for row, m in zip(d, keep)])
-    ids = np.stack([row[m][:k] for row, m in zip(ids, keep)])
-    return d, ids
+    q = np.asarray(queries, dtype=np.int64)
+    return search(x, x[q], k, exclude_self=q)
 
 
 def choose_queries(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:

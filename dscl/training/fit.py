@@ -41,12 +41,11 @@ from dscl.selection import EarlyStopping, carve_validation, validation_scores
 from dscl.training.distributed import rank_and_world
 from dscl.training.log import LiveLog, NoLog
 from dscl.training.loops import train_last_layer, train_on_images
-from dscl.training.model import EmbeddingNet, embed_in_chunks
+from dscl.training.model import MODEL_FORMAT, EmbeddingNet, embed_in_chunks
 from dscl.training.sampling import training_pool
 
 __all__ = ["MODEL_FORMAT", "TrainedRun", "save_runs", "train_method"]
 
-MODEL_FORMAT = 2  # the saved model's layout (record["format"]); 2: record["learns"]
 
 CHECKPOINT_NOTE = (
     "The training state of an interrupted run is kept here (state.pt) and resumed by the\n"

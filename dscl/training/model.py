@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["EmbeddingNet", "embed_in_chunks"]
+__all__ = ["MODEL_FORMAT", "EmbeddingNet", "embed_in_chunks"]
+
+MODEL_FORMAT = 2  # the saved model's layout (record["format"]); 2: record["learns"]
 
 
 class EmbeddingNet(nn.Module):

@@ -35,3 +35,81 @@ def test_stages_that_touch_no_tensor_start_without_torch(module):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# Modules that change no stage's numbers: the schema (its values are the stages' params),
+# lookup tables, file and device plumbing, and the dataset readers (a stage that reads a
+# prepared dataset depends on the prepared data itself), and the packages whose __init__
+# only documents or re-exports.
+BOOKKEEPING = {
+    "dscl/__init__.py",
+    "dscl/report/__init__.py",
+    "dscl/training/__init__.py",
+    "dscl/config.py",
+    "dscl/registry.py",
+    "dscl/atomic.py",
+    "dscl/device.py",
+    "dscl/_arrays.py",
+    "stages/__init__.py",
+    "stages/cli.py",
+}
+
+
+def _module_file(name: str):
+    for candidate in (REPO / (name.replace(".", "/") + ".py"), REPO / name.replace(".", "/") / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path) -> set[str]:
+    """The project modules a file imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {
+                f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}")
+            }
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m.split(".")[0] in ("dscl", "stages")}
+
+
+def _code_closure(module: str) -> set[str]:
+    """Every project file that ``module`` runs: its imports, their imports, and the
+    packages above them. The imports of the schema and of the registries of names are not
+    followed: they look names up (a stage that calls an objective imports it itself)."""
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        path = _module_file(name)
+        if path is not None and name not in ("dscl.config", "dscl.registry", "dscl.methods"):
+            todo += _imported_modules(path)
+    return {str(_module_file(m).relative_to(REPO)) for m in seen if _module_file(m)}
+
+
+def test_every_stage_depends_on_the_code_that_computes_its_outputs():
+    """A module that changes a stage's numbers is among the stage's DVC deps, so that an
+    edit to it (a new objective's file, say) re-runs the stage instead of leaving a stale
+    result in dvc.lock."""
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        deps = [d.rstrip("/") for d in body["deps"]]
+        code = _code_closure(f"stages.{name}") | (
+            _code_closure("stages.launch") if name == "train" else set()
+        )
+        missing = sorted(
+            f
+            for f in code - BOOKKEEPING
+            if not f.startswith("dscl/datasets/") and not any(f == d or f.startswith(d + "/") for d in deps)
+        )
+        assert not missing, f"dvc.yaml: stage {name} runs {missing} but does not depend on it"
