@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 
@@ -19,7 +18,7 @@ import torch
 import yaml
 
 from tests.conftest import small_params
-from tests.pipeline.test_pipeline import ENV, project, ran, sh
+from tests.pipeline.test_pipeline import ENV, dvc, project, ran
 
 pytestmark = [
     pytest.mark.slow,
@@ -103,7 +102,7 @@ def finish(nodes, timeout=LIMIT) -> list[tuple[int, str]]:
 
 def test_two_nodes_give_the_one_process_model_and_a_killed_worker_resumes(tmp_path):
     project(tmp_path, params_for())
-    sh(tmp_path, sys.executable, "-m", "dvc", "repro")  # every stage, one process
+    dvc(tmp_path, "repro")  # every stage, one process
     single = torch.load(tmp_path / MODEL, weights_only=True)
 
     # -- two nodes on this machine: the same model ----------------------------------------
@@ -147,7 +146,7 @@ def test_two_nodes_give_the_one_process_model_and_a_killed_worker_resumes(tmp_pa
 
     # -- the next dvc repro resumes there and ends at the uninterrupted model -------------
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_for()))
-    out = sh(tmp_path, sys.executable, "-m", "dvc", "repro", STAGE)
+    out = dvc(tmp_path, "repro", STAGE)
     assert ran(out) == {STAGE}
     assert f"{saved}/{ITERATIONS}" in out  # the progress bar starts at the checkpoint, not at 0
     resumed = torch.load(tmp_path / MODEL, weights_only=True)

@@ -37,6 +37,11 @@ def sh(cwd, *cmd):
     return res.stdout + res.stderr
 
 
+def dvc(cwd, *args):
+    """``python -m dvc <args>`` in ``cwd``, checked; its output."""
+    return sh(cwd, sys.executable, "-m", "dvc", *args)
+
+
 def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
@@ -61,7 +66,7 @@ def project(root, params: dict, files=("dvc.yaml", ".dvcignore")) -> None:
 def test_dvc_repro_end_to_end(tmp_path):
     project(tmp_path, small_params())
 
-    first = sh(tmp_path, sys.executable, "-m", "dvc", "repro")
+    first = dvc(tmp_path, "repro")
     methods = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
     expected = {"prepare@digits", "features@digits", "curves@digits", "report@digits", "ablation@digits"} | {
         f"{s}@digits-{m}" for s in ("train", "embed", "evaluate") for m in methods
@@ -74,10 +79,10 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert (tmp_path / "reports/tables/digits.md").is_file()
     assert (tmp_path / "reports/tables/digits.csv").is_file()
 
-    assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro")) == set()  # nothing to redo
+    assert ran(dvc(tmp_path, "repro")) == set()  # nothing to redo
 
     # dvc plots show: one figure for the dataset, every method's curves in it
-    shown = json.loads(sh(tmp_path, sys.executable, "-m", "dvc", "plots", "show", "--json"))["data"]
+    shown = json.loads(dvc(tmp_path, "plots", "show", "--json"))["data"]
     assert list(shown) == ["reports/curves/digits.tsv"]
     (figure,) = shown["reports/curves/digits.tsv"]
     rows = figure["content"]["data"]["values"]
@@ -89,13 +94,13 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     # every output is byte-identical when re-run (models included): the lock is unchanged
     lock = (tmp_path / "dvc.lock").read_text()
-    assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro", "--force")) == expected
+    assert ran(dvc(tmp_path, "repro", "--force")) == expected
     assert (tmp_path / "dvc.lock").read_text() == lock
 
     params = small_params()
     params["train"]["dscl_last"]["digits"]["lr"] = 0.5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    assert ran(sh(tmp_path, sys.executable, "-m", "dvc", "repro")) == {
+    assert ran(dvc(tmp_path, "repro")) == {
         "train@digits-dscl_last",
         "embed@digits-dscl_last",
         "evaluate@digits-dscl_last",
@@ -110,7 +115,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     single = torch.load(tmp_path / "models/digits-dscl_e2e/model.pt", weights_only=True)
     params["train"]["common"]["torchrun"]["nproc_per_node"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out = sh(tmp_path, sys.executable, "-m", "dvc", "repro", "-s", "train@digits-dscl_e2e")
+    out = dvc(tmp_path, "repro", "-s", "train@digits-dscl_e2e")
     assert ran(out) == {"train@digits-dscl_e2e"}
     parallel = torch.load(tmp_path / "models/digits-dscl_e2e/model.pt", weights_only=True)
     assert parallel["record"] == single["record"]
@@ -120,14 +125,11 @@ def test_dvc_repro_end_to_end(tmp_path):
     # -- a queued sweep: a setting and a dataset's archive, run from the queue, listed ---
     params["train"]["common"]["torchrun"]["nproc_per_node"] = 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    sh(tmp_path, sys.executable, "-m", "dvc", "repro")
+    dvc(tmp_path, "repro")
     sh(tmp_path, "git", "add", "-A")
     sh(tmp_path, "git", "commit", "-qm", "results")
-    sh(
+    dvc(
         tmp_path,
-        sys.executable,
-        "-m",
-        "dvc",
         "exp",
         "run",
         "--queue",
@@ -142,11 +144,8 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     (tmp_path / "data/raw/cub200").mkdir(parents=True)
     make_cub(tmp_path / "data/raw/cub200/CUB_200_2011.tgz")
-    sh(
+    dvc(
         tmp_path,
-        sys.executable,
-        "-m",
-        "dvc",
         "exp",
         "run",
         "--queue",
@@ -160,15 +159,15 @@ def test_dvc_repro_end_to_end(tmp_path):
         "prepare.verify_checksum=false",
         "prepare@cub200",
     )
-    sh(tmp_path, sys.executable, "-m", "dvc", "queue", "start", "-j", "1")
+    dvc(tmp_path, "queue", "start", "-j", "1")
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        status = sh(tmp_path, sys.executable, "-m", "dvc", "queue", "status")
+        status = dvc(tmp_path, "queue", "status")
         if not re.search(r"\b(Queued|Running)\b", status):
             break
         time.sleep(3)
     assert status.count("Success") == 2, status
-    shown = json.loads(sh(tmp_path, sys.executable, "-m", "dvc", "exp", "show", "--json"))
+    shown = json.loads(dvc(tmp_path, "exp", "show", "--json"))
     exps = {}
     for commit in shown:
         for exp in commit.get("experiments") or []:
@@ -199,7 +198,7 @@ def test_dvc_repro_on_your_own_photographs(tmp_path):
     }
     project(tmp_path, params)
 
-    out = sh(tmp_path, sys.executable, "-m", "dvc", "repro")
+    out = dvc(tmp_path, "repro")
     assert {"prepare@imagefolder", "report@imagefolder", "train@imagefolder-dscl_e2e"} <= ran(out)
     meta = json.loads((tmp_path / "data/prepared/imagefolder/meta.json").read_text())
     assert (meta["train_classes"], meta["test_classes"], meta["test_images"]) == (5, 5, 40)

@@ -4,12 +4,11 @@ pipeline and pushes; a fresh clone of it pulls and finds nothing to re-run."""
 from __future__ import annotations
 
 import shutil
-import sys
 
 import pytest
 
 from tests.conftest import small_params
-from tests.pipeline.test_pipeline import project, ran, sh
+from tests.pipeline.test_pipeline import dvc, project, ran, sh
 
 pytestmark = [
     pytest.mark.slow,
@@ -22,12 +21,12 @@ def test_push_clone_pull_reruns_nothing(tmp_path):
     params = small_params()
     params["methods"] = ["vanilla", "dscl_last"]
     project(origin, params, files=("dvc.yaml", ".dvcignore", ".gitignore"))
-    sh(origin, sys.executable, "-m", "dvc", "repro")
+    dvc(origin, "repro")
     # the README's steps: a default remote (here a folder), commit, push with the run cache
-    sh(origin, sys.executable, "-m", "dvc", "remote", "add", "-d", "shared", str(store))
+    dvc(origin, "remote", "add", "-d", "shared", str(store))
     sh(origin, "git", "add", "-A")
     sh(origin, "git", "commit", "-qm", "results")
-    sh(origin, sys.executable, "-m", "dvc", "push", "--run-cache")
+    dvc(origin, "push", "--run-cache")
     assert "nothing to commit" in sh(origin, "git", "status")  # the run left git clean
 
     # a declared model, registered (a GTO version tag) and fetched by its artifact name
@@ -40,11 +39,8 @@ def test_push_clone_pull_reruns_nothing(tmp_path):
         "-m",
         "Registered digits-dscl-last version v0.1.0",
     )
-    sh(
+    dvc(
         tmp_path,
-        sys.executable,
-        "-m",
-        "dvc",
         "artifacts",
         "get",
         str(origin),
@@ -58,8 +54,8 @@ def test_push_clone_pull_reruns_nothing(tmp_path):
 
     sh(tmp_path, "git", "clone", "-q", str(origin), str(clone))
     assert not (clone / "models").exists()  # models and data are not in git
-    sh(clone, sys.executable, "-m", "dvc", "pull")
+    dvc(clone, "pull")
     assert (clone / "models/digits-dscl_last/model.pt").is_file()
-    assert "Data and pipelines are up to date" in sh(clone, sys.executable, "-m", "dvc", "status")
-    assert ran(sh(clone, sys.executable, "-m", "dvc", "repro")) == set()
+    assert "Data and pipelines are up to date" in dvc(clone, "status")
+    assert ran(dvc(clone, "repro")) == set()
     assert "nothing to commit" in sh(clone, "git", "status")
