@@ -128,6 +128,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     dvc(tmp_path, "repro")
     sh(tmp_path, "git", "add", "-A")
     sh(tmp_path, "git", "commit", "-qm", "results")
+    # the setting's own stages only (as the docs' sweeps target them): no report to redraw
     dvc(
         tmp_path,
         "exp",
@@ -137,6 +138,7 @@ def test_dvc_repro_end_to_end(tmp_path):
         "lr-0.2",
         "-S",
         "train.dscl_last.digits.lr=0.2",
+        "evaluate@digits-dscl_last",
     )
     # a dataset's raw archive (never in git) reaches the queue's workspace by --copy-paths:
     # without it, prepare would try to download (and fail offline)
