@@ -32,10 +32,16 @@ def main(argv=None) -> None:
     cfg = config.load()
     ks = tuple(cfg.recall_ks(args.dataset))
     embeddings = Path("data/embeddings") / args.dataset
+    missing = [m for m in args.methods if not (embeddings / m / "test_labels.npy").is_file()]
+    if missing:
+        parser.error(f"not evaluated yet: {missing}; run `dvc repro evaluate@{args.dataset}-<method>` first")
     labels = np.load(embeddings / args.methods[0] / "test_labels.npy")
-    intervals, differences = bootstrap_methods(
-        args.methods, Path("data/evaluation") / args.dataset, labels, ks, cfg.report.bootstrap
-    )
+    try:
+        intervals, differences = bootstrap_methods(
+            args.methods, Path("data/evaluation") / args.dataset, labels, ks, cfg.report.bootstrap
+        )
+    except FileNotFoundError as err:
+        parser.error(str(err))
     boot = cfg.report.bootstrap
     print(f"{args.dataset}: {boot.resamples} test-class resamples, seed {boot.seed}, {boot.level:.0%}")
     metrics = Path("reports/metrics") / args.dataset

@@ -47,8 +47,16 @@ def main(argv=None) -> None:
         if not values:
             parser.error(f"--set takes KEY=V1,V2,..., got {item!r}")
         grid.append([(key, yaml.safe_load(v)) for v in values.split(",")])
+    fields = {f.name for f in dataclasses.fields(settings)} - {"loss"}
+    for key, _ in (pair[0] for pair in grid):
+        if not key.startswith("loss.") and key not in fields:
+            parser.error(
+                f"--set {key}: not a setting of {args.method}; one of {sorted(fields)} or loss.<key>"
+            )
     features = Path("data/features") / args.dataset
     prepared = Path("data/prepared") / args.dataset
+    if not (features / "test_labels.npy").is_file():
+        parser.error(f"{features} holds no features: run `dvc repro features@{args.dataset}` first")
     rule = cfg.common.selection
     print(f"{args.method} on {args.dataset}: validation {rule.metric} ({rule.variant}) at the selected step")
     for combo in itertools.product(*grid):
