@@ -68,6 +68,7 @@ def run_ablation(
                     live=Path(tmp) / "live",
                     checkpoint=Path(tmp) / "checkpoint",
                     device=device,
+                    kmeans=cfg.kmeans_options(dataset),
                 )
             evaluated = []
             for run in runs:
@@ -82,7 +83,7 @@ def run_ablation(
                     device=device,
                 )
                 evaluated.append(
-                    evaluate_embedding(emb, labels, ks=ks, return_details=True, **cfg.kmeans.options())
+                    evaluate_embedding(emb, labels, ks=ks, return_details=True, **cfg.kmeans_options(dataset))
                 )
             scores, intervals = {}, {}
             for variant in ("with_sc", "without_sc"):

@@ -53,6 +53,7 @@ __all__ = [
     "KMeansBackend",
     "KMeansConfig",
     "LastLayerConfig",
+    "NumericsConfig",
     "ParamsError",
     "PrepareConfig",
     "ReportConfig",
@@ -294,21 +295,30 @@ class EmbedConfig:
 
 @dataclass(frozen=True)
 class KMeansConfig:
-    """``evaluate.kmeans``: k = the number of test classes."""
+    """``evaluate.kmeans``: k = the number of test classes; each evaluation keeps the
+    lowest objective of its dataset's ``evaluate.kmeans_nredo`` runs seeded by k-means++
+    (:func:`dscl.kmeans.kmeans`)."""
 
-    niter: int = 20
-    nredo: int = 1
+    niter: int = 100
     seed: int = 0
     backend: KMeansBackend = "auto"
 
-    def options(self) -> dict:
-        """These settings as the keyword arguments of :func:`dscl.metrics.evaluate_embedding`."""
-        return {
-            "seed": self.seed,
-            "kmeans_niter": self.niter,
-            "kmeans_nredo": self.nredo,
-            "kmeans_backend": self.backend,
-        }
+    def __post_init__(self):
+        if self.niter < 1 or self.seed < 0:
+            raise ValueError(f"niter must be >= 1 and seed >= 0, got {self.niter} and {self.seed}")
+
+
+@dataclass(frozen=True)
+class NumericsConfig:
+    """``numerics``: the numeric environment of every stage that computes
+    (:func:`dscl.numerics.configure`): its thread count, and deterministic algorithms."""
+
+    threads: int = 2
+    deterministic: bool = True
+
+    def __post_init__(self):
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -380,6 +390,7 @@ class Config:
     embed: EmbedConfig
     kmeans: KMeansConfig
     report: ReportConfig
+    numerics: NumericsConfig
 
     def dataset_options(self, dataset: str):
         """``prepare.datasets.<dataset>``: the dataset's options (its ``options``
@@ -438,6 +449,21 @@ class Config:
             raise ParamsError(f"params.yaml: {where} must list at least one K, each >= 1; got {list(ks)}")
         return ks
 
+    def kmeans_options(self, dataset: str) -> dict:
+        """``evaluate.kmeans`` and ``evaluate.kmeans_nredo.<dataset>`` as the keyword
+        arguments of :func:`dscl.metrics.evaluate_embedding` (the test evaluation, and
+        validation during training)."""
+        where = f"evaluate.kmeans_nredo.{dataset}"
+        nredo = convert(entry(self.raw, "evaluate.kmeans_nredo", dataset), int, where)
+        if nredo < 1:
+            raise ParamsError(f"params.yaml: {where} must be >= 1, got {nredo}")
+        return {
+            "seed": self.kmeans.seed,
+            "kmeans_niter": self.kmeans.niter,
+            "kmeans_nredo": nredo,
+            "kmeans_backend": self.kmeans.backend,
+        }
+
     def require_dataset(self, dataset: str) -> None:
         if dataset not in self.datasets:
             raise ParamsError(f"params.yaml: dataset {dataset!r} is not in 'datasets' {list(self.datasets)}")
@@ -471,12 +497,14 @@ def load(path: str | Path = PARAMS_FILE) -> Config:
         embed=section(raw, "embed", EmbedConfig),
         kmeans=section(raw, "evaluate.kmeans", KMeansConfig),
         report=section(raw, "report", ReportConfig),
+        numerics=section(raw, "numerics", NumericsConfig),
     )
     for dataset in cfg.datasets:
         cfg.dataset_options(dataset)
         cfg.features(dataset)
         cfg.train_dataset(dataset)
         cfg.recall_ks(dataset)
+        cfg.kmeans_options(dataset)
         for method in cfg.methods:
             cfg.method(method, dataset)
     return cfg

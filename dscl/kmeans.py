@@ -1,22 +1,51 @@
-"""k-means: faiss (its GPU build where CUDA and faiss' GPU support are present), or a
-chunked torch implementation that runs on any torch device (the GPU path when the
-installed faiss has no GPU support)."""
+"""k-means for the evaluation's NMI: greedy k-means++ seeding, Lloyd's iterations, and
+several restarts of which the one of lowest objective is kept.
+
+Why not one faiss run from random centroids, the practice of pytorch-metric-learning's
+``AccuracyCalculator``: on a small test set (digits: 5 classes; the testbed: 25) the
+partition of one run depends on its seed, and the NMI with it, by up to 20 points on the
+same embedding. Seeding as scikit-learn's ``KMeans`` does (greedy k-means++, Arthur and
+Vassilvitskii 2007) and keeping the lowest objective of ``nredo`` runs, as
+scikit-learn's ``n_init`` and faiss' ``nredo`` do, gives the partition of the best local
+minimum found, which more restarts can only lower: the NMI then moves with the embedding,
+not with the seed (the docs' "Reproducibility" page has the measurements and says which
+rows cannot get there).
+
+Why written here rather than taken from scikit-learn or faiss: small test sets need
+hundreds of restarts, and one call per restart (scikit-learn's ``kmeans_plusplus``,
+faiss' ``Kmeans``) costs more in overhead than in arithmetic; here the restarts run
+together, as one batch of tensor operations on the embedding's device (the GPU too).
+faiss remains a backend (``backend="faiss"``: Lloyd's iterations by faiss, one restart at
+a time, from the same seeded centroids), so the two can be compared.
+"""
 
 from __future__ import annotations
 
-import faiss
+import math
+
 import numpy as np
 import torch
 
 from dscl._arrays import as_float_matrix, to_numpy32
 
-__all__ = ["KMEANS_BACKENDS", "faiss_gpu_available", "kmeans", "torch_kmeans"]
+__all__ = ["KMEANS_BACKENDS", "NITER", "NREDO", "faiss_gpu_available", "kmeans", "objectives"]
 
 KMEANS_BACKENDS = ("auto", "faiss", "torch")
+
+# The defaults of params.yaml's evaluate.kmeans (the docs' "Reproducibility" page says
+# how they were chosen).
+NITER = 100
+NREDO = 200
+
+# At most this many floats in one intermediate tensor (distances, one-hot sums): restarts
+# and points are processed in groups that fit it.
+BUDGET = 1 << 24
 
 
 def faiss_gpu_available() -> bool:
     """True when a CUDA device is visible and the installed faiss has GPU support."""
+    import faiss
+
     return torch.cuda.is_available() and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
@@ -24,13 +53,12 @@ def kmeans(
     x,
     n_clusters: int,
     seed: int = 0,
-    niter: int = 20,
-    nredo: int = 1,
-    max_points_per_centroid: int = 1_000_000,
-    early_stop_threshold: float = 0.0,
+    niter: int = NITER,
+    nredo: int = NREDO,
     backend: str = "auto",
 ) -> np.ndarray:
-    """Lloyd's k-means with the squared Euclidean distance.
+    """k-means (squared Euclidean distance): the best of ``nredo`` runs, each seeded by
+    greedy k-means++ and refined by Lloyd's iterations.
 
     Parameters
     ----------
@@ -38,24 +66,19 @@ def kmeans(
     n_clusters : int
         Number of clusters, 1 <= n_clusters <= n.
     seed : int
-        Seed of the initialisation (faiss samples the initial centroids).
+        Seeds the k-means++ draws (uniform numbers drawn on the CPU, the same on any
+        device). Run ``r`` has its own stream, so the first runs of a larger ``nredo``
+        are those of a smaller one: more restarts never give a higher objective.
     niter : int
-        Lloyd iterations per run.
+        Lloyd iterations per run at most; a run stops at a fixed point (no assignment
+        changes; faiss: once the objective no longer decreases).
     nredo : int
-        Independent runs; the one of lowest objective is kept.
-    max_points_per_centroid : int
-        faiss subsamples the training set above ``n_clusters * max_points_per_centroid``;
-        the large default keeps every point, as the paper's protocol clusters the whole
-        test set.
-    early_stop_threshold : float
-        faiss stops before ``niter`` iterations once the objective improves by no more
-        than this fraction; the default 0.0 stops only at a fixed point, where further
-        iterations change nothing. A negative value runs every iteration.
+        Runs; the one of lowest objective (:func:`objectives`, float64) is kept, the first
+        on a tie.
     backend : {"auto", "faiss", "torch"}
-        "auto": faiss on its GPU build where there is one, else :func:`torch_kmeans` on
-        CUDA where a GPU is present, else faiss on the CPU. (``max_points_per_centroid``
-        and ``early_stop_threshold`` are faiss' own; the torch path uses every point and
-        stops at a fixed point.)
+        Lloyd's iterations: "torch" (on ``x``'s device, runs batched; "auto": this one, on
+        CUDA where a GPU is present), or "faiss" (one run at a time, on the CPU or faiss'
+        GPU build). The seeding is the same torch code for both.
 
     Returns
     -------
@@ -64,94 +87,189 @@ def kmeans(
     """
     if backend not in KMEANS_BACKENDS:
         raise ValueError(f"backend must be one of {KMEANS_BACKENDS}, got {backend!r}")
+    if int(niter) < 1 or int(nredo) < 1:
+        raise ValueError(f"niter and nredo must be >= 1, got {niter} and {nredo}")
     x = as_float_matrix(x, "x")
     n, d = x.shape
-    if not 1 <= int(n_clusters) <= n:
+    k = int(n_clusters)
+    if not 1 <= k <= n:
         raise ValueError(f"n_clusters must be in [1, {n}] for {n} points, got {n_clusters}")
-    if backend == "torch" or (
-        backend == "auto" and not faiss_gpu_available() and (x.is_cuda or torch.cuda.is_available())
-    ):
-        device = x.device if x.is_cuda or backend == "torch" else torch.device("cuda")
-        return torch_kmeans(x.to(device), int(n_clusters), seed=seed, niter=niter, nredo=nredo)
-    data = to_numpy32(x)
-    km = faiss.Kmeans(
-        d,
-        int(n_clusters),
-        niter=int(niter),
-        nredo=int(nredo),
-        seed=int(seed),
-        gpu=faiss_gpu_available(),
-        max_points_per_centroid=int(max_points_per_centroid),
-        early_stop_threshold=float(early_stop_threshold),
-        verbose=False,
-    )
-    km.train(data)
-    _, assignment = km.index.search(data, 1)  # (n, 1)
-    return assignment[:, 0].astype(np.int64)
+    if backend == "auto" and torch.cuda.is_available() and not x.is_cuda:
+        x = x.to("cuda")
+    x = x.float()
+    group = max(1, min(int(nredo), BUDGET // (n * max(k, d))))  # runs computed together
+    best, best_objective = None, math.inf
+    for first in range(0, int(nredo), group):
+        runs = range(first, min(first + group, int(nredo)))
+        centroids = seed_centroids(x, k, [np.random.default_rng([seed, r]) for r in runs])  # (R, k, d)
+        if backend == "faiss":
+            assignments = np.stack([_faiss_lloyd(x, c, niter) for c in centroids])
+        else:
+            assignments = lloyd(x, centroids, niter)
+        values = objectives(x, assignments, k)  # (R,)
+        r = int(np.argmin(values))
+        if values[r] < best_objective:
+            best, best_objective = assignments[r], float(values[r])
+    return best
 
 
-def torch_kmeans(
-    x: torch.Tensor, n_clusters: int, seed: int = 0, niter: int = 20, nredo: int = 1, chunk_size: int = 4096
-) -> np.ndarray:
-    """Lloyd's k-means in torch, on ``x``'s device, as faiss does it: initial centroids
-    sampled among the points (seeded), ``niter`` iterations at most, stopping at a fixed
-    point (no assignment changes), the best of ``nredo`` runs by objective. An emptied
-    cluster takes the point farthest from its centroid. Distances are computed for
-    ``chunk_size`` points at a time: memory is O(chunk_size * n_clusters), never n x n.
+def seed_centroids(x: torch.Tensor, n_clusters: int, rngs: list[np.random.Generator]) -> torch.Tensor:
+    """Greedy k-means++ seeding of one run per generator, as scikit-learn's
+    ``kmeans_plusplus``: the first centre a point drawn uniformly; each next one the best,
+    by the potential (the sum of squared distances to the nearest centre), of
+    ``2 + log(k)`` points drawn with probability proportional to their squared distance
+    to the nearest centre chosen so far.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, d), float32
+    n_clusters : int
+    rngs : list of R numpy Generators, one per run
+
+    Returns
+    -------
+    Tensor of shape (R, n_clusters, d): the chosen points, on ``x``'s device.
+    """
+    n = x.shape[0]
+    k, runs = int(n_clusters), len(rngs)
+    trials = 2 + int(math.log(k))
+    sq = x.square().sum(dim=1)  # (n,)
+    first = torch.as_tensor([int(g.integers(n)) for g in rngs], device=x.device)  # (R,)
+    chosen = [first]
+    closest = _squared_distances(x, sq, x[first]).T.double()  # (R, n)
+    for _ in range(1, k):
+        cumulative = torch.cumsum(closest, dim=1)  # (R, n)
+        uniform = torch.as_tensor(np.stack([g.random(trials) for g in rngs]), device=x.device)  # (R, t)
+        candidates = torch.searchsorted(cumulative, uniform * cumulative[:, -1:]).clamp_max(n - 1)  # (R, t)
+        d2 = _squared_distances(x, sq, x[candidates.flatten()]).T.double()  # (R * t, n)
+        nearest = torch.minimum(closest[:, None, :], d2.view(runs, trials, n))  # (R, t, n)
+        best = torch.argmin(nearest.sum(dim=2), dim=1)  # (R,)
+        rows = torch.arange(runs, device=x.device)
+        closest = nearest[rows, best]  # (R, n)
+        chosen.append(candidates[rows, best])
+    return x[torch.stack(chosen, dim=1)].clone()  # (R, k, d)
+
+
+def lloyd(x: torch.Tensor, centroids: torch.Tensor, niter: int) -> np.ndarray:
+    """Lloyd's iterations in torch, for R runs at once from ``centroids`` (R, k, d), on
+    ``x``'s device: each run for at most ``niter`` iterations or until its assignment no
+    longer changes (a fixed point: further iterations change nothing), after which it is
+    left out of the batch. An emptied cluster takes the point farthest from its
+    centroid. Distances are computed for a group of points at a time (never n x k x R
+    floats at once when that is large).
+
+    Returns
+    -------
+    ndarray of shape (R, n), int64: the nearest final centroid of each row, per run.
+    """
+    sq = x.square().sum(dim=1)  # (n,)
+    k = centroids.shape[1]
+    centroids = centroids.clone()
+    active = torch.arange(centroids.shape[0], device=x.device)  # the runs still moving
+    assignment, dist = _nearest(x, sq, centroids)  # (R, n) each
+    for _ in range(int(niter)):
+        if not len(active):
+            break
+        centroids[active] = _centroids(x, assignment[active], dist[active], k)
+        new, new_dist = _nearest(x, sq, centroids[active])
+        changed = (new != assignment[active]).any(dim=1)
+        assignment[active], dist[active] = new, new_dist
+        active = active[changed]
+    return assignment.cpu().numpy().astype(np.int64)
+
+
+def objectives(x: torch.Tensor, assignments: np.ndarray, n_clusters: int) -> np.ndarray:
+    """The k-means objective of each partition: the sum of squared distances of the
+    points to their cluster's mean, in float64 on the CPU (the same for every backend).
 
     Parameters
     ----------
     x : Tensor of shape (n, d)
+    assignments : ndarray of shape (R, n), integers in [0, n_clusters)
 
     Returns
     -------
-    ndarray of shape (n,), int64
+    ndarray of shape (R,)
     """
-    x = as_float_matrix(x, "x").float()
-    n = x.shape[0]
-    k = int(n_clusters)
-    if not 1 <= k <= n:
-        raise ValueError(f"n_clusters must be in [1, {n}] for {n} points, got {n_clusters}")
-    generator = torch.Generator().manual_seed(int(seed))  # on the CPU: the same draws everywhere
-    sq = x.square().sum(dim=1)  # (n,)
-    best, best_objective = None, float("inf")
-    for _ in range(max(1, int(nredo))):
-        centroids = x[torch.randperm(n, generator=generator)[:k].to(x.device)].clone()  # (k, d)
-        assignment = None
-        for _ in range(max(1, int(niter))):
-            new, dist = _nearest(x, sq, centroids, chunk_size)
-            if assignment is not None and torch.equal(new, assignment):
-                break  # a fixed point: further iterations change nothing
-            assignment = new
-            centroids = _centroids(x, assignment, dist, k)
-        assignment, dist = _nearest(x, sq, centroids, chunk_size)
-        objective = float(dist.sum())
-        if objective < best_objective:
-            best, best_objective = assignment, objective
-    return best.cpu().numpy().astype(np.int64)
+    data = x.detach().to("cpu", torch.float64).numpy()
+    out = np.empty(len(assignments))
+    for r, a in enumerate(assignments):
+        order = np.argsort(a, kind="stable")
+        counts = np.bincount(a, minlength=n_clusters)  # (k,)
+        present = np.flatnonzero(counts)
+        starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
+        means = np.zeros((n_clusters, data.shape[1]))
+        means[present] = np.add.reduceat(data[order], starts, axis=0) / counts[present, None]  # (k, d)
+        out[r] = np.square(data - means[a]).sum()
+    return out
 
 
-def _nearest(x: torch.Tensor, sq: torch.Tensor, centroids: torch.Tensor, chunk_size: int):
-    """Index of the nearest centroid of every point, and the squared distance to it."""
-    csq = centroids.square().sum(dim=1)  # (k,)
+def _faiss_lloyd(x: torch.Tensor, centroids: torch.Tensor, niter: int) -> np.ndarray:
+    """Lloyd's iterations by faiss from ``centroids`` (k, d): every point is used (no
+    subsampling), and the run stops once the objective no longer decreases."""
+    import faiss
+
+    data = to_numpy32(x)
+    km = faiss.Kmeans(
+        data.shape[1],
+        centroids.shape[0],
+        niter=int(niter),
+        nredo=1,
+        gpu=faiss_gpu_available(),
+        max_points_per_centroid=1 << 30,
+        min_points_per_centroid=1,
+        early_stop_threshold=0.0,
+        verbose=False,
+    )
+    km.train(data, init_centroids=to_numpy32(centroids))
+    _, assignment = km.index.search(data, 1)  # (n, 1)
+    return assignment[:, 0].astype(np.int64)
+
+
+def _chunks(n: int, width: int):
+    """Row slices of ``n`` rows such that a (rows, width) block stays within BUDGET."""
+    size = max(1, BUDGET // max(1, width))
+    return [slice(s, s + size) for s in range(0, n, size)]
+
+
+def _squared_distances(x: torch.Tensor, sq: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Squared distances of every row of ``x`` to each of ``centres`` (m, d) -> (n, m)."""
+    csq = centres.square().sum(dim=1)  # (m,)
+    return torch.cat(
+        [
+            (sq[rows, None] - 2.0 * (x[rows] @ centres.T) + csq[None, :]).clamp_min(0.0)
+            for rows in _chunks(x.shape[0], centres.shape[0])
+        ]
+    )
+
+
+def _nearest(x: torch.Tensor, sq: torch.Tensor, centroids: torch.Tensor):
+    """Per run, the index of the nearest centroid of every point and the squared distance
+    to it: two (R, n) tensors."""
+    runs, k, _ = centroids.shape
+    csq = centroids.square().sum(dim=2)  # (R, k)
     ids, dists = [], []
-    for start in range(0, x.shape[0], chunk_size):
-        rows = slice(start, start + chunk_size)
-        d2 = sq[rows, None] - 2.0 * (x[rows] @ centroids.T) + csq[None, :]  # (m, k)
-        dist, idx = d2.min(dim=1)
+    for rows in _chunks(x.shape[0], runs * k):
+        d2 = sq[None, rows, None] - 2.0 * torch.matmul(x[rows], centroids.transpose(1, 2)) + csq[:, None, :]
+        dist, idx = d2.min(dim=2)  # (R, m)
         ids.append(idx)
         dists.append(dist.clamp_min(0.0))
-    return torch.cat(ids), torch.cat(dists)
+    return torch.cat(ids, dim=1), torch.cat(dists, dim=1)
 
 
 def _centroids(x: torch.Tensor, assignment: torch.Tensor, dist: torch.Tensor, k: int) -> torch.Tensor:
-    """The mean of each cluster; an empty cluster is moved onto the points farthest from
-    their centroids (deterministic)."""
-    sums = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, assignment, x)
-    counts = torch.bincount(assignment, minlength=k)  # (k,)
-    centroids = sums / counts.clamp_min(1)[:, None].to(x.dtype)
-    empty = torch.nonzero(counts == 0).flatten()
-    if empty.numel():
-        far = torch.topk(dist, empty.numel()).indices
-        centroids[empty] = x[far]
+    """The mean of each cluster of each run (R, k, d); an empty cluster is moved onto the
+    point farthest from its centroid. Sums in float64 by ``index_add_``, which accumulates
+    in index order on the CPU, and on CUDA under deterministic algorithms
+    (:func:`dscl.numerics.configure`)."""
+    runs, n = assignment.shape
+    ids = (assignment + k * torch.arange(runs, device=x.device)[:, None]).flatten()  # (R * n,)
+    source = x.double()[None].expand(runs, n, x.shape[1]).reshape(runs * n, -1)  # (R * n, d)
+    sums = x.new_zeros(runs * k, x.shape[1], dtype=torch.float64).index_add_(0, ids, source)
+    counts = torch.bincount(ids, minlength=runs * k).view(runs, k)  # (R, k)
+    centroids = (sums.view(runs, k, -1) / counts.clamp_min(1)[..., None]).to(x.dtype)
+    for r, c in torch.nonzero(counts == 0).tolist():  # rare: a run whose cluster emptied
+        far = int(torch.argmax(dist[r]))
+        centroids[r, c] = x[far]
+        dist[r, far] = -1.0  # the next emptied cluster of this run takes another point
     return centroids

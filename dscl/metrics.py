@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dscl._arrays import as_float_matrix, as_label_vector
-from dscl.kmeans import kmeans
+from dscl.kmeans import NITER, NREDO, kmeans
 from dscl.neighbors import iter_neighbors
 from dscl.spectral import spectral_embedding
 
@@ -222,8 +222,8 @@ def evaluate_embedding(
     labels,
     ks: Sequence[int] = (1, 2, 4, 8),
     seed: int = 0,
-    kmeans_niter: int = 20,
-    kmeans_nredo: int = 1,
+    kmeans_niter: int = NITER,
+    kmeans_nredo: int = NREDO,
     backend: str = "auto",
     kmeans_backend: str = "auto",
     map_at_r: bool = True,
@@ -244,7 +244,8 @@ def evaluate_embedding(
     ks : sequence of int
         The K of Recall@K.
     seed, kmeans_niter, kmeans_nredo :
-        k-means settings.
+        k-means settings (:func:`dscl.kmeans.kmeans`: the best of ``kmeans_nredo``
+        k-means++ runs).
     backend : {"auto", "faiss", "torch"}
         Nearest-neighbour backend, see :func:`dscl.neighbors.iter_neighbors`.
     kmeans_backend : {"auto", "faiss", "torch"}

@@ -73,12 +73,13 @@ def carve_validation(labels, n_classes: int, seed: int) -> tuple[np.ndarray, np.
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def validation_scores(embeddings, labels, seed: int = 0) -> Scores:
+def validation_scores(embeddings, labels, seed: int = 0, **kmeans) -> Scores:
     """NMI, R@1, MAP@R and R-Precision with and without SC, in percent (rounded to 0.01)
-    as the reports."""
+    as the reports; ``kmeans``: the k-means options of
+    :func:`dscl.metrics.evaluate_embedding` (``kmeans_nredo``, ...)."""
     from dscl.metrics import evaluate_embedding, in_percent
 
-    return in_percent(evaluate_embedding(embeddings, labels, ks=(1,), seed=seed))
+    return in_percent(evaluate_embedding(embeddings, labels, ks=(1,), seed=seed, **kmeans))
 
 
 def flatten_scores(scores: Scores, prefix: str = "val") -> dict[str, float]:
@@ -92,14 +93,19 @@ class SelectionRule:
 
     ``split``: "validation" (classes carved from the training classes), "test" (the test
     classes, the 2017 practice: results so selected are marked in the tables) or "none"
-    (no selection: the last step). ``metric`` of ``variant`` is maximised; ``patience``
-    validations without improvement stop training (None: train to the end).
+    (no selection: the last step). ``metric`` of ``variant`` is maximised: a later step
+    replaces the best one only when it scores more than ``min_delta`` points above it
+    (as Keras' ``EarlyStopping``), so that a score that moves by a hair between two
+    machines does not move the selected step (the docs' "Model selection" page says how
+    the margin was chosen); ``patience`` validations without such an improvement stop
+    training (None: train to the end).
     """
 
     split: Split = "validation"
     metric: Metric = "recall@1"
     variant: Variant = "without_sc"
     patience: int | None = None
+    min_delta: float = 0.0
 
     def __post_init__(self):
         for name, valid in (
@@ -111,13 +117,17 @@ class SelectionRule:
                 raise ValueError(f"{name} must be one of {list(valid)}, got {getattr(self, name)!r}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 (or null), got {self.patience}")
+        if not 0.0 <= self.min_delta < 100.0:
+            raise ValueError(f"min_delta must be in [0, 100) points, got {self.min_delta}")
 
 
 class EarlyStopping:
     """Validates a model every ``every`` steps and keeps the state of the best score.
 
-    ``validate(model)`` returns :data:`Scores`. A tie keeps the earlier step. With
-    ``validate`` None nothing is validated and the last state is the result.
+    ``validate(model)`` returns :data:`Scores`. A later step must beat the best score by
+    more than the rule's ``min_delta`` (a tie keeps the earlier step). With ``validate``
+    None nothing is validated and the last state is the result. ``diverged`` is the step
+    at which training met a non-finite loss or gradient and stopped (None: it did not).
     """
 
     def __init__(
@@ -135,6 +145,7 @@ class EarlyStopping:
         self.best_scores: Scores | None = None
         self.best_state: dict | None = None
         self.since_best = 0
+        self.diverged: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -149,7 +160,8 @@ class EarlyStopping:
     def __call__(self, step: int, model: nn.Module) -> dict[str, float]:
         """Validate ``model`` at ``step``; returns the curve values to log."""
         scores = self.validate(model)
-        if self.best_scores is None or self.score(scores) > self.score(self.best_scores):
+        margin = self.rule.min_delta
+        if self.best_scores is None or self.score(scores) > self.score(self.best_scores) + margin:
             self.best_step, self.best_scores, self.since_best = step, scores, 0
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:

@@ -81,6 +81,7 @@ def main(argv=None) -> None:
                 live=Path(tmp) / "live",
                 checkpoint=Path(tmp) / "checkpoint",
                 device=resolve_device(cfg.common.device),
+                kmeans=cfg.kmeans_options(args.dataset),
             )
         scores = [r.record["selected_scores"][rule.variant][rule.metric] for r in runs]
         steps = [r.record["selected_step"] for r in runs]

@@ -11,6 +11,7 @@ from dscl.ablation import render_ablation, run_ablation
 from dscl.atomic import write_text
 from dscl.config import ParamsError, convert, entry
 from dscl.device import resolve_device
+from dscl.numerics import configure
 from stages.cli import run
 
 
@@ -21,6 +22,7 @@ def main(argv=None) -> None:
         parser.add_argument(name, required=True, type=Path)
     args = parser.parse_args(argv)
     cfg = config.load()
+    configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     where = f"ablation.{args.dataset}"
     spec = convert(entry(cfg.raw, "ablation", args.dataset), dict, where)
     if not {"methods", "dims"} <= set(spec) <= {"methods", "dims", "seeds"}:

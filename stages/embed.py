@@ -17,6 +17,7 @@ from dscl import config, layout
 from dscl.atomic import atomic_dir, write_text
 from dscl.device import resolve_device
 from dscl.embedding import embed_test, load_model
+from dscl.numerics import configure, environment
 from stages.cli import run
 
 
@@ -27,6 +28,7 @@ def main(argv=None) -> None:
         parser.add_argument(name, required=True, type=Path)
     args = parser.parse_args(argv)
     cfg = config.load()
+    configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     feat, device = cfg.features(args.dataset), resolve_device(cfg.embed.device)
     runs = layout.model_files(args.model)
     records, dims = [], []
@@ -54,6 +56,8 @@ def main(argv=None) -> None:
             for k in ("method", "embedding_dim", "iterations", "selected_on", "selected_step", "normalized")
         }
         info["test_embedding_dim"] = dims[0]
+        # where each number came from: the training run's environment and this one's
+        info["environment"] = {"train": records[0].get("environment"), "embed": environment(device)}
         if len(records) > 1:  # each seed's run and the step it selected
             info["seeds"] = [r.get("seed") for r in records]
             info["selected_steps"] = [r.get("selected_step") for r in records]

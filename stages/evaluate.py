@@ -13,6 +13,7 @@ import numpy as np
 from dscl import config, layout
 from dscl.atomic import atomic_dir, write_text
 from dscl.metrics import evaluate_embedding, in_percent, summarize_runs
+from dscl.numerics import configure, environment
 from stages.cli import run
 
 
@@ -24,11 +25,14 @@ def main(argv=None) -> None:
     parser.add_argument("--details", required=True, type=Path, help="data/evaluation/<dataset>/<method>")
     args = parser.parse_args(argv)
     cfg = config.load()
+    configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     ks = cfg.recall_ks(args.dataset)
     labels = np.load(args.embeddings / "test_labels.npy")
     runs = layout.embedding_files(args.embeddings)
     evaluated = [
-        evaluate_embedding(np.load(path), labels, ks=ks, return_details=True, **cfg.kmeans.options())
+        evaluate_embedding(
+            np.load(path), labels, ks=ks, return_details=True, **cfg.kmeans_options(args.dataset)
+        )
         for _, path in runs
     ]
     results = [in_percent(scores) for scores, _ in evaluated]
@@ -39,11 +43,14 @@ def main(argv=None) -> None:
             for variant, arrays in details.items():
                 for name, values in arrays.items():
                     np.save(folder / f"{variant}.{name}.npy", values)
-    info = args.embeddings / "info.json"
-    seeds = json.loads(info.read_text()).get("seeds") if info.is_file() else None
-    out = summarize_runs(results, seeds or [seed for seed, _ in runs])
+    info_file = args.embeddings / "info.json"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    out = summarize_runs(results, info.get("seeds") or [seed for seed, _ in runs])
+    # the numeric environment of every step behind these figures (docs, "Reproducibility")
+    out["environment"] = {**(info.get("environment") or {}), "evaluate": environment()}
     write_text(args.out, json.dumps(out, indent=2) + "\n")
-    print(f"evaluate@{args.dataset}: {json.dumps({k: v for k, v in out.items() if k != 'runs'})}")
+    shown = {k: v for k, v in out.items() if k not in ("runs", "environment")}
+    print(f"evaluate@{args.dataset}: {json.dumps(shown)}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dscl.backbones import build_backbone
 from dscl.datasets import read_split
 from dscl.device import resolve_device
 from dscl.images import ImageDataset, embed_dataset, transform_for
+from dscl.numerics import configure
 from stages.cli import run
 
 
@@ -29,6 +30,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     cfg = config.load()
+    configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     image, feat = cfg.image, cfg.features(args.dataset)
     device = resolve_device(image.device)
     model = build_backbone(feat.backbone, feat.weights).to(device)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dscl import config
 from dscl.images import transform_for
+from dscl.numerics import configure
 from dscl.report.build import write_report
 from stages.cli import run
 
@@ -29,6 +30,7 @@ def main(argv=None) -> None:
     parser.add_argument("--plots", required=True, type=Path, help="reports/plots/<dataset>")
     args = parser.parse_args(argv)
     cfg = config.load()
+    configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     feat = cfg.features(args.dataset)
     write_report(
         args.dataset,

@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 from dscl import config
 from dscl.device import resolve_device
+from dscl.numerics import configure
 from dscl.training.distributed import init_distributed
 from dscl.training.fit import save_runs, train_method
 from stages.cli import run
@@ -27,6 +28,7 @@ def main(argv=None) -> None:
         parser.add_argument(name, required=True, type=Path)
     args = parser.parse_args(argv)
     cfg = config.load()
+    configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     method, settings = cfg.method(args.method, args.dataset)
     data, features_cfg = cfg.train_dataset(args.dataset), cfg.features(args.dataset)
     device, rank, world = init_distributed(resolve_device(cfg.common.device))
@@ -48,6 +50,7 @@ def main(argv=None) -> None:
         live=args.live,
         checkpoint=args.checkpoint,
         device=device,
+        kmeans=cfg.kmeans_options(args.dataset),
     )
     if world > 1:
         dist.barrier()

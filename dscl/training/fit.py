@@ -36,9 +36,11 @@ from dscl.datasets import read_split
 from dscl.images import ImageDataset, embed_dataset, make_decoder, transform_for
 from dscl.methods import Method
 from dscl.metrics import l2_normalize
+from dscl.numerics import environment
 from dscl.objectives import make_objective
 from dscl.selection import EarlyStopping, carve_validation, validation_scores
 from dscl.training.distributed import rank_and_world
+from dscl.training.guard import NonFiniteError
 from dscl.training.log import LiveLog, NoLog
 from dscl.training.loops import train_last_layer, train_on_images
 from dscl.training.model import MODEL_FORMAT, EmbeddingNet, embed_in_chunks
@@ -80,6 +82,7 @@ def train_method(
     live: Path,
     checkpoint: Path,
     device: torch.device,
+    kmeans: dict | None = None,
 ) -> list[TrainedRun]:
     """Train ``method`` on ``dataset`` once per seed: the method's own ``seeds`` where it
     sets them, otherwise ``common.seeds`` (validation classes are carved with
@@ -96,6 +99,9 @@ def train_method(
     live, checkpoint : Path
         The DVCLive folder (curves, summary) and the folder of resumable state.
     device : torch.device
+    kmeans : dict, optional
+        The k-means options of the validation's NMI (the keyword arguments of
+        :func:`dscl.metrics.evaluate_embedding`; the evaluation's own, ``seed`` aside).
 
     Returns
     -------
@@ -104,6 +110,7 @@ def train_method(
     """
     rank, _ = rank_and_world()
     rule = common.selection
+    kmeans_options = {k: v for k, v in (kmeans or {}).items() if k != "seed"}
     objective = (
         None if method.objective in (None, "softmax") else make_objective(method.objective, settings.loss)
     )
@@ -179,8 +186,13 @@ def train_method(
         return np.load(features / f"{name}.npy")[val_idx]
 
     def scores_of(emb: np.ndarray) -> dict:
-        """Validation scores of an embedding, l2-normalised as its objective measures it."""
-        return validation_scores(l2_normalize(emb) if method.normalized else emb, val_labels, common.seed)
+        """Validation scores of an embedding, l2-normalised as its objective measures it
+        (a non-finite embedding: the run diverged)."""
+        if not np.isfinite(emb).all():
+            raise NonFiniteError("validation embedding")
+        return validation_scores(
+            l2_normalize(emb) if method.normalized else emb, val_labels, common.seed, **kmeans_options
+        )
 
     pooled = method.objective == "softmax" and getattr(settings, "embedding", None) == "pooled"
 
@@ -305,7 +317,7 @@ def train_method(
             done.update(embedding_dim=info["feature_dim"], iterations=0)
             state, stopper = None, EarlyStopping(None, 0, rule)
             if val_labels is not None:  # the pretrained feature's validation scores (step 0)
-                scores = validation_scores(cached("train"), val_labels, common.seed)
+                scores = validation_scores(cached("train"), val_labels, common.seed, **kmeans_options)
                 stopper = EarlyStopping(lambda _: scores, 1, rule)
                 log(0, stopper(0, nn.Identity()))
         elif method.learns == "last_layer":
@@ -323,8 +335,11 @@ def train_method(
             if moved is not None:
                 done.update(backbone_relative_change=moved)
         selected = stopper.best_step if stopper.enabled else done["iterations"]
-        done.update(selected_step=selected)
+        done.update(selected_step=selected, environment=environment(device))
         summary = {"selected_step": selected, "selected_on": rule.split}
+        if stopper.diverged is not None:  # stopped there; the best state before it is kept
+            done.update(diverged_at=stopper.diverged)
+            summary["diverged_at"] = stopper.diverged
         if stopper.best_scores is not None:
             summary["selected"] = stopper.best_scores
             done.update(selected_scores=stopper.best_scores)

@@ -24,6 +24,7 @@ from dscl.checkpoint import Checkpointer
 from dscl.objectives import Objective
 from dscl.selection import EarlyStopping
 from dscl.training.distributed import data_parallel, rank_and_world
+from dscl.training.guard import DivergedError, NonFiniteError, check_finite
 from dscl.training.model import EmbeddingNet
 from dscl.training.optim import OptimizerConfig, make_optimizer, parameter_groups
 from dscl.training.sampling import BatchSampler
@@ -37,6 +38,15 @@ Fetch = Callable[[np.ndarray, np.ndarray, int], tuple[torch.Tensor, torch.Tensor
 
 def _no_log(step: int, values: dict) -> None:
     pass
+
+
+def _diverged(stopper: EarlyStopping, step: int, err: NonFiniteError) -> None:
+    """Training met a non-finite value at ``step``: record it (the loop then ends and
+    restores the best validated state), or raise :class:`DivergedError` when no state was
+    validated before it."""
+    if stopper.best_state is None:
+        raise DivergedError(step, err.what) from None
+    stopper.diverged = step
 
 
 def _with_objective(model: nn.Module, objective) -> nn.Module:
@@ -120,13 +130,18 @@ def train_last_layer(
         if features_mirrored is not None:
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
             x = torch.where(flip[:, None], features_mirrored[idx], x)
-        loss = objective(head(x), labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        values = {"loss": loss.item()}
-        if stopper.due(it + 1, iterations):
-            values.update(stopper(it + 1, head))
+        try:
+            loss = objective(head(x), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            check_finite(loss, optimizer)
+            optimizer.step()
+            values = {"loss": loss.item()}
+            if stopper.due(it + 1, iterations):
+                values.update(stopper(it + 1, head))
+        except NonFiniteError as err:
+            _diverged(stopper, it + 1, err)
+            break
         log(it + 1, values)
         checkpointer.maybe_save(
             it + 1, iterations, tracked, optimizer, rng, extra=stopper, force=stopper.stop
@@ -172,7 +187,9 @@ def train_on_images(
 
     ``stopper`` validates at step 0 and every few steps; the returned model is the best
     validated state (early stopping). ``classes_per_batch`` (with ``all_labels``, the
-    labels of all examples) draws each batch among that many random classes.
+    labels of all examples) draws each batch among that many random classes. A
+    non-finite loss, gradient or validation embedding ends training as in
+    :func:`train_last_layer`.
     """
     if not isinstance(objective, Objective) and objective != "softmax":
         raise ValueError(f"objective must be an Objective or 'softmax', got {objective!r}")
@@ -235,32 +252,36 @@ def train_on_images(
             resume_state = rng.bit_generator.state  # before the next batch is drawn
             if it + 1 < iterations:
                 pending = submit(draw())  # decoded while this batch is learned
-            if objective == "softmax":
-                loss = softmax_step(
-                    parallel,
-                    images,
-                    labels,
-                    optimizer,
-                    classes=classes,
-                    chunk_size=chunk_size,
-                    device=device,
-                    amp=amp,
-                    batch_total=n,
-                )
-            else:
-                loss = chunked_step(
-                    parallel,
-                    images,
-                    labels,
-                    optimizer,
-                    objective=objective,
-                    chunk_size=chunk_size,
-                    device=device,
-                    amp=amp,
-                )
-            values = {"loss": loss}
-            if stopper.due(it + 1, iterations):
-                values.update(stopper(it + 1, model))
+            try:
+                if objective == "softmax":
+                    loss = softmax_step(
+                        parallel,
+                        images,
+                        labels,
+                        optimizer,
+                        classes=classes,
+                        chunk_size=chunk_size,
+                        device=device,
+                        amp=amp,
+                        batch_total=n,
+                    )
+                else:
+                    loss = chunked_step(
+                        parallel,
+                        images,
+                        labels,
+                        optimizer,
+                        objective=objective,
+                        chunk_size=chunk_size,
+                        device=device,
+                        amp=amp,
+                    )
+                values = {"loss": loss}
+                if stopper.due(it + 1, iterations):
+                    values.update(stopper(it + 1, model))
+            except NonFiniteError as err:
+                _diverged(stopper, it + 1, err)
+                break
             log(it + 1, values)
             if rank == 0:
                 snapshot = np.random.default_rng()

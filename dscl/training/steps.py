@@ -14,6 +14,7 @@ from torch import nn
 
 from dscl.objectives import Objective
 from dscl.training.distributed import gather_rows, rank_and_world, sync_context
+from dscl.training.guard import check_finite
 
 __all__ = ["chunked_step", "freeze_batchnorm", "softmax_step"]
 
@@ -66,6 +67,11 @@ def chunked_step(
     Returns
     -------
     The loss on the whole batch, before the update.
+
+    Raises
+    ------
+    dscl.training.guard.NonFiniteError
+        The loss or a gradient is not finite; no parameter has changed.
     """
     rank, world = rank_and_world()
     freeze_batchnorm(model)
@@ -91,6 +97,7 @@ def chunked_step(
             with autocast:
                 f_chunk = model(images[c].to(device, non_blocking=True)).float()
             (f_chunk * grad[c.to(device)]).sum().backward()  # d<F_i, G_i>/dθ
+    check_finite(loss, optimizer)
     optimizer.step()
     return float(loss)
 
@@ -109,7 +116,8 @@ def softmax_step(
 ) -> float:
     """Cross-entropy over the batch (``batch_total`` examples over every process),
     gradients accumulated chunk by chunk. ``model`` is an
-    :class:`~dscl.training.model.EmbeddingNet`, possibly DDP-wrapped."""
+    :class:`~dscl.training.model.EmbeddingNet`, possibly DDP-wrapped. A non-finite loss
+    or gradient raises :class:`~dscl.training.guard.NonFiniteError` before the update."""
     _, world = rank_and_world()
     net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     targets = torch.searchsorted(classes, labels.to(device))  # class ids -> 0..C-1
@@ -127,5 +135,6 @@ def softmax_step(
         total += loss.detach()
     if world > 1:
         dist.all_reduce(total)
+    check_finite(total, optimizer)
     optimizer.step()
     return float(total) / batch_total

@@ -82,7 +82,7 @@ def test_stage_command_line_prints_one_clear_line(workdir):
         (
             lambda p: p["evaluate"]["kmeans"].update(niterr=5),
             r"unknown key\(s\) \['niterr'\] in evaluate.kmeans; "
-            r"expected \['backend', 'niter', 'nredo', 'seed'\]",
+            r"expected \['backend', 'niter', 'seed'\]",
         ),
         (lambda p: p["report"]["tsne"].update(perplexity="high"), r"report.tsne.perplexity must be a number"),
         (

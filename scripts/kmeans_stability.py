@@ -1,0 +1,90 @@
+"""How far the NMI of a fixed embedding moves with the k-means seed and backend.
+
+For every method's test embedding of a dataset (``data/embeddings/<dataset>/<method>``,
+every seed's run), with and without spectral clustering, k-means (k = the test classes)
+is run with each of ``--seeds`` on each of ``--backends``, for each number of restarts
+of ``--nredo``; the script prints, per embedding and setting, the range of the NMI over
+seeds and backends (max - min, in points) and the largest range of all embeddings.
+
+    python scripts/kmeans_stability.py --dataset digits --nredo 1 5 10 20 --seeds 0 1 2 3 4 5 6 7 8 9
+
+``--init random`` runs faiss' own k-means (centroids sampled at random) instead, the
+evaluation's k-means before k-means++ seeding, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dscl import layout
+from dscl.kmeans import kmeans
+from dscl.metrics import l2_normalize, nmi
+from dscl.spectral import spectral_embedding
+
+
+def random_init_kmeans(x: np.ndarray, k: int, seed: int, nredo: int) -> np.ndarray:
+    """faiss' k-means from centroids sampled among the points (20 iterations)."""
+    import faiss
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    km = faiss.Kmeans(x.shape[1], k, niter=20, nredo=nredo, seed=seed, max_points_per_centroid=1 << 30)
+    km.train(x)
+    return km.index.search(x, 1)[1][:, 0]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings"))
+    parser.add_argument("--methods", nargs="*", help="default: every embedded method")
+    parser.add_argument("--nredo", type=int, nargs="+", default=[1, 5, 10, 20])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--backends", nargs="+", default=["faiss", "torch"])
+    parser.add_argument("--init", choices=["kmeans++", "random"], default="kmeans++")
+    args = parser.parse_args(argv)
+    root = args.embeddings / args.dataset
+    methods = args.methods or sorted(p.name for p in root.iterdir() if (p / "test.npy").is_file())
+    if not methods:
+        print(f"error: no embeddings under {root}: run the embed stages first", file=sys.stderr)
+        return 2
+    worst: dict[tuple[str, int], float] = {}
+    print(f"{'embedding':34} {'variant':10} " + " ".join(f"nredo={r:<3}" for r in args.nredo))
+    start = time.perf_counter()
+    for method in methods:
+        labels = np.load(root / method / "test_labels.npy")
+        k = int(np.unique(labels).size)
+        for seed, path in layout.embedding_files(root / method):
+            x = np.load(path)
+            name = method if seed is None else f"{method} (seed {seed})"
+            for variant, rep in (("with_sc", spectral_embedding(x)), ("without_sc", l2_normalize(x))):
+                rep = np.asarray(rep)
+                cells = []
+                for nredo in args.nredo:
+                    scores = []
+                    for backend in args.backends if args.init == "kmeans++" else ["faiss"]:
+                        for s in args.seeds:
+                            if args.init == "random":
+                                assignment = random_init_kmeans(rep, k, s, nredo)
+                            else:
+                                assignment = kmeans(rep, k, seed=s, nredo=nredo, backend=backend)
+                            scores.append(100 * nmi(labels, assignment))
+                    spread = max(scores) - min(scores)
+                    worst[(variant, nredo)] = max(worst.get((variant, nredo), 0.0), spread)
+                    cells.append(f"{np.mean(scores):5.1f}±{spread:4.1f}")
+                print(f"{name:34} {variant:10} " + " ".join(cells), flush=True)
+    print(f"\nlargest NMI range (max - min over {len(args.seeds)} seeds x {args.backends}), points:")
+    for variant in ("with_sc", "without_sc"):
+        print(f"  {variant:10} " + "  ".join(f"nredo={r}: {worst[(variant, r)]:.2f}" for r in args.nredo))
+    print(f"({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
