@@ -90,7 +90,7 @@ def environment(device=None) -> dict:
     try:
         import faiss
 
-        faiss_version = faiss.__version__
+        faiss_version = str(faiss.__version__)
     except ImportError:
         faiss_version = None
     env = {
@@ -99,8 +99,8 @@ def environment(device=None) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": where,
         "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
+        "torch": str(torch.__version__),  # a str subclass that weights_only loading refuses
+        "numpy": str(np.__version__),
         "faiss": faiss_version,
     }
     env.update({k: os.environ[k] for k in ENVIRONMENT_VARIABLES if os.environ.get(k)})
