@@ -28,9 +28,9 @@ ENVIRONMENT_VARIABLES = (
 
 def configure(threads: int, *, deterministic: bool = True) -> None:
     """Fix the intra-op threads of torch (and faiss' OpenMP threads) to ``threads``, and,
-    with ``deterministic``, ask torch for deterministic algorithms where it has them
-    (``torch.use_deterministic_algorithms(warn_only=True)``: an operation without one
-    keeps its fast kernel and says so once), cuDNN's included; on CUDA, cuBLAS needs a
+    with ``deterministic`` and a GPU present, ask torch for deterministic algorithms where
+    it has them (``torch.use_deterministic_algorithms(warn_only=True)``: an operation
+    without one keeps its fast kernel and says so once), cuDNN's included; cuBLAS needs a
     fixed workspace for that, set here unless the environment sets it.
 
     Parameters
@@ -50,7 +50,10 @@ def configure(threads: int, *, deterministic: bool = True) -> None:
         faiss.omp_set_num_threads(int(threads))
     except ImportError:  # faiss is optional for the library's mathematics
         pass
-    if deterministic:
+    if deterministic and torch.cuda.is_available():
+        # On the CPU the kernels this project runs repeat bit for bit at a fixed thread
+        # count (the docs' rerun measurements), and the switch costs 1.2 s of imports
+        # (torch._inductor) in every stage process: it is asked for where it matters.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False

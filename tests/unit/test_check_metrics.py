@@ -1,9 +1,10 @@
-"""The CI regression gate fails on a drop beyond the tolerance, and only then; it reads
-the committed and the current metrics through DVC's API."""
+"""The regression gate: each figure against its own measured tolerance; a drop beyond it,
+a non-finite or missing figure or file fail; improvements and new methods are listed."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -14,81 +15,116 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "scripts"))
 import check_metrics
 
-
-def metrics(with_nmi, recall):
-    return {"with_sc": {"nmi": with_nmi, "recall@1": recall}}
+TOLERANCES = {"d": {"m": {"with_sc.nmi": 1.0, "with_sc.recall@1": 0.5}, "o": {"with_sc.nmi": 3.0}}}
 
 
-def test_gate():
-    baseline = {"reports/metrics/d/m.json": metrics(50.0, 70.0)}
-    current = {"reports/metrics/d/m.json": metrics(48.5, 75.0)}  # -1.5 and +5: pass
-    assert check_metrics.compare(baseline, current, tolerance=2.0) == []
-    current = {"reports/metrics/d/m.json": metrics(47.9, 75.0)}  # -2.1: fail
-    assert check_metrics.compare(baseline, current, tolerance=2.0) == [
-        "reports/metrics/d/m.json: with_sc.nmi dropped 50.00 -> 47.90"
-    ]
-    assert check_metrics.compare(baseline, {}, tolerance=2.0) == [
-        "reports/metrics/d/m.json: missing from the workspace"
-    ]
-    current = {"reports/metrics/d/m.json": {"with_sc": {"nmi": 50.0}}}
-    assert check_metrics.compare(baseline, current, tolerance=2.0) == [
-        "reports/metrics/d/m.json: with_sc.recall@1 missing"
-    ]
+def metrics(nmi=50.0, recall=70.0, **extra):
+    return {"with_sc": {"nmi": nmi, "recall@1": recall}, **extra}
 
 
-def test_gate_compares_means_over_seeds():
-    """With several seeds, the gate reads the means; the spread is not a score."""
+def verdicts(baseline, current, tolerances=TOLERANCES):
+    return {
+        (r.file, r.figure): (r.verdict, r.reason)
+        for r in check_metrics.compare(baseline, current, tolerances)
+    }
 
-    def seeded(mean, std, runs):
-        return {
-            "with_sc": {"nmi": mean},
-            "std": {"with_sc": {"nmi": std}},
-            "runs": [{"seed": i, "with_sc": {"nmi": v}} for i, v in enumerate(runs)],
-        }
 
-    baseline = {"m.json": seeded(50.0, 3.0, [47.0, 50.0, 53.0])}
-    current = {"m.json": seeded(49.0, 0.5, [48.5, 49.0, 49.5])}  # mean -1, std -2.5: pass
-    assert check_metrics.compare(baseline, current, tolerance=2.0) == []
-    current = {"m.json": seeded(47.5, 3.0, [44.5, 47.5, 50.5])}  # mean -2.5: fail
-    assert check_metrics.compare(baseline, current, tolerance=2.0) == [
-        "m.json: with_sc.nmi dropped 50.00 -> 47.50"
-    ]
-    # a single-seed baseline against a several-seed run: the value against the mean
-    assert (
-        check_metrics.compare(
-            {"m.json": metrics(50.0, 70.0)},
-            {"m.json": {**metrics(49.0, 69.0), "std": {"with_sc": {"nmi": 9.0}}}},
-            tolerance=2.0,
-        )
-        == []
+def test_within_noise_improved_and_dropped_each_against_its_own_tolerance():
+    got = verdicts({"d/m.json": metrics()}, {"d/m.json": metrics(nmi=49.1, recall=70.6)})
+    assert got == {
+        ("d/m.json", "with_sc.nmi"): ("ok", "within its noise"),  # -0.9 within 1.0
+        ("d/m.json", "with_sc.recall@1"): ("improved", "rose beyond its noise"),  # +0.6 beyond 0.5
+    }
+    got = verdicts({"d/m.json": metrics()}, {"d/m.json": metrics(nmi=50.0, recall=69.4)})
+    assert got[("d/m.json", "with_sc.recall@1")] == ("FAIL", "dropped beyond its noise")  # -0.6
+    assert got[("d/m.json", "with_sc.nmi")] == ("ok", "within its noise")
+
+
+def test_non_finite_figures_fail_on_either_side():
+    nan = float("nan")
+    got = verdicts({"d/m.json": metrics()}, {"d/m.json": metrics(nmi=nan, recall=math.inf)})
+    assert got[("d/m.json", "with_sc.nmi")] == ("FAIL", "not finite now")
+    assert got[("d/m.json", "with_sc.recall@1")] == ("FAIL", "not finite now")
+    got = verdicts({"d/m.json": metrics(nmi=nan)}, {"d/m.json": metrics()})
+    assert got[("d/m.json", "with_sc.nmi")] == ("FAIL", "not finite in the baseline")
+
+
+def test_a_missing_file_or_figure_fails_and_a_new_method_is_listed():
+    got = verdicts({"d/m.json": metrics()}, {})
+    assert got == {("d/m.json", "(file)"): ("FAIL", "metrics file missing")}
+    got = verdicts({"d/m.json": metrics()}, {"d/m.json": {"with_sc": {"nmi": 50.0}}})
+    assert got[("d/m.json", "with_sc.recall@1")] == ("FAIL", "figure missing")
+    got = verdicts({"d/m.json": metrics()}, {"d/m.json": metrics(), "d/new.json": metrics()})
+    assert got[("d/new.json", "with_sc.nmi")] == ("new", "new method")
+    got = verdicts({}, {"d/new.json": metrics(nmi=float("nan"))})
+    assert got[("d/new.json", "with_sc.nmi")] == ("FAIL", "not finite")
+
+
+def test_means_over_seeds_are_compared_not_their_spread_runs_or_environment():
+    seeded = metrics(
+        std={"with_sc": {"nmi": 9.0}},
+        runs=[{"seed": 0, "with_sc": {"nmi": 10.0}}],
+        environment={"evaluate": {"threads": 2}},
     )
+    assert check_metrics.figures(seeded) == {"with_sc.nmi": 50.0, "with_sc.recall@1": 70.0}
+
+
+def test_an_unmeasured_figure_takes_its_datasets_largest_tolerance():
+    got = check_metrics.compare({"d/x.json": metrics()}, {"d/x.json": metrics(nmi=47.5)}, TOLERANCES)
+    (nmi,) = [r for r in got if r.figure == "with_sc.nmi"]
+    assert (nmi.verdict, nmi.tolerance) == ("ok", 3.0)
+    assert "other methods" in nmi.reason
+    with pytest.raises(ValueError, match="no tolerance for with_sc.nmi on e"):
+        check_metrics.compare({"e/x.json": metrics()}, {"e/x.json": metrics()}, TOLERANCES)
+
+
+def test_the_table_lists_what_moved():
+    rows = check_metrics.compare(
+        {"d/m.json": metrics(), "d/o.json": metrics()},
+        {"d/m.json": metrics(nmi=49.5, recall=60.0), "d/o.json": metrics()},
+        TOLERANCES,
+    )
+    table = check_metrics.markdown(rows, "the results at X")
+    assert table.startswith("**Metrics gate: FAIL** against the results at X: 4 figures, 1 failed")
+    body = [line for line in table.splitlines() if line.startswith("| d/")]
+    assert body == [
+        "| d/m.json | with_sc.recall@1 | 70.00 | 60.00 | -10.00 | ±0.50 "
+        "| **FAIL**: dropped beyond its noise |",
+        "| d/m.json | with_sc.nmi | 50.00 | 49.50 | -0.50 | ±1.00 | ok: within its noise |",
+    ]
+    still = check_metrics.compare({"d/o.json": metrics()}, {"d/o.json": metrics()}, TOLERANCES)
+    assert check_metrics.markdown(still, "X").endswith("No figure moved.\n")
 
 
 @pytest.mark.slow
-def test_reads_the_committed_and_the_current_metrics(tmp_path, monkeypatch):
+def test_main_reads_the_branch_point_of_main_and_the_workspace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
-    def run(*cmd):
-        subprocess.run(cmd, check=True, capture_output=True)
+    def git(*cmd):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], check=True, capture_output=True
+        )
 
-    run("git", "init", "-q")
-    run("dvc", "init", "-q")
-    for name, value in (("a", 50.0), ("b", 60.0)):
+    def write(name, value):
         path = tmp_path / f"reports/metrics/d/{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(metrics(value, 70.0)))
-    run("git", "add", "-A")
-    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
-    (tmp_path / "reports/metrics/d/a.json").write_text(json.dumps(metrics(40.0, 70.0)))
-    committed = check_metrics.read_metrics("HEAD", "reports/metrics")
-    assert committed == {
-        "reports/metrics/d/a.json": metrics(50.0, 70.0),
-        "reports/metrics/d/b.json": metrics(60.0, 70.0),
-    }
-    assert check_metrics.read_metrics(None, "reports/metrics")["reports/metrics/d/a.json"] == metrics(
-        40.0, 70.0
-    )
-    assert check_metrics.main(["--rev", "HEAD"]) == 1  # a's NMI dropped 10 points
-    (tmp_path / "reports/metrics/d/a.json").write_text(json.dumps(metrics(49.0, 71.0)))
-    assert check_metrics.main(["--rev", "HEAD"]) == 0
-    assert check_metrics.read_metrics("HEAD", "reports/nothing") == {}
+        path.write_text(json.dumps(value))
+
+    git("init", "-q", "-b", "main")
+    noise = {"methods": {"m": {"tolerance": {"with_sc.nmi": 1.0, "with_sc.recall@1": 1.0}}}}
+    (tmp_path / "reports/noise").mkdir(parents=True)
+    (tmp_path / "reports/noise/d.json").write_text(json.dumps(noise))
+    write("m", metrics())
+    git("add", "-A")
+    git("commit", "-qm", "main's results")
+    git("checkout", "-qb", "branch")
+    write("m", metrics(nmi=45.0))  # a regression committed on the branch ...
+    git("commit", "-qam", "regressed")
+    summary = tmp_path / "summary.md"
+    assert check_metrics.main(["--summary", str(summary)]) == 1  # ... is caught against main
+    assert "merge base of HEAD and main" in summary.read_text()
+    assert check_metrics.main(["--rev", "HEAD"]) == 0  # against itself it passes
+    write("m", {"with_sc": {"nmi": 45.0, "recall@1": "x"}})
+    assert check_metrics.main(["--rev", "HEAD"]) == 1  # a figure that is not a number is missing
+    (tmp_path / "reports/metrics/d/m.json").write_text("{not json")
+    assert check_metrics.main(["--rev", "HEAD"]) == 2

@@ -149,3 +149,73 @@ def test_last_layer_returns_the_selected_state_and_resumes_it(tmp_path):
     resumed, again = _train_head(12, Checkpointer(ckpt, "run", 3), lambda s, v: None)
     assert again.best_step == stopper.best_step and again.best_scores == stopper.best_scores
     assert all(torch.equal(a, b) for a, b in zip(head.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_a_later_step_replaces_the_best_only_beyond_the_margin():
+    model = nn.Linear(2, 2)
+    rule = SelectionRule(min_delta=0.5)
+    stopper = EarlyStopping(_scripted([50.0, 50.5, 50.9, 51.3, 51.5]), every=1, rule=rule)
+    for step in range(5):
+        stopper(step, model)
+    # 50.5 is not beyond 50 + 0.5; 50.9 is; 51.3 is not beyond 50.9 + 0.5; 51.5 is
+    assert stopper.best_step == 4
+    stopper = EarlyStopping(_scripted([50.0, 50.4, 50.3]), every=1, rule=rule)
+    for step in range(3):
+        stopper(step, model)
+    assert stopper.best_step == 0
+    with pytest.raises(ValueError, match=r"min_delta must be in \[0, 100\) points, got -1"):
+        SelectionRule(min_delta=-1.0)
+
+
+def _diverging_head(validate_every: int | None):
+    """A last layer trained at a learning rate that overflows within a few steps (N-pairs:
+    DSCL and the normalised objectives are scale-invariant, and merely stall)."""
+    x, y = _blobs()
+    train_idx, val_idx = carve_validation(y.numpy(), 3, seed=0)
+
+    def validate(layer):
+        with torch.no_grad():
+            emb = layer(x[val_idx]).numpy()
+        if not np.isfinite(emb).all():
+            from dscl.training.guard import NonFiniteError
+
+            raise NonFiniteError("validation embedding")
+        return validation_scores(emb, y[val_idx].numpy(), kmeans_nredo=2)
+
+    torch.manual_seed(0)
+    head = nn.Linear(6, 5)
+    start = head.weight.detach().clone()
+    stopper = EarlyStopping(validate if validate_every else None, validate_every or 0)
+    logged = []
+    head = train_last_layer(
+        head,
+        x,
+        y,
+        train_idx,
+        objective=make_objective("npairs"),
+        iterations=30,
+        batch_size=40,
+        optim=OptimizerConfig("sgd", 1e30),
+        seed=0,
+        device=torch.device("cpu"),
+        log=lambda s, v: logged.append((s, v)),
+        stopper=stopper,
+    )
+    return head, stopper, start, logged
+
+
+def test_a_diverging_run_stops_at_its_step_and_keeps_the_best_validated_state():
+    head, stopper, start, logged = _diverging_head(validate_every=10)
+    assert stopper.diverged is not None and 1 <= stopper.diverged <= 30
+    assert stopper.best_step == 0 and torch.equal(head.weight, start)  # the state validated at 0
+    assert [s for s, _ in logged] == list(range(stopper.diverged))  # nothing logged at or after it
+    assert all(np.isfinite(v["loss"]) for s, v in logged if "loss" in v)
+
+
+def test_a_divergence_before_any_validation_names_its_step():
+    from dscl.training.guard import DivergedError
+
+    with pytest.raises(
+        DivergedError, match=r"became NaN or infinite at step \d+, before any validated state"
+    ):
+        _diverging_head(validate_every=None)

@@ -187,3 +187,51 @@ def test_prefetching_changes_nothing_and_resumes_exactly(tmp_path):
     assert torch.load(tmp_path / "state.pt", weights_only=True)["iteration"] == 4
     resumed = _train(5, prefetch=True, checkpointer=Checkpointer(tmp_path / "state.pt", "run", 1))
     assert all(torch.equal(plain[k], resumed.state_dict()[k]) for k in plain)
+
+
+def test_a_non_finite_loss_or_gradient_leaves_the_parameters_untouched():
+    from dscl.objectives import Objective
+    from dscl.training.guard import NonFiniteError
+
+    class Broken(Objective):
+        """DSCL whose gradient, or loss, is NaN."""
+
+        def __init__(self, bad: str):
+            super().__init__("dscl")
+            object.__setattr__(self, "bad", bad)
+
+        def loss_and_gradient(self, embeddings, labels):
+            loss, grad = DSCL.loss_and_gradient(embeddings, labels)
+            if self.bad == "loss":
+                return loss * float("nan"), grad
+            return loss, grad * float("nan")
+
+    images, labels = make_batch()
+    for bad in ("loss", "gradient"):
+        model = make_model()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        optimizer = make_optimizer(model.parameters(), OptimizerConfig("adam", 1e-2))
+        with pytest.raises(NonFiniteError, match=f"non-finite {bad}"):
+            chunked_step(model, images, labels, optimizer, objective=Broken(bad), chunk_size=5, device=CPU)
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["triplet", "lifted", "multisim", "facility", "npairs", "dscl"])
+def test_objectives_stay_finite_where_a_bfloat16_batch_collapses(name):
+    """What can make a run diverge as its loss nears 0: embeddings rounded by bfloat16 onto
+    each other (a distance of exactly 0), whole classes collapsed to one point (no
+    semi-hard triplet left), a zero embedding; under bfloat16 autocast too."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 5
+    centres = torch.randn(5, 8, generator=gen) * 3
+    near = (centres[labels] + 1e-3 * torch.randn(60, 8, generator=gen)).bfloat16().float()
+    zero = near.clone()
+    zero[3] = 0.0
+    duplicate = torch.randn(60, 8, generator=gen)
+    duplicate[1] = duplicate[0]  # two classes meet at one point
+    objective = make_objective(name).bind(np.arange(5), 8)
+    for embeddings in (centres[labels].clone(), near, zero, duplicate):
+        for amp in (False, True):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                loss, grad = objective.loss_and_gradient(embeddings, labels)
+            assert torch.isfinite(loss) and bool(torch.isfinite(grad).all()), (name, amp)
