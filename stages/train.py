@@ -8,15 +8,18 @@ validation curves go to DVCLive in ``--live``; the resumable state to ``--checkp
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch.distributed as dist
 
 from dscl import config
+from dscl.config import ParamsError
 from dscl.device import resolve_device
 from dscl.numerics import configure
 from dscl.training.distributed import init_distributed
 from dscl.training.fit import save_runs, train_method
+from dscl.training.guard import DivergedError
 from stages.cli import run
 
 
@@ -37,27 +40,40 @@ def main(argv=None) -> None:
         if rank != 0:
             return
         world = 1
-    runs = train_method(
-        dataset=args.dataset,
-        method=method,
-        settings=settings,
-        common=cfg.common,
-        data=data,
-        image=cfg.image,
-        features_cfg=features_cfg,
-        prepared=args.prepared,
-        features=args.features,
-        live=args.live,
-        checkpoint=args.checkpoint,
-        device=device,
-        kmeans=cfg.kmeans_options(args.dataset),
-    )
+    key = f"train.{args.method}.{args.dataset}"
+    lower = f"lower {key}.lr ({settings.lr:g})" if hasattr(settings, "lr") else f"check {key}"
+    try:
+        runs = train_method(
+            dataset=args.dataset,
+            method=method,
+            settings=settings,
+            common=cfg.common,
+            data=data,
+            image=cfg.image,
+            features_cfg=features_cfg,
+            prepared=args.prepared,
+            features=args.features,
+            live=args.live,
+            checkpoint=args.checkpoint,
+            device=device,
+            kmeans=cfg.kmeans_options(args.dataset),
+        )
+    except DivergedError as err:  # nothing validated to keep: the setting to change
+        raise ParamsError(f"train@{args.dataset}-{args.method}: {err}: {lower}") from None
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     if rank != 0:
         return
     save_runs(args.out, runs, args.checkpoint)
+    for r in runs:  # one line each: the run ended early, keeping the best state before it
+        if r.record.get("diverged_at") is not None:
+            print(
+                f"warning: train@{args.dataset}-{args.method} (seed {r.seed}): the loss or a gradient "
+                f"became NaN or infinite at step {r.record['diverged_at']}; kept the model validated "
+                f"at step {r.record['selected_step']} ({lower} to train further)",
+                file=sys.stderr,
+            )
     steps = ", ".join(str(r.record["selected_step"]) for r in runs)
     print(
         f"train@{args.dataset}-{args.method}: selected step {steps} "

@@ -463,3 +463,42 @@ def test_the_dimension_ablation_retrains_at_each_d(workdir):
     with pytest.raises(ParamsError, match="dims must list dimensions >= 1"):
         ablation.main([*args, "--table", "reports/tables/x"])
     assert not (root / "reports/tables/x.md").exists()
+
+
+def test_a_diverging_run_ends_with_one_warning_line_or_names_the_setting(workdir):
+    """A learning rate of 1e30: N-pairs' loss overflows within a few steps. With validation
+    the stage keeps the state validated before (step 0), ends successfully and says so in
+    one line; without a validated state it ends in one line naming the step and the
+    setting to lower. Run as a user runs it (a subprocess, no traceback)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    params = small_params()
+    params["methods"] = ["npairs_last"]
+    params["train"]["npairs_last"]["digits"].update(lr=1e30, optimizer="sgd", iterations=20)
+    root = workdir(params)
+    run_until_features(root)
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, "-m", "stages.train", *train_args("npairs_last")]
+    out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "Traceback" not in out.stderr
+    assert "became NaN or infinite at step" in warnings[0]
+    assert "kept the model validated at step 0" in warnings[0]
+    record = torch.load(root / "models/digits-npairs_last/model.pt", weights_only=True)["record"]
+    assert record["selected_step"] == 0 and 1 <= record["diverged_at"] <= 20
+    summary = json.loads((root / "reports/train/digits-npairs_last/metrics.json").read_text())
+    assert summary["diverged_at"] == record["diverged_at"]
+
+    params["train"]["common"]["selection"]["split"] = "none"
+    workdir(params)
+    shutil.rmtree(root / "models/digits-npairs_last")
+    out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: train@digits-npairs_last: the loss became NaN or infinite at step")
+    assert line.endswith("lower train.npairs_last.digits.lr (1e+30)")
+    assert not (root / "models/digits-npairs_last").exists()

@@ -113,3 +113,15 @@ def test_every_stage_depends_on_the_code_that_computes_its_outputs():
             if not f.startswith("dscl/datasets/") and not any(f == d or f.startswith(d + "/") for d in deps)
         )
         assert not missing, f"dvc.yaml: stage {name} runs {missing} but does not depend on it"
+
+
+def test_the_ablation_depends_on_every_last_layer_methods_entry():
+    """The ablation may list any last-layer method: each one's entry is among its params
+    (not the whole train section, which made its dvc.lock entry 30 KB)."""
+    import yaml
+
+    from dscl.methods import METHODS
+
+    params = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["ablation"]["do"]["params"]
+    listed = {p.split(".")[1] for p in params if p.startswith("train.") and p.endswith(".${item}")}
+    assert listed - {"datasets"} == {n for n, m in METHODS.items() if m.learns == "last_layer"}
