@@ -102,7 +102,7 @@ def finish(nodes, timeout=LIMIT) -> list[tuple[int, str]]:
 
 def test_two_nodes_give_the_one_process_model_and_a_killed_worker_resumes(tmp_path):
     project(tmp_path, params_for())
-    dvc(tmp_path, "repro")  # every stage, one process
+    dvc(tmp_path, "repro", STAGE)  # the stage and what it needs, one process
     single = torch.load(tmp_path / MODEL, weights_only=True)
 
     # -- two nodes on this machine: the same model ----------------------------------------

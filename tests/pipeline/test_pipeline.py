@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, small_params
+from tests.pipeline.conftest import copy_run
 
 pytestmark = [
     pytest.mark.slow,
@@ -63,10 +64,9 @@ def project(root, params: dict, files=("dvc.yaml", ".dvcignore")) -> None:
     sh(root, "git", "commit", "-qm", "init")
 
 
-def test_dvc_repro_end_to_end(tmp_path):
-    project(tmp_path, small_params())
-
-    first = dvc(tmp_path, "repro")
+def test_dvc_repro_end_to_end(digits_run, tmp_path):
+    run, first = digits_run
+    tmp_path = copy_run(run, tmp_path / "project")
     methods = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
     expected = {"prepare@digits", "features@digits", "curves@digits", "report@digits", "ablation@digits"} | {
         f"{s}@digits-{m}" for s in ("train", "embed", "evaluate") for m in methods

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from tests.conftest import small_params
-from tests.pipeline.test_pipeline import dvc, project, ran, sh
+from tests.pipeline.conftest import copy_run
+from tests.pipeline.test_pipeline import dvc, ran, sh
 
 pytestmark = [
     pytest.mark.slow,
@@ -16,12 +16,9 @@ pytestmark = [
 ]
 
 
-def test_push_clone_pull_reruns_nothing(tmp_path):
+def test_push_clone_pull_reruns_nothing(digits_run, tmp_path):
     origin, store, clone = tmp_path / "origin", tmp_path / "store", tmp_path / "clone"
-    params = small_params()
-    params["methods"] = ["vanilla", "dscl_last"]
-    project(origin, params, files=("dvc.yaml", ".dvcignore", ".gitignore"))
-    dvc(origin, "repro")
+    copy_run(digits_run[0], origin)  # the pipeline, run once for the session
     # the README's steps: a default remote (here a folder), commit, push with the run cache
     dvc(origin, "remote", "add", "-d", "shared", str(store))
     sh(origin, "git", "add", "-A")
