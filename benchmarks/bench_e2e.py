@@ -7,7 +7,8 @@ iteration at n = 1260 on a P100. Run on a GPU:
 on a CPU a smaller n gives the per-image cost.
 
 ``--decode`` times whole iterations of the train stage's loop instead (``train_on_images``
-fed by the decoder of ``features.image.decode``): n JPEGs of CUB-like sizes decoded, resized
+fed by the decoder of ``features.image.decode``): n JPEGs of CUB-like sizes (synthetic, or
+real photographs with ``--photos FOLDER``) decoded, resized
 and randomly cropped every iteration, side by side for each decoder of ``--decoders``
 (``cpu``: Pillow in ``--workers`` threads; ``gpu``: nvJPEG and the resize on the device;
 ``tensor-cpu``: the GPU path's code on the CPU, a dry run) and with and without
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_features import write_jpegs  # benchmarks/ is the script's folder
+from bench_features import image_split  # benchmarks/ is the script's folder
 from torch import nn
 
 from dscl.backbones import build_backbone
@@ -39,7 +40,8 @@ DSCL = make_objective("dscl")
 def time_training_loop(args, device: torch.device) -> None:
     """Seconds per iteration of ``train_on_images``, decoding included, with and without prefetch."""
     with tempfile.TemporaryDirectory() as tmp:
-        jpegs = write_jpegs(Path(tmp), args.n)
+        jpegs = image_split(args.photos, args.n, Path(tmp))
+        args.n = len(jpegs.paths)
         split = Split(jpegs.paths, np.arange(args.n) % args.classes, jpegs.image_root)
         transform = ImageTransform(resize=256, crop=args.size, crop_mode="random")
         print(
@@ -97,6 +99,9 @@ def main() -> None:
         help="time the training loop on JPEGs, decoding included (with and without prefetch)",
     )
     parser.add_argument("--workers", type=int, default=2, help="decoding threads (with --decode)")
+    parser.add_argument(
+        "--photos", type=Path, help="with --decode: a folder of real JPEGs (default: synthetic)"
+    )
     parser.add_argument(
         "--decoders",
         nargs="+",

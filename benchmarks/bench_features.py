@@ -1,12 +1,14 @@
-"""Feature-extraction throughput (images/s) on synthetic JPEGs of CUB-like sizes.
+"""Feature-extraction throughput (images/s) on JPEGs of CUB-like sizes.
 
 Writes random JPEGs (about 500 x 375, CUB-200-2011's typical size) to a temporary
-folder, then times, side by side in one run, for each decoder of ``--decoders``:
-decoding alone (resize 256, crop 227) and decoding + the frozen backbone (bfloat16
-autocast and pinned memory on CUDA), as the features stage runs it
+folder, or reads real photographs (``--photos FOLDER``: its JPEGs, in any sub-folder,
+e.g. the testbed's extracted CUB photographs), then times, side by side in one run, for
+each decoder of ``--decoders``: decoding alone (resize 256, crop 227) and decoding + the
+frozen backbone (bfloat16 autocast and pinned memory on CUDA), as the features stage runs it
 (:func:`dscl.images.embed_dataset`). ``cpu``: Pillow in a DataLoader's worker processes;
 ``gpu``: nvJPEG, resize and crop on the device; ``tensor-cpu``: the GPU path's code on the
-CPU (a dry run). Run: ``python benchmarks/bench_features.py``.
+CPU (a dry run). Each decoder decodes one batch before it is timed (nvJPEG's start-up is
+not a rate). Run: ``python benchmarks/bench_features.py``.
 """
 
 from __future__ import annotations
@@ -39,9 +41,25 @@ def write_jpegs(folder: Path, count: int, seed: int = 0) -> Split:
     return Split(paths=paths, labels=np.zeros(count, dtype=np.int64), image_root=folder)
 
 
+def photographs(folder: Path, count: int) -> Split:
+    """The first ``count`` JPEGs under ``folder`` (sorted paths, any sub-folder)."""
+    found = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    if not found:
+        raise SystemExit(f"error: no JPEG under {folder}")
+    found = found[:count]
+    paths = [str(p.relative_to(folder)) for p in found]
+    return Split(paths=paths, labels=np.zeros(len(paths), dtype=np.int64), image_root=Path(folder))
+
+
+def image_split(photos: Path | None, count: int, tmp: Path) -> Split:
+    """Real photographs from ``photos``, or ``count`` synthetic JPEGs written to ``tmp``."""
+    return photographs(photos, count) if photos is not None else write_jpegs(tmp, count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--photos", type=Path, help="a folder of real JPEGs (default: synthetic ones)")
     parser.add_argument("--backbone", default="googlenet")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
@@ -60,7 +78,8 @@ def main() -> None:
     print(f"{'decoder':>10} {'decode only':>14} {'decode + ' + args.backbone:>22}   (images/s)")
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
-        split = write_jpegs(Path(tmp), args.images)
+        split = image_split(args.photos, args.images, Path(tmp))
+        args.images = len(split.paths)
         dataset = ImageDataset(split, transform)
         model = build_backbone(args.backbone, "none").to(device).eval()
         amp = device.type == "cuda"
@@ -68,6 +87,11 @@ def main() -> None:
             model(dataset[0][0][None].to(device))  # warm-up, before any decoder is timed
         for name in decoders:
             on = device if name == "gpu" else torch.device("cpu")
+            if name != "cpu":  # one batch first: the decoder's start-up is not part of its rate
+                warm = TensorDecoder(split, transform, args.workers, on)
+                idx = np.arange(min(args.batch_size, args.images))
+                warm(idx, np.zeros(len(idx), bool), 0)
+                warm.close()
             t0 = time.perf_counter()
             if name == "cpu":
                 for _ in make_loader(dataset, args.batch_size, args.workers, pin_memory=amp):
