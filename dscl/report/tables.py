@@ -37,6 +37,13 @@ RETRIEVAL = ("map@r", "r_precision")  # Musgrave et al. 2020; the paper has no s
 LABELS = {"nmi": "NMI", "map@r": "MAP@R", "r_precision": "RP"}
 
 
+# An NMI that moves by more than this (points) with the k-means seed is marked, with its
+# range over the first KMEANS_SEEDS seeds of evaluate.kmeans (dscl.report.build.nmi_ranges).
+NMI_STEADY = 0.5
+KMEANS_SEEDS = 3
+KMEANS_MARK = "k-means ±"
+
+
 def metric_label(name: str) -> str:
     return LABELS.get(name, name.replace("recall@", "R@"))
 
@@ -62,12 +69,15 @@ def build_rows(
     ks: tuple[int, ...],
     embeddings_dir: Path | None = None,
     intervals: dict | None = None,
+    nmi_ranges: dict | None = None,
 ):
-    """Rows of the table: ``(label, source, step, values, stds, cis)``, source "measured",
-    "reported" or "difference"; ``step`` says which training step was selected; ``stds``:
-    the standard deviations over seeds of a measured row (None with one seed); ``cis``:
-    its ``(low, high)`` intervals in percent (None without ``intervals``, which maps
-    method -> variant -> metric -> :class:`dscl.bootstrap.Interval` of fractions)."""
+    """Rows of the table: ``(label, source, step, values, stds, cis, nmi_range)``, source
+    "measured", "reported" or "difference"; ``step`` says which training step was
+    selected; ``stds``: the standard deviations over seeds of a measured row (None with one
+    seed); ``cis``: its ``(low, high)`` intervals in percent (None without ``intervals``,
+    which maps method -> variant -> metric -> :class:`dscl.bootstrap.Interval` of
+    fractions); ``nmi_range``: how far its NMI moves with the k-means seed, in points
+    (``nmi_ranges``: method -> variant -> range; None without)."""
     columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
     rows = []
     for method in methods:
@@ -88,12 +98,13 @@ def build_rows(
                     [got.get(c) for c in columns],
                     None if spread is None else [spread.get(c) for c in columns],
                     None if found is None else [_percent(found.get(c)) for c in columns],
+                    (nmi_ranges or {}).get(method, {}).get(variant),
                 )
             )
             paper = reported(dataset, method, variant)
             if paper is not None:
                 ref = [paper.get(c) for c in columns]
-                rows.append((label, "reported", "", ref, None, None))
+                rows.append((label, "reported", "", ref, None, None, None))
                 rows.append(
                     (
                         label,
@@ -103,6 +114,7 @@ def build_rows(
                             None if g is None or r is None else round(g - r, 2)
                             for g, r in zip([got.get(c) for c in columns], ref)
                         ],
+                        None,
                         None,
                         None,
                     )
@@ -129,12 +141,16 @@ def table_head(title: str, head: list[str]) -> list[str]:
 def render_markdown(dataset: str, columns, rows) -> str:
     head = ["Method", "Source", "Step"] + [metric_label(c) for c in columns]
     lines = table_head(f"{dataset}: NMI, Recall@K, MAP@R and R-Precision (%)", head)
-    for label, source, step, values, stds, cis in rows:
+    unsteady = False
+    for label, source, step, values, stds, cis, nmi_range in rows:
         cells = [
             "—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}") for v in values
         ]
         if stds is not None:  # several seeds: mean ± standard deviation
             cells = [c if sd is None else f"{c} ± {sd:.2f}" for c, sd in zip(cells, stds)]
+        if nmi_range is not None and nmi_range > NMI_STEADY:  # the NMI moves with the k-means seed
+            cells[0] += f" ({KMEANS_MARK}{nmi_range:.2f})"
+            unsteady = True
         if cis is not None:  # the 95% interval over test classes
             cells = [c + _ci(ci) for c, ci in zip(cells, cis)]
         lines.append("| " + " | ".join([label, source, step, *cells]) + " |")
@@ -159,6 +175,12 @@ def render_markdown(dataset: str, columns, rows) -> str:
             "bootstrap that resamples classes, report.bootstrap; with several seeds, of their "
             "mean); a figure from one seed carries no training-seed spread."
         )
+    if unsteady:
+        lines[-1] += (
+            f" ({KMEANS_MARK}x): this NMI moves by more than {NMI_STEADY} points with the k-means "
+            f"seed; x is its range over {KMEANS_SEEDS} seeds of evaluate.kmeans (docs, "
+            '"Reproducibility"): the partition of that embedding is ambiguous.'
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -171,7 +193,7 @@ def render_csv(columns, rows) -> str:
     head += [f"{c} std" for c in columns] if seeded else []
     head += [f"{c} {end}" for c in columns for end in ("low", "high")] if bounded else []
     writer.writerow(head)
-    for label, source, step, values, stds, cis in rows:
+    for label, source, step, values, stds, cis, _ in rows:
         extra = [] if not seeded else ["" if v is None else v for v in (stds or [None] * len(columns))]
         if bounded:
             extra += [
