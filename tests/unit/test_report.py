@@ -25,7 +25,7 @@ def test_an_nmi_that_moves_with_the_kmeans_seed_is_marked_with_its_range(tmp_pat
         "| Vanilla backbone (with SC) | measured | — | 50.00 (k-means ±3.50) | 60.00 | 10.00 | 20.00 |"
     ]
     assert "moves by more than 0.5 points with the k-means seed" in md
-    assert render_csv(columns, rows).splitlines()[1].startswith("Vanilla backbone (with SC),measured,,50.0,")
+    assert render_csv(columns, rows).splitlines()[1].startswith("Vanilla backbone (with SC),measured,—,50.0,")
     columns, rows = build_rows("d", ["dscl_last"], tmp_path, (1,), nmi_ranges=ranges)
     assert "k-means" not in render_markdown("d", columns, rows)  # nothing moved: no mark, no note
 
