@@ -25,13 +25,14 @@ For every method and figure the script prints the reference value, how far each
 environment moved it and the seed spread, and writes ``reports/noise/<dataset>.json``:
 per figure ``rerun`` (the largest move over the environments), ``seeds`` (the standard
 deviation over training seeds of what the figure reports: a single run, or a mean) and
-``tolerance``, the gate's allowance: ``max(1.5 * rerun, seeds, FLOOR)``. Why both terms:
-a rerun elsewhere changes rounding, and a method whose training is a chain of discrete
-choices (the facility location's medoids) can then follow another trajectory, which
-moves it as far as another seed does; the environments measured here cannot cover every
-machine, so the seed spread bounds what they miss. The test-class intervals of the
-tables are the wrong yardstick: they measure which test classes were drawn, which a
-rerun never changes (docs, "Reproducibility").
+``tolerance``, the gate's allowance: twice the rerun move, at least ``FLOOR``; and, for
+a figure whose rerun already moves it by half a seed's spread or more (a method whose
+training is a chain of discrete choices, such as the facility location's medoids, takes
+another trajectory when the rounding changes: a rerun elsewhere is then another draw),
+at least twice the seed spread. A figure that repeats in every environment keeps a
+tight tolerance, so that a regression smaller than the seed spread still fails. The
+test-class intervals of the tables are the wrong yardstick: they measure which test
+classes were drawn, which a rerun never changes (docs, "Reproducibility").
 
     python scripts/measure_noise.py --dataset digits
     python scripts/measure_noise.py --dataset cub200_mini --methods vanilla dscl_last ... \\
@@ -67,7 +68,8 @@ ENVIRONMENTS: dict[str, tuple[dict, dict]] = {  # name: (environment variables, 
     "cnr": ({"MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}, {}),
     "cuda": ({}, {"train.common.device": "cuda", "embed.device": "cuda", "features.image.device": "cuda"}),
 }
-FLOOR = 0.1  # points: no tolerance below this (a figure that never moved still may)
+FLOOR = 0.25  # points: no tolerance below this (a figure that never moved still may, a little)
+CHAOTIC = 0.5  # a rerun move of this many seed spreads or more: the rerun is another draw
 
 
 def set_key(params: dict, dotted: str, value) -> None:
@@ -120,6 +122,14 @@ def seed_spread(metrics: dict) -> dict[str, float]:
     return {f: float(np.std([r[f] for r in per_run], ddof=1)) for f in per_run[0] if f != "seed"}
 
 
+def tolerance(rerun: float, seeds: float | None) -> float:
+    """The gate's allowance of a figure from its largest rerun move and its seed spread."""
+    tol = max(2.0 * rerun, FLOOR)
+    if seeds is not None and rerun >= CHAOTIC * seeds:
+        tol = max(tol, 2.0 * seeds)
+    return round(tol, 2)
+
+
 def summarise(results: dict[str, dict[str, dict]], methods: list[str]) -> dict:
     """``{method: {"reference", "moves": {env: {figure: delta}}, "rerun", "seeds",
     "tolerance"}}`` from every environment's metrics."""
@@ -143,7 +153,7 @@ def summarise(results: dict[str, dict[str, dict]], methods: list[str]) -> dict:
             "moves": moves,
             "rerun": {f: round(v, 2) for f, v in rerun.items()},
             "seeds": {f: round(v, 2) for f, v in spread.items()},
-            "tolerance": {f: round(max(1.5 * rerun[f], spread.get(f, 0.0), FLOOR), 2) for f in ref},
+            "tolerance": {f: tolerance(rerun[f], spread.get(f)) for f in ref},
         }
     return out
 
