@@ -81,11 +81,22 @@ def set_key(params: dict, dotted: str, value) -> None:
 
 
 def run_environment(
-    name: str, workdir: Path, dataset: str, methods: list[str], raw: Path | None, seeds: list[int] | None
+    name: str,
+    workdir: Path,
+    dataset: str,
+    methods: list[str],
+    raw: Path | None,
+    seeds: list[int] | None,
+    reuse: bool = False,
 ) -> dict[str, dict]:
-    """Clone, configure and run one environment; its metrics files ``{method: metrics}``."""
+    """Clone, configure and run one environment; its metrics files ``{method: metrics}``.
+    With ``reuse``, an environment whose run finished (every method's metrics file is
+    there and its params.yaml was written) is read, not run again."""
     env_vars, edits = ENVIRONMENTS["reference" if name == "seeds" else name]
     root = workdir / name
+    done = [root / f"reports/metrics/{dataset}/{m}.json" for m in methods]
+    if reuse and (root / ".finished").is_file() and all(p.is_file() for p in done):
+        return {m: json.loads(p.read_text()) for m, p in zip(methods, done)}
     if root.exists():
         shutil.rmtree(root)
     subprocess.run(["git", "clone", "-q", str(REPO), str(root)], check=True)
@@ -108,7 +119,8 @@ def run_environment(
     if out.returncode:
         raise RuntimeError(f"{name}: dvc repro failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
-    return {m: json.loads((root / f"reports/metrics/{dataset}/{m}.json").read_text()) for m in methods}
+    (root / ".finished").write_text("")
+    return {m: json.loads(p.read_text()) for m, p in zip(methods, done)}
 
 
 def seed_spread(metrics: dict) -> dict[str, float]:
@@ -178,10 +190,11 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--methods", nargs="+", help="default: params.yaml's methods")
     parser.add_argument("--envs", nargs="+", default=["threads1", "aten-default", "aten-avx2", "cnr"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="the seeds run ('' : none)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="training seeds (none: no run)")
     parser.add_argument("--raw", type=Path, help="the dataset's archive, copied to data/raw/<dataset>/")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dscl-noise"))
     parser.add_argument("--out", type=Path, help="default: reports/noise/<dataset>.json")
+    parser.add_argument("--reuse", action="store_true", help="read the environments already run in --workdir")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.envs) - set(ENVIRONMENTS))
     if unknown:
@@ -190,9 +203,11 @@ def main(argv=None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in ["reference", *args.envs]:
-        results[name] = run_environment(name, args.workdir, args.dataset, methods, args.raw, None)
+        results[name] = run_environment(name, args.workdir, args.dataset, methods, args.raw, None, args.reuse)
     if args.seeds:
-        results["seeds"] = run_environment("seeds", args.workdir, args.dataset, methods, args.raw, args.seeds)
+        results["seeds"] = run_environment(
+            "seeds", args.workdir, args.dataset, methods, args.raw, args.seeds, args.reuse
+        )
     summary = summarise(results, methods)
     print(table(summary, args.envs))
     out = args.out or REPO / "reports/noise" / f"{args.dataset}.json"
