@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--methods", nargs="+", help="default: params.yaml's methods")
     parser.add_argument("--envs", nargs="+", default=["threads1", "aten-default", "aten-avx2", "cnr"])
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="training seeds (none: no run)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="training seeds (none: none)")
     parser.add_argument("--raw", type=Path, help="the dataset's archive, copied to data/raw/<dataset>/")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dscl-noise"))
     parser.add_argument("--out", type=Path, help="default: reports/noise/<dataset>.json")
