@@ -125,3 +125,20 @@ def test_the_ablation_depends_on_every_last_layer_methods_entry():
     params = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["ablation"]["do"]["params"]
     listed = {p.split(".")[1] for p in params if p.startswith("train.") and p.endswith(".${item}")}
     assert listed - {"datasets"} == {n for n, m in METHODS.items() if m.learns == "last_layer"}
+
+
+def test_no_stage_depends_on_code_it_does_not_run():
+    """The other direction: every code dependency of a stage is in its import closure, so
+    an edit elsewhere re-runs nothing (a library file a stage no longer imports is
+    dropped from its deps)."""
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        code = _code_closure(f"stages.{name}") | (
+            _code_closure("stages.launch") if name == "train" else set()
+        )
+        deps = [d.rstrip("/") for d in body["deps"] if d.startswith(("dscl", "stages"))]
+        extra = [d for d in deps if not any(f == d or f.startswith(d + "/") for f in code)]
+        assert not extra, f"dvc.yaml: stage {name} depends on {extra}, which it does not import"
