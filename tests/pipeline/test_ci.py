@@ -47,3 +47,15 @@ def test_the_workflow_runs_the_readmes_commands_and_the_gate_of_ci_run():
     gate = "scripts/check_metrics.py"
     assert gate in run and gate in (REPO / ".ci/run").read_text()
     assert "$GITHUB_STEP_SUMMARY" in run  # the gate's table is posted on the pull request
+
+
+@pytest.mark.skipif(shutil.which("check-jsonschema") is None, reason="check-jsonschema is not installed")
+def test_the_citation_file_is_valid_and_the_license_is_the_projects():
+    out = subprocess.run(
+        ["check-jsonschema", "--builtin-schema", "vendor.citation-file-format", str(REPO / "CITATION.cff")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    assert yaml.safe_load((REPO / "CITATION.cff").read_text())["license"] == "MIT"
