@@ -40,6 +40,7 @@ NREDO = 200
 # At most this many floats in one intermediate tensor (distances, one-hot sums): restarts
 # and points are processed in groups that fit it.
 BUDGET = 1 << 24
+ONE_HOT_MAX = 64  # clusters up to which the centroids' sums are one-hot products
 
 
 def faiss_gpu_available() -> bool:
@@ -164,18 +165,19 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, niter: int) -> np.ndarray:
     """
     sq = x.square().sum(dim=1)  # (n,)
     k = centroids.shape[1]
-    centroids = centroids.clone()
-    active = torch.arange(centroids.shape[0], device=x.device)  # the runs still moving
-    assignment, dist = _nearest(x, sq, centroids)  # (R, n) each
+    moving = torch.arange(centroids.shape[0], device=x.device)  # the runs still moving
+    assignment, dist = _nearest(x, sq, centroids)  # (R', n) each: the moving runs'
+    final = torch.empty_like(assignment)
     for _ in range(int(niter)):
-        if not len(active):
+        if not len(moving):
             break
-        centroids[active] = _centroids(x, assignment[active], dist[active], k)
-        new, new_dist = _nearest(x, sq, centroids[active])
-        changed = (new != assignment[active]).any(dim=1)
-        assignment[active], dist[active] = new, new_dist
-        active = active[changed]
-    return assignment.cpu().numpy().astype(np.int64)
+        centroids = _centroids(x, assignment, dist, k)
+        new, dist = _nearest(x, sq, centroids)
+        changed = (new != assignment).any(dim=1)
+        final[moving[~changed]] = new[~changed]  # at a fixed point
+        moving, assignment, dist, centroids = moving[changed], new[changed], dist[changed], centroids[changed]
+    final[moving] = assignment  # the runs that used every iteration
+    return final.cpu().numpy().astype(np.int64)
 
 
 def objectives(x: torch.Tensor, assignments: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -245,29 +247,42 @@ def _squared_distances(x: torch.Tensor, sq: torch.Tensor, centres: torch.Tensor)
 
 def _nearest(x: torch.Tensor, sq: torch.Tensor, centroids: torch.Tensor):
     """Per run, the index of the nearest centroid of every point and the squared distance
-    to it: two (R, n) tensors."""
-    runs, k, _ = centroids.shape
-    csq = centroids.square().sum(dim=2)  # (R, k)
+    to it: two (R, n) tensors. The nearest is the argmin of ``|c|^2 - 2 x.c`` (a point's
+    own ``|x|^2`` does not change it): one matrix product of the points with every run's
+    centroids at once, group by group of points."""
+    runs, k, d = centroids.shape
+    flat = centroids.reshape(runs * k, d)
+    csq = flat.square().sum(dim=1)  # (R * k,)
     ids, dists = [], []
     for rows in _chunks(x.shape[0], runs * k):
-        d2 = sq[None, rows, None] - 2.0 * torch.matmul(x[rows], centroids.transpose(1, 2)) + csq[:, None, :]
-        dist, idx = d2.min(dim=2)  # (R, m)
-        ids.append(idx)
-        dists.append(dist.clamp_min(0.0))
+        part = torch.addmm(csq, x[rows], flat.T, alpha=-2.0).view(-1, runs, k)  # (m, R, k)
+        dist, idx = part.min(dim=2)  # (m, R)
+        ids.append(idx.T)
+        dists.append((dist + sq[rows, None]).clamp_min(0.0).T)
     return torch.cat(ids, dim=1), torch.cat(dists, dim=1)
 
 
 def _centroids(x: torch.Tensor, assignment: torch.Tensor, dist: torch.Tensor, k: int) -> torch.Tensor:
     """The mean of each cluster of each run (R, k, d); an empty cluster is moved onto the
-    point farthest from its centroid. Sums in float64 by ``index_add_``, which accumulates
-    in index order on the CPU, and on CUDA under deterministic algorithms
-    (:func:`dscl.numerics.configure`)."""
+    point farthest from its centroid. Sums in float64: for a few clusters as one product
+    with the one-hot assignment (group by group of points), for many by ``index_add_``
+    (k-fold less arithmetic), which accumulates in index order on the CPU, and on CUDA
+    under deterministic algorithms (:func:`dscl.numerics.configure`)."""
     runs, n = assignment.shape
-    ids = (assignment + k * torch.arange(runs, device=x.device)[:, None]).flatten()  # (R * n,)
-    source = x.double()[None].expand(runs, n, x.shape[1]).reshape(runs * n, -1)  # (R * n, d)
-    sums = x.new_zeros(runs * k, x.shape[1], dtype=torch.float64).index_add_(0, ids, source)
-    counts = torch.bincount(ids, minlength=runs * k).view(runs, k)  # (R, k)
-    centroids = (sums.view(runs, k, -1) / counts.clamp_min(1)[..., None]).to(x.dtype)
+    d = x.shape[1]
+    ids = assignment + k * torch.arange(runs, device=x.device)[:, None]  # (R, n)
+    counts = torch.bincount(ids.flatten(), minlength=runs * k).view(runs, k)  # (R, k)
+    data = x.double()
+    if k <= ONE_HOT_MAX:
+        sums = x.new_zeros(runs * k, d, dtype=torch.float64)
+        for rows in _chunks(n, runs * k):
+            part = ids[:, rows].T  # (m, R)
+            onehot = data.new_zeros(part.shape[0], runs * k).scatter_(1, part, 1.0)  # (m, R * k)
+            sums += onehot.T @ data[rows]
+    else:
+        source = data[None].expand(runs, n, d).reshape(runs * n, d)  # (R * n, d)
+        sums = x.new_zeros(runs * k, d, dtype=torch.float64).index_add_(0, ids.flatten(), source)
+    centroids = (sums.view(runs, k, d) / counts.clamp_min(1)[..., None]).to(x.dtype)
     for r, c in torch.nonzero(counts == 0).tolist():  # rare: a run whose cluster emptied
         far = int(torch.argmax(dist[r]))
         centroids[r, c] = x[far]
