@@ -185,6 +185,20 @@ def table(summary: dict, envs: list[str]) -> str:
     return "\n".join(lines)
 
 
+def compact(summary: dict, envs: list[str]) -> str:
+    """Markdown, one row per method: the largest move of any figure in each environment,
+    the largest seed spread, and the range of the tolerances."""
+    head = ["Method", *[f"{e} (largest move)" for e in envs], "Seeds (largest sd)", "Tolerances"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, s in summary.items():
+        moves = [max(abs(v) for v in s["moves"][e].values()) for e in envs]
+        seeds = f"{max(s['seeds'].values()):.2f}" if s["seeds"] else "—"
+        tols = s["tolerance"].values()
+        cells = [f"{v:.2f}" for v in moves] + [seeds, f"{min(tols):.2f} to {max(tols):.2f}"]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits")
@@ -210,6 +224,8 @@ def main(argv=None) -> int:
         )
     summary = summarise(results, methods)
     print(table(summary, args.envs))
+    print()
+    print(compact(summary, args.envs))
     out = args.out or REPO / "reports/noise" / f"{args.dataset}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     first = results["reference"][methods[0]].get("environment", {})
