@@ -88,10 +88,12 @@ def run_environment(
     raw: Path | None,
     seeds: list[int] | None,
     reuse: bool = False,
+    one_seed: bool = False,
 ) -> dict[str, dict]:
     """Clone, configure and run one environment; its metrics files ``{method: metrics}``.
     With ``reuse``, an environment whose run finished (every method's metrics file is
-    there and its params.yaml was written) is read, not run again."""
+    there and its params.yaml was written) is read, not run again; with ``one_seed``,
+    each method trains its first seed only."""
     env_vars, edits = ENVIRONMENTS["reference" if name == "seeds" else name]
     root = workdir / name
     done = [root / f"reports/metrics/{dataset}/{m}.json" for m in methods]
@@ -106,6 +108,12 @@ def run_environment(
         set_key(params, key, value)
     if seeds is not None:
         params["train"]["common"]["seeds"] = list(seeds)
+    if one_seed:
+        params["train"]["common"]["seeds"] = params["train"]["common"]["seeds"][:1]
+        for m in methods:
+            entry = params["train"][m][dataset]
+            if entry.get("seeds"):
+                entry["seeds"] = entry["seeds"][:1]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if raw is not None:
         (root / "data/raw" / dataset).mkdir(parents=True, exist_ok=True)
@@ -142,6 +150,15 @@ def tolerance(rerun: float, seeds: float | None) -> float:
     return round(tol, 2)
 
 
+def comparable(reference: dict, run: dict) -> dict[str, float]:
+    """The reference's figures that ``run`` repeats: its first seed's where ``run``
+    trained one seed and the reference several (``--one-seed``), else its own."""
+    runs = reference.get("runs")
+    if runs and not run.get("runs"):
+        return {f: v for f, v in figures(runs[0]).items() if f != "seed"}
+    return figures(reference)
+
+
 def summarise(results: dict[str, dict[str, dict]], methods: list[str]) -> dict:
     """``{method: {"reference", "moves": {env: {figure: delta}}, "rerun", "seeds",
     "tolerance"}}`` from every environment's metrics."""
@@ -149,7 +166,10 @@ def summarise(results: dict[str, dict[str, dict]], methods: list[str]) -> dict:
     for m in methods:
         ref = figures(results["reference"][m])
         moves = {
-            env: {f: round(figures(r[m])[f] - v, 2) for f, v in ref.items()}
+            env: {
+                f: round(figures(r[m])[f] - v, 2)
+                for f, v in comparable(results["reference"][m], r[m]).items()
+            }
             for env, r in results.items()
             if env not in ("reference", "seeds")
         }
@@ -209,6 +229,12 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dscl-noise"))
     parser.add_argument("--out", type=Path, help="default: reports/noise/<dataset>.json")
     parser.add_argument("--reuse", action="store_true", help="read the environments already run in --workdir")
+    parser.add_argument(
+        "--reference", type=Path, help="a finished run of this commit to read the reference from, not re-run"
+    )
+    parser.add_argument(
+        "--one-seed", action="store_true", help="the environments train each method's first seed only"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.envs) - set(ENVIRONMENTS))
     if unknown:
@@ -216,8 +242,20 @@ def main(argv=None) -> int:
     methods = args.methods or yaml.safe_load((REPO / "params.yaml").read_text())["methods"]
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = {}
-    for name in ["reference", *args.envs]:
-        results[name] = run_environment(name, args.workdir, args.dataset, methods, args.raw, None, args.reuse)
+    if args.reference is not None:
+        folder = args.reference / "reports/metrics" / args.dataset
+        results["reference"] = {m: json.loads((folder / f"{m}.json").read_text()) for m in methods}
+    for name in ([] if args.reference is not None else ["reference"]) + args.envs:
+        results[name] = run_environment(
+            name,
+            args.workdir,
+            args.dataset,
+            methods,
+            args.raw,
+            None,
+            args.reuse,
+            args.one_seed and name != "reference",
+        )
     if args.seeds:
         results["seeds"] = run_environment(
             "seeds", args.workdir, args.dataset, methods, args.raw, args.seeds, args.reuse
