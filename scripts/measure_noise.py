@@ -219,6 +219,20 @@ def compact(summary: dict, envs: list[str]) -> str:
     return "\n".join(lines)
 
 
+def command(args) -> str:
+    """The command that measures this again (where it ran and what it reused aside)."""
+    parts = ["python scripts/measure_noise.py", f"--dataset {args.dataset}"]
+    if args.methods:
+        parts.append("--methods " + " ".join(args.methods))
+    parts.append("--envs " + " ".join(args.envs))
+    parts.append("--seeds" + "".join(f" {s}" for s in args.seeds))
+    if args.one_seed:
+        parts.append("--one-seed")
+    if args.raw is not None:
+        parts.append(f"--raw <{args.raw.name}>")
+    return " ".join(parts)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits")
@@ -269,7 +283,7 @@ def main(argv=None) -> int:
     first = results["reference"][methods[0]].get("environment", {})
     record = {
         "dataset": args.dataset,
-        "command": "python scripts/measure_noise.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command(args),
         "environments": {
             e: {"variables": ENVIRONMENTS[e][0], "params": ENVIRONMENTS[e][1]} for e in args.envs
         },
