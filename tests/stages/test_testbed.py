@@ -198,7 +198,8 @@ def test_vanilla_row_agrees_with_an_independent_computation(prepared):
     """The committed ``reports/metrics/cub200_mini/vanilla.json`` against features
     computed here with timm's network and hand-written preprocessing (PIL resize and
     crop, (x - 127) / 128), l2-normalised, and Recall@K by brute force: equal up to a
-    near-tie, and the NMI of scikit-learn's k-means within k-means noise."""
+    near-tie, and the NMI of scikit-learn's k-means (k-means++, the best of 50 runs, as
+    the evaluation keeps the best of its runs) within a point."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
 
@@ -231,6 +232,6 @@ def test_vanilla_row_agrees_with_an_independent_computation(prepared):
     for k in (1, 2, 4, 8):
         recall = 100 * np.mean((labels[order[:, :k]] == labels[:, None]).any(1))
         assert abs(recall - expected[f"recall@{k}"]) < 0.2, (k, recall, expected)
-    clusters = KMeans(25, n_init=1, random_state=0).fit_predict(x)
+    clusters = KMeans(25, n_init=50, random_state=0).fit_predict(x)
     nmi = 100 * normalized_mutual_info_score(labels, clusters)
-    assert abs(nmi - expected["nmi"]) < 3.0, (nmi, expected["nmi"])
+    assert abs(nmi - expected["nmi"]) < 1.0, (nmi, expected["nmi"])
