@@ -2,10 +2,10 @@
 work itself and DVC's own time; and per step of the report.
 
 A fresh clone of this repository (its committed code and ``params.yaml``) runs
-``dvc repro`` from scratch, as a new user would; each line DVC prints is stamped, so a
-stage's time splits into its command (from DVC starting it to DVC updating the lock
-file: the process, and DVC saving its outputs) and DVC's time around it (reading and
-writing ``dvc.lock``, collecting the next stage). The start-up of each stage's module
+``dvc repro`` from scratch, as a new user would; each line printed is stamped, so a
+stage's time splits into its command (from DVC starting it to the command's last line
+of output) and DVC's time after it (hashing and caching the outputs, reading and writing
+``dvc.lock``, collecting the next stage). The start-up of each stage's module
 (``python -c "import stages.<name>"``, the median of three) is measured apart and
 subtracted from its command. Then the report stage runs once more under cProfile, and
 its steps (tables, intervals, t-SNE, galleries, the methods figure) are read off.
@@ -55,22 +55,27 @@ def stamped_run(cmd: list[str], cwd: Path) -> list[tuple[float, str]]:
     return lines
 
 
+# DVC's own lines: not the command's output
+DVC_LINES = ("Updating lock file", "Use `dvc push`", "To track the changes", "dvc config", "\tgit add", "")
+
+
 def stage_times(lines: list[tuple[float, str]]) -> list[dict]:
-    """Per stage: its name, total time, and the span of its command (started ->
-    'Updating lock file')."""
+    """Per stage: its name, total time, and the span of its command (started -> its last
+    line of output)."""
     stages = []
     for t, text in lines:
         m = re.match(r"Running stage '([^']+)'", text)
         if m:
-            stages.append({"name": m.group(1), "start": t, "cmd": None, "lock": None})
+            stages.append({"name": m.group(1), "start": t, "cmd": None, "last": None})
         elif stages and text.startswith("> ") and stages[-1]["cmd"] is None:
-            stages[-1]["cmd"] = t
-        elif stages and text.startswith("Updating lock file") and stages[-1]["lock"] is None:
-            stages[-1]["lock"] = t
+            stages[-1]["cmd"] = stages[-1]["last"] = t
+        elif stages and stages[-1]["cmd"] is not None and not text.strip().startswith(DVC_LINES[:-1]):
+            if text.strip() and text != "<end>":
+                stages[-1]["last"] = t
     end = lines[-1][0]
     for s, nxt in zip(stages, [*stages[1:], None]):
         s["total"] = (nxt["start"] if nxt else end) - s["start"]
-        s["command"] = (s["lock"] or s["start"] + s["total"]) - (s["cmd"] or s["start"])
+        s["command"] = (s["last"] or s["start"]) - (s["cmd"] or s["start"])
     return stages
 
 
