@@ -56,7 +56,12 @@ def stamped_run(cmd: list[str], cwd: Path) -> list[tuple[float, str]]:
 
 
 # DVC's own lines: not the command's output
-DVC_LINES = ("Updating lock file", "Use `dvc push`", "To track the changes", "dvc config", "\tgit add", "")
+DVC_LINES = ("Updating lock file", "Use `dvc push`", "To track the changes", "dvc config", "git add")
+
+
+def _output(text: str) -> bool:
+    """A line of a command's own output (not DVC's, not blank)."""
+    return bool(text.strip()) and text != "<end>" and not text.strip().startswith(DVC_LINES)
 
 
 def stage_times(lines: list[tuple[float, str]]) -> list[dict]:
@@ -69,9 +74,8 @@ def stage_times(lines: list[tuple[float, str]]) -> list[dict]:
             stages.append({"name": m.group(1), "start": t, "cmd": None, "last": None})
         elif stages and text.startswith("> ") and stages[-1]["cmd"] is None:
             stages[-1]["cmd"] = stages[-1]["last"] = t
-        elif stages and stages[-1]["cmd"] is not None and not text.strip().startswith(DVC_LINES[:-1]):
-            if text.strip() and text != "<end>":
-                stages[-1]["last"] = t
+        elif stages and stages[-1]["cmd"] is not None and _output(text):
+            stages[-1]["last"] = t
     end = lines[-1][0]
     for s, nxt in zip(stages, [*stages[1:], None]):
         s["total"] = (nxt["start"] if nxt else end) - s["start"]
