@@ -336,7 +336,7 @@ def train_method(
                 done.update(backbone_relative_change=moved)
         selected = stopper.best_step if stopper.enabled else done["iterations"]
         done.update(selected_step=selected, environment=environment(device))
-        summary = {"selected_step": selected, "selected_on": rule.split}
+        summary = {"selected_step": selected, "selected_on": rule.split, "environment": done["environment"]}
         if stopper.diverged is not None:  # stopped there; the best state before it is kept
             done.update(diverged_at=stopper.diverged)
             summary["diverged_at"] = stopper.diverged
@@ -375,11 +375,16 @@ def train_method(
 
 def save_runs(out: Path, runs: list[TrainedRun], checkpoint: Path) -> None:
     """Write each run's model file into ``out`` (atomically: all or nothing), then clear
-    the checkpoints (completed: the next run starts afresh)."""
+    the checkpoints (completed: the next run starts afresh).
+
+    The record is written as the plain data it is (through JSON), so that the file's
+    bytes depend on its values alone: a pickle shares an object met twice, and a string
+    of a fresh run can be one torch also uses (the device's name) where the same string
+    read back from a resumed run's checkpoint is not, which changed the bytes."""
     several = len(runs) > 1
     with atomic_dir(out) as tmp:
         for i, run in enumerate(runs):
-            record = {**run.record, **({"seed": run.seed} if several else {})}
+            record = json.loads(json.dumps({**run.record, **({"seed": run.seed} if several else {})}))
             saved = {"record": record, "state_dict": run.state}
             if run.objective_state is not None:  # e.g. Proxy-Anchor's proxies
                 saved["objective_state"] = run.objective_state

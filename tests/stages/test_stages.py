@@ -165,7 +165,8 @@ def test_train_embed_evaluate_report_every_method(workdir):
         assert steps[0] == 0 and summary["selected_step"] in steps
         evaluate_digits(method)
         metrics = json.loads((root / f"reports/metrics/digits/{method}.json").read_text())
-        assert set(metrics) == {"with_sc", "without_sc"}
+        assert set(metrics) == {"with_sc", "without_sc", "environment"}
+        assert set(metrics["environment"]) == {"train", "embed", "evaluate"}  # where each step ran
         assert set(metrics["with_sc"]) == {
             "nmi",
             "recall@1",
@@ -175,7 +176,7 @@ def test_train_embed_evaluate_report_every_method(workdir):
             "map@r",
             "r_precision",
         }
-        assert all(0 <= v <= 100 for s in metrics.values() for v in s.values())
+        assert all(0 <= v <= 100 for variant in ("with_sc", "without_sc") for v in metrics[variant].values())
         if method != "vanilla":
             curve = (root / f"reports/train/{key}/plots/metrics/loss.tsv").read_text().split("\n")
             assert curve[0] == "step\tloss" and len([c for c in curve[1:] if c]) >= 3
