@@ -55,6 +55,7 @@ def main(argv=None) -> int:
         print(f"error: no embeddings under {root}: run the embed stages first", file=sys.stderr)
         return 2
     worst: dict[tuple[str, int], float] = {}
+    backends = args.backends if args.init == "kmeans++" else ["faiss"]
     print(f"{'embedding':34} {'variant':10} " + " ".join(f"nredo={r:<3}" for r in args.nredo))
     start = time.perf_counter()
     for method in methods:
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
                 cells = []
                 for nredo in args.nredo:
                     scores = []
-                    for backend in args.backends if args.init == "kmeans++" else ["faiss"]:
+                    for backend in backends:
                         for s in args.seeds:
                             if args.init == "random":
                                 assignment = random_init_kmeans(rep, k, s, nredo)
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
                     worst[(variant, nredo)] = max(worst.get((variant, nredo), 0.0), spread)
                     cells.append(f"{np.mean(scores):5.1f}±{spread:4.1f}")
                 print(f"{name:34} {variant:10} " + " ".join(cells), flush=True)
-    print(f"\nlargest NMI range (max - min over {len(args.seeds)} seeds x {args.backends}), points:")
+    print(f"\nlargest NMI range (max - min over {len(args.seeds)} seeds x {backends}), points:")
     for variant in ("with_sc", "without_sc"):
         print(f"  {variant:10} " + "  ".join(f"nredo={r}: {worst[(variant, r)]:.2f}" for r in args.nredo))
     print(f"({time.perf_counter() - start:.0f} s)")
