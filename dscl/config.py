@@ -1,11 +1,13 @@
 """The schema of ``params.yaml``: one place that owns it, validated whole by :func:`load`.
 
 Every section is a frozen dataclass; a choice among names is a ``Literal`` (checked when
-the file is read, with the valid names in the message); a cross-field rule is the
-dataclass's ``__post_init__``. :func:`load` reads the file once, checks every section
-that the experiment's stages will read (each dataset of ``datasets`` and method of
-``methods``), and returns a :class:`Config`; a bad key fails at the first stage that
-runs, before any work, naming the key and what was expected.
+the file is read, with the valid names in the message); a numeric range is declared with
+its field (``bounded(10, ge=1)``, :mod:`dscl.bounds`); a cross-field rule is the
+dataclass's ``__post_init__``. :func:`load` reads the file once and checks all of it:
+every section and every entry present (those of the experiment's ``datasets`` and
+``methods`` must be there), unknown keys at every level, keys written twice; it returns a
+:class:`Config`. Every stage calls it first, so a bad value fails within seconds of
+``dvc repro``, before any work, in one line naming the key, the value and what is allowed.
 
 Why dataclasses and not pydantic: the schema is small, the converter below is 60 lines
 that turn YAML values into these types with an error naming the key, and it keeps the
@@ -22,6 +24,7 @@ read by PyYAML and by DVC alike: each stage still depends on its own fully resol
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from dscl.backbones import get_backbone
+from dscl.bounds import bound_of, bounded, check
 from dscl.datasets import dataset_names, get_dataset
 from dscl.methods import METHODS, Method
 from dscl.objectives import check_settings
@@ -39,6 +43,7 @@ from dscl.training.optim import Optimizer, OptimizerConfig
 from dscl.training.sampling import ClassSampling
 
 __all__ = [
+    "AblationConfig",
     "BootstrapConfig",
     "CommonConfig",
     "Config",
@@ -91,8 +96,8 @@ class PrepareConfig:
 class ImageConfig:
     """``features.image``: how images are decoded and embedded (features, embed, validation)."""
 
-    batch_size: int = 128
-    num_workers: int = 4
+    batch_size: int = bounded(128, ge=1)
+    num_workers: int = bounded(4, ge=0)
     amp: bool = False  # bfloat16 autocast on CUDA (false: float32, the default)
     device: Device = "auto"
     decode: Literal["auto", "cpu", "gpu"] = "auto"  # auto: JPEGs decoded on the GPU on CUDA (dscl.images)
@@ -104,8 +109,8 @@ class FeatureConfig:
 
     backbone: str
     weights: str  # imagenet | none | path to a weights file
-    resize: int = 256  # images resized to resize x resize ...
-    crop: int = 227  # ... then cropped (centre crop for features and test)
+    resize: int = bounded(256, ge=1)  # images resized to resize x resize ...
+    crop: int = bounded(227, ge=1)  # ... then cropped (centre crop for features and test)
 
     def __post_init__(self):
         spec = get_backbone(self.backbone)  # an unknown name fails here, before any work
@@ -122,19 +127,18 @@ class TorchrunConfig:
     ``standalone: false`` with ``nnodes``, ``node_rank`` or ``rdzv_*`` (docs)."""
 
     standalone: bool = True  # one machine, a free local port for the rendezvous
-    nproc_per_node: int = 1
+    nproc_per_node: int = bounded(1, ge=1)
     nnodes: int | str | None = None  # N, or MIN:MAX (elastic)
-    node_rank: int | None = None
+    node_rank: int | None = bounded(None, ge=0)
     rdzv_backend: str | None = None  # c10d
     rdzv_endpoint: str | None = None  # host:port of the rendezvous
     rdzv_id: str | None = None  # the job's name, the same on every node
     master_addr: str | None = None
-    master_port: int | None = None
-    max_restarts: int | None = None
+    master_port: int | None = bounded(None, ge=1, le=65535)
+    max_restarts: int | None = bounded(None, ge=0)
 
     def __post_init__(self):
-        if self.nproc_per_node < 1:
-            raise ValueError(f"nproc_per_node must be >= 1, got {self.nproc_per_node}")
+        check(self)
         several = [
             k
             for k in ("nnodes", "node_rank", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port")
@@ -153,14 +157,15 @@ class CommonConfig:
     validation classes and the class pool are drawn once, with the first, so runs differ
     only in training."""
 
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = bounded((0,), ge=0)
     device: Device = "auto"
     amp: bool = True  # bfloat16 autocast of the training passes on CUDA
-    checkpoint_every: int = 10
+    checkpoint_every: int = bounded(10, ge=1)  # iterations between saved training states
     selection: SelectionRule = field(default_factory=SelectionRule)
     torchrun: TorchrunConfig = field(default_factory=TorchrunConfig)
 
     def __post_init__(self):
+        check(self)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(self.seeds)}")
 
@@ -174,22 +179,21 @@ class CommonConfig:
 class DatasetTrainConfig:
     """``train.datasets.<dataset>``: what every method shares on a dataset."""
 
-    embedding_dim: int | None = None  # null: the number of training classes (the paper)
-    class_subsample: int | None = None  # batches drawn among this many random classes (SOP: 512)
+    embedding_dim: int | None = bounded(None, ge=1)  # null: the number of training classes (the paper)
+    class_subsample: int | None = bounded(
+        None, ge=2
+    )  # batches drawn among this many random classes (SOP: 512)
     class_sampling: ClassSampling = "per_batch"  # per_batch: new classes every batch; once: fixed
     mirror: bool = True  # random horizontal mirroring of training images
-    validation_classes: int = 0  # carved from the training classes (seeded)
+    validation_classes: int = bounded(0, ge=0)  # carved from the training classes (seeded)
 
     def __post_init__(self):
-        if self.validation_classes < 0:
-            raise ValueError(f"validation_classes must be >= 0, got {self.validation_classes}")
+        check(self)
 
 
 @dataclass(frozen=True)
 class _Optimised:
     def _check_seeds(self) -> None:
-        if self.embedding_dim is not None and self.embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be null or >= 1, got {self.embedding_dim}")
         seeds = self.seeds
         if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
             raise ValueError(f"seeds must be null or a list of distinct integers, got {list(seeds)}")
@@ -208,52 +212,54 @@ class _Optimised:
 class LastLayerConfig(_Optimised):
     """``train.<objective>_last.<dataset>``: the last layer on cached features."""
 
-    iterations: int = 200
-    batch_size: int = 1260
+    iterations: int = bounded(200, ge=0)
+    batch_size: int = bounded(1260, ge=2)
     optimizer: Optimizer = "sgd"
-    lr: float = 1.0
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    validate_every: int = 10  # iterations between validations (and at step 0)
+    lr: float = bounded(1.0, gt=0)
+    momentum: float = bounded(0.9, ge=0, lt=1)
+    weight_decay: float = bounded(0.0, ge=0)
+    validate_every: int = bounded(10, ge=1)  # iterations between validations (and at step 0)
     loss: dict[str, bool | float | str] = field(default_factory=dict)  # the objective's settings
-    seeds: tuple[int, ...] | None = None  # this method's training seeds (null: train.common.seeds)
-    embedding_dim: int | None = None  # this method's (null: train.datasets.<dataset>.embedding_dim)
+    seeds: tuple[int, ...] | None = bounded(
+        None, ge=0
+    )  # this method's training seeds (null: train.common.seeds)
+    embedding_dim: int | None = bounded(
+        None, ge=1
+    )  # this method's (null: train.datasets.<dataset>.embedding_dim)
 
     def __post_init__(self):
         self.optimizer_config()  # refuses a bad learning rate
         self._check_seeds()
-        if self.iterations < 0 or self.batch_size < 2:
-            raise ValueError("iterations must be >= 0 and batch_size >= 2")
-        if self.validate_every < 1:
-            raise ValueError(f"validate_every must be >= 1, got {self.validate_every}")
+        check(self)
 
 
 @dataclass(frozen=True)
 class ImageTrainConfig(_Optimised):
     """``train.<objective>_e2e.<dataset>``: all layers, on images (chunked update)."""
 
-    iterations: int = 100
-    batch_size: int = 1260  # n = 18 x 70
-    chunk_size: int = 70  # sub-batch: memory is bounded by it, not by n
+    iterations: int = bounded(100, ge=0)
+    batch_size: int = bounded(1260, ge=2)  # n = 18 x 70
+    chunk_size: int = bounded(70, ge=1)  # sub-batch: memory is bounded by it, not by n
     optimizer: Optimizer = "sgd"
-    lr: float = 0.01  # the learned last layer (and the softmax classifier)
-    backbone_lr: float | None = None  # the pretrained layers; None: lr
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    lr: float = bounded(0.01, gt=0)  # the learned last layer (and the softmax classifier)
+    backbone_lr: float | None = bounded(None, gt=0)  # the pretrained layers; None: lr
+    momentum: float = bounded(0.9, ge=0, lt=1)
+    weight_decay: float = bounded(0.0, ge=0)
     crop_mode: CropMode = "random"
-    num_workers: int = 4
-    validate_every: int = 10  # iterations between validations (and at step 0)
+    num_workers: int = bounded(4, ge=0)
+    validate_every: int = bounded(10, ge=1)  # iterations between validations (and at step 0)
     loss: dict[str, bool | float | str] = field(default_factory=dict)  # the objective's settings
-    seeds: tuple[int, ...] | None = None  # this method's training seeds (null: train.common.seeds)
-    embedding_dim: int | None = None  # this method's (null: train.datasets.<dataset>.embedding_dim)
+    seeds: tuple[int, ...] | None = bounded(
+        None, ge=0
+    )  # this method's training seeds (null: train.common.seeds)
+    embedding_dim: int | None = bounded(
+        None, ge=1
+    )  # this method's (null: train.datasets.<dataset>.embedding_dim)
 
     def __post_init__(self):
         self.optimizer_config()  # refuses a bad learning rate
         self._check_seeds()
-        if self.validate_every < 1:
-            raise ValueError(f"validate_every must be >= 1, got {self.validate_every}")
-        if self.iterations < 0 or self.batch_size < 2 or self.chunk_size < 1:
-            raise ValueError("iterations must be >= 0, batch_size >= 2 and chunk_size >= 1")
+        check(self)
 
 
 @dataclass(frozen=True)
@@ -289,7 +295,7 @@ def method_config_type(method: Method) -> type:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    batch_size: int = 256
+    batch_size: int = bounded(256, ge=1)
     device: Device = "auto"
 
 
@@ -299,13 +305,12 @@ class KMeansConfig:
     lowest objective of its dataset's ``evaluate.kmeans_nredo`` runs seeded by k-means++
     (:func:`dscl.kmeans.kmeans`)."""
 
-    niter: int = 100
-    seed: int = 0
+    niter: int = bounded(100, ge=1)
+    seed: int = bounded(0, ge=0)
     backend: KMeansBackend = "auto"
 
     def __post_init__(self):
-        if self.niter < 1 or self.seed < 0:
-            raise ValueError(f"niter must be >= 1 and seed >= 0, got {self.niter} and {self.seed}")
+        check(self)
 
 
 @dataclass(frozen=True)
@@ -313,38 +318,36 @@ class NumericsConfig:
     """``numerics``: the numeric environment of every stage that computes
     (:func:`dscl.numerics.configure`): its thread count, and deterministic algorithms."""
 
-    threads: int = 2
+    threads: int = bounded(2, ge=1)
     deterministic: bool = True
 
     def __post_init__(self):
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        check(self)
 
 
 @dataclass(frozen=True)
 class TsneConfig:
-    perplexity: float = 30.0
-    max_points: int = 3000
-    max_classes: int = 20
-    seed: int = 0
-    thumbnails: int = 60  # images drawn at a seeded subsample of the points (0: dots only)
+    perplexity: float = bounded(30.0, gt=0)
+    max_points: int = bounded(3000, ge=2)
+    max_classes: int = bounded(20, ge=1)
+    seed: int = bounded(0, ge=0)
+    thumbnails: int = bounded(60, ge=0)  # images drawn at a seeded subsample of the points (0: dots only)
 
 
 @dataclass(frozen=True)
 class GalleryConfig:
     """``report.gallery``: the retrieval figures (dscl.report.gallery)."""
 
-    queries: int = 8  # seeded test queries, the same for every method
-    k: int = 8  # neighbours shown per query
-    worst: int = 4  # and the queries each method gets most wrong (lowest precision at k)
-    compare_queries: int = 6  # the comparison figure: these many of the queries ...
-    compare_k: int = 5  # ... with these many neighbours for each compared method
-    thumb: int = 72  # thumbnail size in pixels
-    seed: int = 0
+    queries: int = bounded(8, ge=1)  # seeded test queries, the same for every method
+    k: int = bounded(8, ge=1)  # neighbours shown per query
+    worst: int = bounded(4, ge=0)  # and the queries each method gets most wrong (lowest precision at k)
+    compare_queries: int = bounded(6, ge=0)  # the comparison figure: these many of the queries ...
+    compare_k: int = bounded(5, ge=1)  # ... with these many neighbours for each compared method
+    thumb: int = bounded(72, ge=1)  # thumbnail size in pixels
+    seed: int = bounded(0, ge=0)
 
     def __post_init__(self):
-        if min(self.queries, self.k, self.compare_k, self.thumb) < 1 or self.worst < 0:
-            raise ValueError("queries, k, compare_k and thumb must be >= 1 and worst >= 0")
+        check(self)
         if self.compare_queries > self.queries:
             raise ValueError(
                 f"compare_queries ({self.compare_queries}) must not exceed queries ({self.queries})"
@@ -355,15 +358,12 @@ class GalleryConfig:
 class BootstrapConfig:
     """``report.bootstrap``: the confidence intervals over test classes (dscl.bootstrap)."""
 
-    resamples: int = 1000
-    level: float = 0.95
-    seed: int = 0
+    resamples: int = bounded(1000, ge=100)  # at least 100 for a 95% interval
+    level: float = bounded(0.95, gt=0, lt=1)
+    seed: int = bounded(0, ge=0)
 
     def __post_init__(self):
-        if self.resamples < 100:
-            raise ValueError(f"resamples must be >= 100 for a 95% interval, got {self.resamples}")
-        if not 0 < self.level < 1:
-            raise ValueError(f"level must be in (0, 1), got {self.level}")
+        check(self)
 
 
 @dataclass(frozen=True)
@@ -371,6 +371,39 @@ class ReportConfig:
     tsne: TsneConfig
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """``ablation.<dataset>``: these last-layer methods retrained at each embedding
+    dimension of ``dims`` (:mod:`dscl.ablation`); ``seeds``: their training seeds (null:
+    each method's own). No methods: no ablation."""
+
+    methods: tuple[str, ...]
+    dims: tuple[int, ...] = bounded(ge=1)
+    seeds: tuple[int, ...] | None = bounded(None, ge=0)
+
+    def __post_init__(self):
+        check(self)
+        if self.methods and not self.dims:
+            raise ValueError(f"dims must list dimensions >= 1 for the methods {list(self.methods)}")
+
+
+# The sections of params.yaml, and the keys of those that hold others (the rest are
+# refused with these names); ``defaults`` holds the YAML anchors, free-form
+TOP_LEVEL = (
+    "datasets", "methods", "defaults", "prepare", "features", "train",
+    "numerics", "embed", "evaluate", "ablation", "report",
+)  # fmt: skip
+SUBSECTIONS = {
+    "features": ("image", "datasets"),
+    "evaluate": ("kmeans", "kmeans_nredo", "recall_ks"),
+}
+# the mappings whose keys are dataset names
+PER_DATASET = (
+    "prepare.datasets", "features.datasets", "train.datasets",
+    "evaluate.kmeans_nredo", "evaluate.recall_ks", "ablation",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -464,20 +497,45 @@ class Config:
             "kmeans_backend": self.kmeans.backend,
         }
 
+    def ablation(self, dataset: str) -> AblationConfig:
+        """``ablation.<dataset>``, each method checked: a last-layer method with valid
+        settings on the dataset."""
+        where = f"ablation.{dataset}"
+        spec = build(AblationConfig, entry(self.raw, "ablation", dataset), where)
+        for name in spec.methods:
+            method, _ = self.method(name, dataset)
+            if method.learns != "last_layer":
+                last = [m for m in METHODS.names() if METHODS.get(m).learns == "last_layer"]
+                raise ParamsError(
+                    f"params.yaml: {where}.methods: {name!r} does not learn the last layer alone "
+                    f"(the ablation retrains those); choose from {last}"
+                )
+        return spec
+
     def require_dataset(self, dataset: str) -> None:
         if dataset not in self.datasets:
             raise ParamsError(f"params.yaml: dataset {dataset!r} is not in 'datasets' {list(self.datasets)}")
 
 
 def load(path: str | Path = PARAMS_FILE) -> Config:
-    """Read ``params.yaml`` and check every section the experiment's stages will read;
-    raise :class:`ParamsError` on the first problem, naming the key and what was expected."""
+    """Read ``params.yaml`` and check all of it: every section, every entry present (of
+    the experiment's datasets and methods, which must have theirs, and of the others),
+    unknown and duplicated keys at every level; raise :class:`ParamsError` on the first
+    problem, in one line naming the key, the value and what is allowed."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path} not found (run the stage from the repository root)")
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ParamsError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    check_keys(raw, "the top level of params.yaml", TOP_LEVEL)
+    for name, keys in SUBSECTIONS.items():
+        check_keys(raw.get(name), name, keys)
+    check_keys(raw.get("train"), "train", ("common", "datasets", *METHODS.names()))
+    for dotted in PER_DATASET:
+        check_keys(node_at(raw, dotted), dotted, dataset_names())
+    for method in set(raw.get("train") or {}) - {"common", "datasets"}:
+        check_keys(raw["train"][method], f"train.{method}", dataset_names())
     names = {}
     for key, valid in (("datasets", dataset_names()), ("methods", METHODS.names())):
         listed = raw.get(key)
@@ -499,15 +557,76 @@ def load(path: str | Path = PARAMS_FILE) -> Config:
         report=section(raw, "report", ReportConfig),
         numerics=section(raw, "numerics", NumericsConfig),
     )
-    for dataset in cfg.datasets:
-        cfg.dataset_options(dataset)
-        cfg.features(dataset)
-        cfg.train_dataset(dataset)
-        cfg.recall_ks(dataset)
-        cfg.kmeans_options(dataset)
+    readers = {
+        "prepare.datasets": cfg.dataset_options,
+        "features.datasets": cfg.features,
+        "train.datasets": cfg.train_dataset,
+        "evaluate.recall_ks": cfg.recall_ks,
+        "evaluate.kmeans_nredo": cfg.kmeans_options,
+    }
+    for dataset in cfg.datasets:  # what the experiment's stages read must be there
+        for read in readers.values():
+            read(dataset)
         for method in cfg.methods:
             cfg.method(method, dataset)
+    for dotted, read in readers.items():  # and every other entry present is valid too
+        for dataset in node_at(raw, dotted) or {}:
+            read(dataset)
+    for method in set(raw["train"]) - {"common", "datasets"}:
+        for dataset in raw["train"][method] or {}:
+            cfg.method(method, dataset)
+    for dataset in node_at(raw, "ablation") or {}:
+        cfg.ablation(dataset)
     return cfg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps
+    the last silently); keys that a merge (``<<: *anchor``) brings in may be overridden."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ParamsError(
+                    f"params.yaml: key {key!r} appears twice in one mapping "
+                    f"(lines {seen[key] + 1} and {key_node.start_mark.line + 1}); keep one"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML file at ``path`` (safe types only), duplicated keys refused."""
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ParamsError(f"{path}: not valid YAML{line}: {problem}") from None
+
+
+def check_keys(node: Any, where: str, valid) -> None:
+    """Refuse keys of the mapping ``node`` outside ``valid``, listing the valid names."""
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise ParamsError(f"params.yaml: {where} must be a mapping, got {node!r}")
+    unknown = sorted(str(k) for k in node if k not in valid)
+    if unknown:
+        raise ParamsError(f"params.yaml: unknown key(s) {unknown} in {where}; expected {sorted(valid)}")
+
+
+def node_at(raw: dict, dotted: str) -> Any:
+    """``raw`` at the dotted path, or None where a part is missing."""
+    node: Any = raw
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 # --------------------------------------------------------------------------------------
@@ -555,6 +674,8 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         types_, what = checks[tp]
         if not isinstance(value, types_) or (tp is not bool and isinstance(value, bool)):
             raise ParamsError(f"{where} must be {what}, got {value!r}")
+        if tp is float and not math.isfinite(value):
+            raise ParamsError(f"{where} must be a finite number, got {value!r}")
         return float(value) if tp is float else value
     raise TypeError(f"unsupported field type {tp!r} at {where}")
 
@@ -574,7 +695,15 @@ def build(cls: type[T], data: Any, where: str) -> T:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ParamsError(f"params.yaml: missing key {where}.{name}")
             continue
-        kwargs[name] = convert(data[name], hints[name], f"{where}.{name}")
+        value = convert(data[name], hints[name], f"{where}.{name}")
+        bound = bound_of(f)
+        if bound is not None and value is not None:
+            for item in value if isinstance(value, tuple) else (value,):
+                if not bound.contains(item):
+                    shown = list(value) if isinstance(value, tuple) else value
+                    each = "each item of " if isinstance(value, tuple) else ""
+                    raise ParamsError(f"params.yaml: {each}{where}.{name} must be {bound}, got {shown!r}")
+        kwargs[name] = value
     try:
         return cls(**kwargs)
     except ValueError as exc:
@@ -593,9 +722,7 @@ def section(raw: dict, dotted: str, cls: type[T]) -> T:
 
 def entry(raw: dict, dotted: str, key: str) -> Any:
     """``raw[dotted][key]`` for a per-dataset mapping, with a clear error."""
-    node: Any = raw
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
+    node = node_at(raw, dotted)
     if not isinstance(node, dict) or key not in node:
         known = sorted(node) if isinstance(node, dict) else []
         raise ParamsError(f"params.yaml: {dotted} has no entry for dataset {key!r}; it has {known}")

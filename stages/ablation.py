@@ -9,7 +9,6 @@ from pathlib import Path
 from dscl import config
 from dscl.ablation import render_ablation, run_ablation
 from dscl.atomic import write_text
-from dscl.config import ParamsError, convert, entry
 from dscl.device import resolve_device
 from dscl.numerics import configure
 from stages.cli import run
@@ -23,23 +22,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     cfg = config.load()
     configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
-    where = f"ablation.{args.dataset}"
-    spec = convert(entry(cfg.raw, "ablation", args.dataset), dict, where)
-    if not {"methods", "dims"} <= set(spec) <= {"methods", "dims", "seeds"}:
-        raise ParamsError(f"params.yaml: {where} must have methods, dims (and seeds), got {sorted(spec)}")
-    methods = convert(spec["methods"], tuple[str, ...], f"{where}.methods")
-    dims = convert(spec["dims"], tuple[int, ...], f"{where}.dims")
-    seeds = convert(spec.get("seeds"), tuple[int, ...] | None, f"{where}.seeds")
-    if methods and (not dims or min(dims) < 1):
-        raise ParamsError(f"params.yaml: {where}.dims must list dimensions >= 1, got {list(dims)}")
-    for m in methods:
-        cfg.method(m, args.dataset)  # an unknown method or bad settings fail before any work
+    spec = cfg.ablation(args.dataset)
     results = run_ablation(
         cfg,
         args.dataset,
-        list(methods),
-        list(dims),
-        seeds=seeds,
+        list(spec.methods),
+        list(spec.dims),
+        seeds=spec.seeds,
         prepared=args.prepared,
         features=args.features,
         device=resolve_device(cfg.common.device),

@@ -461,7 +461,7 @@ def test_the_dimension_ablation_retrains_at_each_d(workdir):
         ablation.main([*args, "--table", "reports/tables/x"])
     params["ablation"]["digits"] = {"methods": ["dscl_last"], "dims": [0]}
     workdir(params)
-    with pytest.raises(ParamsError, match="dims must list dimensions >= 1"):
+    with pytest.raises(ParamsError, match=r"each item of ablation.digits.dims must be >= 1, got \[0\]"):
         ablation.main([*args, "--table", "reports/tables/x"])
     assert not (root / "reports/tables/x.md").exists()
 

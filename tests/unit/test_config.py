@@ -122,6 +122,67 @@ def test_stage_command_line_prints_one_clear_line(workdir):
             lambda p: p["train"]["softmax"]["digits"].update(loss={"margin": 0.1}),
             r"train.softmax.digits: softmax has no loss settings",
         ),
+        # what a newcomer mistypes: each value out of its declared range, in one line
+        (
+            lambda p: p["train"]["common"].update(seeds=[0, -1]),
+            r"each item of train.common.seeds must be >= 0, got \[0, -1\]",
+        ),
+        (lambda p: p["embed"].update(batch_size=0), r"embed.batch_size must be >= 1, got 0"),
+        (lambda p: p["evaluate"]["kmeans"].update(niter=0), r"evaluate.kmeans.niter must be >= 1, got 0"),
+        (
+            lambda p: p["report"]["tsne"].update(perplexity=-3),
+            r"report.tsne.perplexity must be > 0, got -3.0",
+        ),
+        (
+            lambda p: p["train"]["dscl_last"]["digits"].update(lr=float("inf")),
+            r"train.dscl_last.digits.lr must be a finite number, got inf",
+        ),
+        (
+            lambda p: p["train"]["dscl_last"]["digits"].update(momentum=5),
+            r"train.dscl_last.digits.momentum must be in \[0, 1\), got 5.0",
+        ),
+        (
+            lambda p: p["train"]["dscl_e2e"]["digits"].update(weight_decay=-1),
+            r"train.dscl_e2e.digits.weight_decay must be >= 0, got -1.0",
+        ),
+        (
+            lambda p: p["train"]["common"].update(checkpoint_every=-5),
+            r"train.common.checkpoint_every must be >= 1, got -5",
+        ),
+        (
+            lambda p: p["train"]["dscl_last"]["digits"].update(seeds=[-1]),
+            r"each item of train.dscl_last.digits.seeds must be >= 0",
+        ),
+        # unknown keys at every level, with the valid names
+        (
+            lambda p: p.update(evaluation={}),
+            r"unknown key\(s\) \['evaluation'\] in the top level of params.yaml",
+        ),
+        (lambda p: p["evaluate"].update(kmean={}), r"unknown key\(s\) \['kmean'\] in evaluate; expected"),
+        (lambda p: p["train"].update(dscl_lst={}), r"unknown key\(s\) \['dscl_lst'\] in train; expected"),
+        (
+            lambda p: p["train"]["dscl_last"].update(cub={}),
+            r"unknown key\(s\) \['cub'\] in train.dscl_last; expected \[.*'cub200'",
+        ),
+        (lambda p: p["features"].update(images={}), r"unknown key\(s\) \['images'\] in features"),
+        # entries the experiment does not list are checked too
+        (
+            lambda p: p["train"]["triplet_last"]["cars196"].update(lr=-1.0),
+            r"train.triplet_last.cars196.lr must be > 0, got -1.0",
+        ),
+        # the ablation section, before its stage
+        (
+            lambda p: p["ablation"].update(digits={"methods": ["dscl_last"], "dims": [0]}),
+            r"each item of ablation.digits.dims must be >= 1, got \[0\]",
+        ),
+        (
+            lambda p: p["ablation"].update(digits={"methods": ["dscl_e2e"], "dims": [4]}),
+            r"ablation.digits.methods: 'dscl_e2e' does not learn the last layer alone",
+        ),
+        (
+            lambda p: p["ablation"].update(digits={"methods": ["dscl_last"], "dim": [4]}),
+            r"unknown key\(s\) \['dim'\] in ablation.digits",
+        ),
     ],
 )
 def test_a_bad_key_anywhere_fails_at_the_first_stage(workdir, edit, message):
@@ -215,3 +276,37 @@ def test_an_edit_to_one_dataset_reruns_only_its_stages(tmp_path):
     cub_only = {k: v for k, v in readers.items() if k.endswith(".cub200_mini")}
     assert all(all("digits" not in s for s in stages) for stages in cub_only.values())
     assert "train.common" in readers  # shared settings are shared on purpose
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t: t.replace("\nembed:\n", "\nembed:\n  device: cpu\n"),
+            r"key 'device' appears twice in one mapping \(lines \d+ and \d+\); keep one",
+        ),
+        (lambda t: t + "embed: {device: cpu}\n", r"key 'embed' appears twice in one mapping"),
+        (lambda t: t + "embed: [1, 2\n", r"params.yaml: not valid YAML \(line \d+\)"),
+    ],
+)
+def test_duplicated_keys_and_broken_yaml_are_refused(workdir, edit, message):
+    """PyYAML keeps the last of two equal keys without a word; the project refuses them.
+    A merge key's values may still be overridden (the entries of params.yaml do that)."""
+    root = workdir()
+    path = root / "params.yaml"
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(ParamsError, match=message):
+        config.load()
+    (root / "merge.yaml").write_text("a: &a {x: 1, y: 2}\nb: {<<: *a, y: 3}\n")
+    assert config.read_yaml(root / "merge.yaml")["b"] == {"x": 1, "y": 3}
+
+
+def test_every_bad_value_is_refused_within_a_second(workdir):
+    """The whole file is checked at once: fast enough for every stage to do it first."""
+    import time
+
+    workdir()
+    start = time.perf_counter()
+    for _ in range(5):
+        config.load()
+    assert (time.perf_counter() - start) / 5 < 1.0
