@@ -187,6 +187,9 @@ class RangeServer:
                 rng = self.headers.get("Range")
                 outer.ranges.append(rng)
                 start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                if start >= len(data) > 0:  # as servers do: the range is past the end
+                    self.send_error(416)
+                    return
                 self.send_response(206 if rng else 200)
                 self.send_header("Content-Length", str(len(data) - start))
                 if rng:

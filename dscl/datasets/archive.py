@@ -9,6 +9,7 @@ is idempotent and never half-done.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
+
+from dscl.atomic import replace_dir
 
 __all__ = [
     "ArchiveError",
@@ -95,7 +98,14 @@ def _download(url: str, partial: Path) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "dscl-reproduction"})
     if start:
         request.add_header("Range", f"bytes={start}-")
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+    try:
+        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not start:  # 416: the range starts past the end of the file
+            raise
+        partial.unlink()
+        return _download(url, partial)
+    with response:
         status = getattr(response, "status", None)
         if start and status != 206:  # the server ignored the range: start again
             start = 0
@@ -134,6 +144,18 @@ def fetch(remote: RemoteFile, directory: Path, verify_checksum: bool = True) -> 
                 ) from None
         return target
     partial = directory / (remote.filename + ".part")
+    if partial.is_file() and remote.size is not None and partial.stat().st_size >= remote.size:
+        # a download killed after it completed, before it was verified: verify it now
+        # (a byte range past its end would be refused by every server)
+        try:
+            if verify_checksum:
+                verify(partial, remote)
+            if partial.stat().st_size == remote.size:
+                os.replace(partial, target)
+                return target
+        except ChecksumError:
+            pass
+        partial.unlink()
     failures = []
     for url in remote.urls:
         try:
@@ -162,23 +184,49 @@ def fetch(remote: RemoteFile, directory: Path, verify_checksum: bool = True) -> 
     )
 
 
+# Bounds on what an archive may unpack to (the largest here, SOP: 120,053 images, 2.9 GB)
+MAX_MEMBERS = 2_000_000
+MAX_UNPACKED = 1 << 40  # 1 TiB declared in all
+
+
 def _check_member(name: str) -> None:
     p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts or name.startswith(("/", "\\")) or ":" in p.parts[0]:
+    parts = p.parts  # "." and "./" (what `tar -C dir -czf x.tgz .` writes) have none
+    if p.is_absolute() or ".." in parts or name.startswith(("/", "\\")) or (parts and ":" in parts[0]):
         raise ArchiveError(f"archive member {name!r} would be written outside the target folder")
 
 
+def _check_sizes(archive: Path, count: int, unpacked: int, out: Path) -> None:
+    """Refuse an archive with no members, too many, or more declared bytes than the
+    bounds or the free space where it unpacks, before anything is written."""
+    if count == 0:
+        raise ArchiveError(f"{archive} holds no files (an empty archive)")
+    if count > MAX_MEMBERS or unpacked > MAX_UNPACKED:
+        raise ArchiveError(
+            f"{archive} declares {count:,} members and {unpacked:,} bytes; at most "
+            f"{MAX_MEMBERS:,} members and {MAX_UNPACKED:,} bytes are unpacked (not a dataset archive?)"
+        )
+    free = shutil.disk_usage(out).free
+    if unpacked > free:
+        raise DatasetError(
+            f"{archive} unpacks to {unpacked / 1e9:.1f} GB but {out.parent} has {free / 1e9:.1f} GB free: "
+            f"free some space or set prepare.root to a larger disk"
+        )
+
+
 def _extract_into(archive: Path, out: Path) -> None:
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                _check_member(info.filename)
-            bad = zf.testzip()
-            if bad is not None:
-                raise ArchiveError(f"{archive} is corrupt (member {bad!r} fails its CRC)")
-            zf.extractall(out)
-        return
     try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                infos = zf.infolist()
+                for info in infos:
+                    _check_member(info.filename)
+                _check_sizes(archive, len(infos), sum(i.file_size for i in infos), out)
+                bad = zf.testzip()
+                if bad is not None:
+                    raise ArchiveError(f"{archive} is corrupt (member {bad!r} fails its CRC)")
+                zf.extractall(out)
+            return
         with tarfile.open(archive) as tf:
             members = tf.getmembers()  # reads the whole index: a truncated file fails here
             for m in members:
@@ -187,22 +235,31 @@ def _extract_into(archive: Path, out: Path) -> None:
                     PurePosixPath(m.linkname).is_absolute() or ".." in PurePosixPath(m.linkname).parts
                 ):
                     raise ArchiveError(f"archive member {m.name!r} links outside the target folder")
+            _check_sizes(archive, len(members), sum(m.size for m in members if m.isfile()), out)
             tf.extractall(out, members=members, filter="data")
     except tarfile.FilterError as exc:
         raise ArchiveError(f"{archive}: {exc}") from None
-    except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:  # not the archive's fault
+            raise DatasetError(
+                f"no space left on the device while unpacking {archive} into {out.parent}"
+            ) from None
+        raise ArchiveError(f"{archive} is corrupt or truncated ({exc})") from None
+    except (tarfile.TarError, EOFError, zipfile.BadZipFile) as exc:
         raise ArchiveError(f"{archive} is corrupt or truncated ({exc})") from None
 
 
 def extract(archive: Path, out: Path) -> Path:
     """Extract ``archive`` into the folder ``out`` (idempotently) and return ``out``.
 
-    Members with absolute paths, ``..`` components or links leaving the folder are
-    refused. A marker file records which archive (name and size) was extracted; an
-    existing complete extraction of the same archive is reused.
+    Members with absolute paths, ``..`` components, links leaving the folder or device
+    files are refused, and so are empty archives and ones that declare more than the
+    bounds above or the free space. A marker file records which archive was extracted,
+    by its content (SHA-256): an extraction is reused only for the same bytes, so a
+    re-made archive of the same name and size is extracted again.
     """
     marker = out / ".extracted"
-    stamp = f"{archive.name} {archive.stat().st_size}\n"
+    stamp = f"{archive.name} sha256:{file_digest(archive, 'sha256')}\n"
     if marker.is_file() and marker.read_text() == stamp:
         return out
     tmp = out.with_name(out.name + ".partial")
@@ -211,9 +268,7 @@ def extract(archive: Path, out: Path) -> Path:
     try:
         _extract_into(archive, tmp)
         (tmp / ".extracted").write_text(stamp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -4,8 +4,11 @@ downloads are served from a loopback HTTP server)."""
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
+import io
 import json
+import shutil
 import tarfile
 import urllib.request
 import zipfile
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dscl.datasets import archive as archive_module
 from dscl.datasets import cars196, cub200, get_dataset, read_split, sop
 from dscl.datasets.archive import (
     ArchiveError,
@@ -195,6 +199,164 @@ def test_path_traversal_member_is_refused(tmp_path, kind):
         extract(archive, out)
     assert not (tmp_path / "deep/evil.txt").exists() and not (tmp_path / "evil.txt").exists()
     assert not out.exists() and not (tmp_path / "deep/extracted.partial").exists()
+
+
+def _tar(path: Path, members, mode: str = "w:gz") -> Path:
+    """A .tgz of ``members``: (name, bytes) for a file, (name, TarInfo-editing function)."""
+    with tarfile.open(path, mode) as tf:
+        for name, what in members:
+            if isinstance(what, bytes):
+                add_bytes(tf, name, what)
+            else:
+                info = tarfile.TarInfo(name)
+                what(info)
+                tf.addfile(info)
+    return path
+
+
+def _dot_members(path: Path) -> Path:  # what `tar -C dir -czf x.tgz .` writes
+    return _tar(path, [(".", lambda i: setattr(i, "type", tarfile.DIRTYPE)), ("./a/b.txt", b"fine")])
+
+
+def _device(path: Path) -> Path:
+    return _tar(path, [("ok.txt", b"fine"), ("dev", lambda i: setattr(i, "type", tarfile.CHRTYPE))])
+
+
+def _huge(path: Path) -> Path:  # a header declaring 2 TiB, with no data behind it
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        info = tarfile.TarInfo("huge.bin")
+        info.size = 2 << 40
+        tf.addfile(info)  # header only: the data is never written
+    path.write_bytes(gzip.compress(raw.getvalue()))
+    return path
+
+
+def _zip_traversal(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("../evil.txt", "escaped")
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (_dot_members, None, None),
+        (lambda p: _tar(p, [("../evil.txt", b"x")]), ArchiveError, "outside the target folder"),
+        (_zip_traversal, ArchiveError, "outside the target folder"),
+        (
+            lambda p: _tar(
+                p,
+                [
+                    (
+                        "l",
+                        lambda i: (
+                            setattr(i, "type", tarfile.SYMTYPE),
+                            setattr(i, "linkname", "/etc/passwd"),
+                        ),
+                    )
+                ],
+            ),
+            ArchiveError,
+            "links outside the target folder",
+        ),
+        (
+            lambda p: _tar(
+                p, [("h", lambda i: (setattr(i, "type", tarfile.LNKTYPE), setattr(i, "linkname", "../x")))]
+            ),
+            ArchiveError,
+            "links outside the target folder",
+        ),
+        (_device, ArchiveError, "is a character device|special file|device"),
+        (lambda p: _tar(p, []), ArchiveError, "holds no files"),
+        (lambda p: (p.write_bytes(b""), p)[1], ArchiveError, "corrupt or truncated"),
+        (
+            lambda p: (_dot_members(p), p.write_bytes(p.read_bytes()[:30]), p)[2],
+            ArchiveError,
+            "corrupt or truncated",
+        ),
+        (_huge, ArchiveError, "corrupt or truncated"),
+        (
+            lambda p: _tar(p, [("zeros.bin", bytes(1 << 20))]),
+            ArchiveError,
+            r"declares 1 members and 1,048,576 bytes",
+        ),
+    ],
+    ids=[
+        "dot-members",
+        "traversal",
+        "zip-traversal",
+        "symlink",
+        "hardlink",
+        "device",
+        "empty",
+        "zero-bytes",
+        "truncated",
+        "huge-header",
+        "over-the-bound",
+    ],
+)
+def test_crafted_archives(tmp_path, monkeypatch, make, error, message):
+    """Each crafted archive extracts, or is refused in one line with nothing left behind
+    (the bound on the unpacked bytes lowered to 64 KiB for the test)."""
+    monkeypatch.setattr(archive_module, "MAX_UNPACKED", 1 << 16)
+    archive = make(tmp_path / "x.tgz")
+    out = tmp_path / "deep/extracted"
+    if error is None:
+        assert (extract(archive, out) / "a/b.txt").read_bytes() == b"fine"
+        return
+    with pytest.raises(error, match=message):
+        extract(archive, out)
+    assert not out.exists() and not (tmp_path / "deep/extracted.partial").exists()
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "deep/evil.txt").exists()
+
+
+def test_an_archive_larger_than_the_free_space_is_refused_before_unpacking(tmp_path, monkeypatch):
+    archive = _tar(tmp_path / "x.tgz", [("a.txt", bytes(5000))])
+    usage = shutil.disk_usage(tmp_path)._replace(free=10)
+    monkeypatch.setattr(archive_module.shutil, "disk_usage", lambda p: usage)
+    with pytest.raises(DatasetError, match=r"unpacks to 0.0 GB but .* has 0.0 GB free: free some space"):
+        extract(archive, tmp_path / "extracted")
+    assert not (tmp_path / "extracted").exists()
+
+
+def test_an_extraction_is_reused_only_for_the_same_bytes(tmp_path):
+    """The marker is keyed on the archive's content: a re-made archive of the same name
+    and size (a mirror without a published checksum, re-downloaded) is extracted again."""
+    archive = _tar(tmp_path / "x.tar", [("a.txt", b"one")], mode="w")
+    out = extract(archive, tmp_path / "extracted")
+    (out / "mine.txt").write_text("kept while the archive is the same")
+    extract(archive, out)
+    assert (out / "mine.txt").exists()
+    size = archive.stat().st_size
+    _tar(archive, [("a.txt", b"two")], mode="w")
+    assert archive.stat().st_size == size
+    extract(archive, out)
+    assert (out / "a.txt").read_bytes() == b"two" and not (out / "mine.txt").exists()
+
+
+def test_a_download_killed_before_its_check_is_checked_by_the_next_run(tmp_path):
+    """A complete ``.part`` (the download ended, the check did not run) is verified and
+    used; one longer than the file, or wrong, is removed and downloaded again."""
+    data = b"the archive's bytes" * 100
+    digest = hashlib.sha256(data).hexdigest()
+    with RangeServer({"f": data}) as server:
+        remote = RemoteFile("f.tgz", (server.url("f"),), sha256=digest, size=len(data))
+        folder = tmp_path / "dl"
+        folder.mkdir()
+        (folder / "f.tgz.part").write_bytes(data)
+        assert fetch(remote, folder).read_bytes() == data
+        assert server.ranges == [] and not (folder / "f.tgz.part").exists()
+        (folder / "f.tgz").unlink()
+        (folder / "f.tgz.part").write_bytes(data + b"more")
+        assert fetch(remote, folder).read_bytes() == data
+        assert server.ranges == [None]
+        # no size published: a complete .part makes the server answer 416, and the
+        # download starts again
+        remote = RemoteFile("g.tgz", (server.url("f"),), sha256=digest)
+        (folder / "g.tgz.part").write_bytes(data)
+        assert fetch(remote, folder).read_bytes() == data
+        assert server.ranges[-2:] == [f"bytes={len(data)}-", None]
 
 
 # -- Cars196 ------------------------------------------------------------------------------
