@@ -6,9 +6,10 @@
     dscl cluster MODEL DIR -k K [--no-sc] -o clusters.csv
 
 MODEL is a ``model.pt`` written by the train stage (``models/<dataset>-<method>/``) or
-fetched with ``dvc artifacts get``. Bad input (a file that is not an image, an empty
-folder, a model file from elsewhere, ``-k`` beyond the gallery) ends with a one-line error
-and exit status 2, before anything is written.
+fetched with ``dvc artifacts get``. Bad input (a file that is not an image or not one the
+model takes, an empty folder, a model file from elsewhere, ``-k`` out of range, an output
+that names a folder, an unreadable file) ends with a one-line error and exit status 2,
+before anything is written.
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ import numpy as np
 
 __all__ = ["main"]
 
+# on the quick start's models and images (a test runs each); the testbed's models take
+# photographs: models/cub200_mini-dscl_e2e/model.pt with a folder of them
 EXAMPLES = {
-    "info": "dscl info models/cub200_mini-dscl_e2e/model.pt",
-    "embed": "dscl embed models/cub200_mini-dscl_e2e/model.pt photos/ -o embeddings.npy",
+    "info": "dscl info models/digits-dscl_last/model.pt",
+    "embed": "dscl embed models/digits-dscl_last/model.pt data/prepared/digits/images/5 -o embeddings.npy",
     "search": (
-        "dscl search models/cub200_mini-dscl_e2e/model.pt --gallery photos/ --query bird.jpg -k 8 "
-        "--figure hits.png"
+        "dscl search models/digits-dscl_last/model.pt --gallery data/prepared/digits/images "
+        "--query data/prepared/digits/images/7/0007.png -k 8 --figure hits.png"
     ),
-    "cluster": "dscl cluster models/cub200_mini-dscl_e2e/model.pt photos/ -k 25 -o clusters.csv",
+    "cluster": (
+        "dscl cluster models/digits-dscl_last/model.pt data/prepared/digits/images -k 10 -o clusters.csv"
+    ),
 }
 
 
@@ -52,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("model", type=Path, help="a model.pt written by the train stage")
-        if name != "info":
+        if name != "info":  # info reads the model's record only
             p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
             p.add_argument("--batch-size", type=int, default=32)
             p.add_argument(
@@ -64,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("embed", "Embed images (folders, files, or CSV files of paths) into an .npy array.")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument(
-        "-o", "--out", type=Path, required=True, help="embeddings.npy (and <out>.paths.txt, the order)"
+        "-o", "--out", type=Path, required=True, help="embeddings.npy (and embeddings.paths.txt, the order)"
     )
     p = command("search", "The nearest gallery images of each query, with their distances.")
     p.add_argument("--gallery", nargs="+", type=Path, required=True, help="a folder, files or a CSV of paths")
@@ -82,6 +87,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(ValueError):
+    """A command line that asks for something impossible (checked before any work)."""
+
+
+def _check_args(args) -> None:
+    """What can be checked before a model is loaded or an image read: the model file,
+    ``-k``, the batch size, and each output (a file, not a folder, in a folder that is
+    there)."""
+    if not args.model.is_file():
+        raise UsageError(
+            f"{args.model} does not exist"
+            if not args.model.exists()
+            else f"{args.model} is a folder, not a model.pt"
+        )
+    if getattr(args, "k", None) is not None and args.k < 1:
+        raise UsageError(f"-k must be at least 1, got {args.k}")
+    if getattr(args, "batch_size", 1) < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    outputs = {"-o": getattr(args, "out", None), "--figure": getattr(args, "figure", None)}
+    suffixes = {"embed": ".npy", "cluster": ".csv"}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        if path.is_dir():
+            example = path / f"out{'.png' if flag == '--figure' else suffixes[args.command]}"
+            raise UsageError(f"{flag} {path} is a folder: name a file (e.g. {example})")
+        if not path.parent.is_dir():
+            raise UsageError(f"{flag} {path}: the folder {path.parent} does not exist")
+        wanted = ".png" if flag == "--figure" else suffixes[args.command]
+        if path.suffix.lower() != wanted:
+            raise UsageError(f"{flag} {path} must end in {wanted}")
+
+
 def _load(args):
     from dscl.inference import TrainedModel
 
@@ -89,18 +127,16 @@ def _load(args):
 
 
 def _embed(model, sources, args) -> tuple[np.ndarray, list[Path]]:
-    emb = model.embed(sources, batch_size=args.batch_size, skip_bad=args.skip_bad, progress=True)
-    for path in model.skipped:
-        print(f"skipped {path}: not a readable image", file=sys.stderr)
-    return emb, model.paths
+    done = model.embed_files(sources, batch_size=args.batch_size, skip_bad=args.skip_bad, progress=True)
+    for path in done.skipped:
+        print(f"skipped {path}: not a readable image, or not one this model takes", file=sys.stderr)
+    return done.embeddings, done.paths
 
 
 def _info(args) -> None:
     from dscl.embedding import load_model
     from dscl.inference import describe
 
-    if not args.model.is_file():
-        raise FileNotFoundError(f"{args.model} does not exist")
     record, _ = load_model(args.model)
     described = describe(record)
     width = max(map(len, described))
@@ -113,7 +149,7 @@ def _embed_command(args) -> None:
 
     model = _load(args)
     emb, paths = _embed(model, args.images, args)
-    out = args.out if args.out.suffix == ".npy" else args.out.with_suffix(".npy")
+    out = args.out
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.save(fh, emb)
     write_text(out.with_suffix(".paths.txt"), "".join(f"{p}\n" for p in paths))
@@ -126,8 +162,8 @@ def _search(args) -> None:
 
     model = _load(args)
     gallery, gallery_paths = _embed(model, args.gallery, args)
-    if not 1 <= args.k <= len(gallery_paths):
-        raise ValueError(f"-k {args.k} is larger than the gallery ({len(gallery_paths)} images)")
+    if args.k > len(gallery_paths):
+        raise UsageError(f"-k {args.k} is larger than the gallery ({len(gallery_paths)} images)")
     queries, query_paths = _embed(model, args.query, args)
     dist, ids = search(gallery, queries, args.k)
     results = [
@@ -184,8 +220,8 @@ def _cluster(args) -> None:
 
     model = _load(args)
     emb, paths = _embed(model, args.images, args)
-    if not 1 <= args.k <= len(paths):
-        raise ValueError(f"-k {args.k} is larger than the number of images ({len(paths)})")
+    if args.k > len(paths):
+        raise UsageError(f"-k {args.k} is larger than the number of images ({len(paths)})")
     assignment = cluster(emb, args.k, spectral=not args.no_sc)
     write_text(args.out, "path,cluster\n" + "".join(f"{p},{c}\n" for p, c in zip(paths, assignment)))
     print(f"{len(paths)} images in {args.k} clusters -> {args.out}")
@@ -206,12 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"info": _info, "embed": _embed_command, "search": _search, "cluster": _cluster}
     try:
+        _check_args(args)
         handlers[args.command](args)
-    except (ModelFileError, ImageError, ValueError, FileNotFoundError) as exc:
+    except (ModelFileError, ImageError, ValueError) as exc:
         message = re.sub(r" \(Weights only load failed.*", "", str(exc), flags=re.S)  # torch's advice
-        print(f"dscl {args.command}: error: {message.splitlines()[0]}", file=sys.stderr)
-        return 2
+        return _fail(args, message.splitlines()[0])
+    except OSError as exc:  # unreadable or unwritable files: named, with the system's reason
+        return _fail(args, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
     return 0
+
+
+def _fail(args, message: str) -> int:
+    print(f"dscl {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -27,26 +27,66 @@ class ModelFileError(ValueError):
     """A file that is not a model of this project, or of an incompatible version."""
 
 
+# what a model record must hold, and of which type (the train stage writes them all)
+RECORD_FIELDS = {
+    "backbone": str,
+    "learns": str,
+    "resize": int,
+    "crop": int,
+    "feature_dim": int,
+    "embedding_dim": int,
+}
+LEARNS = ("nothing", "last_layer", "all_layers")
+
+
 def load_model(path: Path) -> tuple[dict, dict | None]:
-    """``(record, state_dict)`` of a saved model; ModelFileError for anything else."""
+    """``(record, state_dict)`` of a saved model; ModelFileError, in one line naming the
+    file and what was expected, for anything else: a file that is not PyTorch's (random
+    bytes, a truncated copy), one that carries objects (never loaded: ``weights_only``),
+    one of another layout, a record lacking a field or of another version."""
+    path = Path(path)
+    what = "is not a model file of this project"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"{path} cannot be read ({exc.strerror})") from None
+    if head[:2] != b"PK":  # PyTorch's format is a zip archive (torch.save since 1.6)
+        raise ModelFileError(f"{path} {what}: not a PyTorch file (a model.pt is a zip archive)")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise ModelFileError(f"{path} {what}: damaged ({str(exc).splitlines()[0]})") from None
         raise ModelFileError(
-            f"{path} is not a model file of this project: it carries objects other "
-            f"than tensors and plain values, which are never loaded ({exc})"
+            f"{path} {what}: it carries objects other than tensors and plain values, which are never loaded"
         ) from None
-    except (RuntimeError, EOFError) as exc:
-        raise ModelFileError(f"{path} is not a model file of this project ({exc})") from None
+    except Exception as exc:  # torch's many ways to meet a damaged archive
+        raise ModelFileError(f"{path} {what}: damaged or truncated ({exc.__class__.__name__})") from None
     if not isinstance(saved, dict) or not {"record", "state_dict"} <= set(saved):
-        raise ModelFileError(f"{path} is not a model file of this project (no record and state_dict)")
-    found = saved["record"].get("format")
+        raise ModelFileError(f"{path} {what} (it holds no record and state_dict)")
+    record = saved["record"]
+    if not isinstance(record, dict):
+        raise ModelFileError(f"{path} {what}: its record is a {type(record).__name__}, not a mapping")
+    found = record.get("format")
     if found != MODEL_FORMAT:
         raise ModelFileError(
             f"{path} was written by an incompatible version (model format {found}, "
             f"this version reads {MODEL_FORMAT}): re-run the train stage"
         )
-    return saved["record"], saved["state_dict"]
+    missing = [k for k in RECORD_FIELDS if k not in record]
+    wrong = [k for k, t in RECORD_FIELDS.items() if k in record and type(record[k]) is not t]
+    if missing or wrong:
+        said = f"lacks {missing}" if missing else f"has {wrong} of the wrong type"
+        raise ModelFileError(f"{path} {what}: its record {said}")
+    if record["learns"] not in LEARNS:
+        raise ModelFileError(f"{path} {what}: learns {record['learns']!r}, not one of {list(LEARNS)}")
+    state = saved["state_dict"]
+    if not (state is None if record["learns"] == "nothing" else isinstance(state, dict)):
+        raise ModelFileError(
+            f"{path} {what}: its state_dict does not fit what it learns ({record['learns']})"
+        )
+    return record, state
 
 
 def trained_network(record: dict, state: dict) -> nn.Module:

@@ -11,6 +11,7 @@ Examples
 --------
 >>> model = TrainedModel.load("models/cub200_mini-dscl_e2e/model.pt")  # doctest: +SKIP
 >>> gallery = model.embed(["birds/a.jpg", "birds/b.jpg", "birds/c.jpg"])  # (3, d)
+>>> files = model.embed_files(["birds/"], skip_bad=True)  # .embeddings, .paths, .skipped
 >>> distances, ids = search(gallery, model.embed(["query.jpg"]), k=2)  # (1, 2) each
 >>> clusters = cluster(gallery, 2)  # Algorithm 2 of the paper, then k-means
 """
@@ -18,9 +19,10 @@ Examples
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,17 @@ from dscl.embedding import ModelFileError, load_model, trained_network
 from dscl.images import ImageTransform, transform_for
 from dscl.metrics import l2_normalize
 
-__all__ = ["IMAGE_SUFFIXES", "ImageError", "TrainedModel", "cluster", "describe", "image_paths", "search"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "EmbeddedFiles",
+    "ImageError",
+    "TrainedModel",
+    "cluster",
+    "describe",
+    "image_paths",
+    "input_shape",
+    "search",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -76,6 +88,28 @@ def image_paths(sources: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def input_shape(record: dict) -> tuple[int, int, int]:
+    """The images a model takes, (channels, height, width): its backbone's channels at
+    its crop; for the ``pixels`` backbone (digits), the images it was trained on, square
+    and grey (8 x 8: its feature is their 64 pixels)."""
+    spec = get_backbone(record["backbone"])
+    channels = len(spec.mean)
+    if spec.has_parameters:
+        return channels, int(record["crop"]), int(record["crop"])
+    side = math.isqrt(int(record["feature_dim"]))
+    return channels, side, side
+
+
+@dataclass(frozen=True)
+class EmbeddedFiles:
+    """What :meth:`TrainedModel.embed_files` gives: the embeddings (n, d) of ``paths``,
+    in that order, and the files left out as unreadable (``skip_bad``)."""
+
+    embeddings: np.ndarray
+    paths: list[Path]
+    skipped: list[Path]
+
+
 @dataclass
 class TrainedModel:
     """A model of this project, ready to embed images.
@@ -95,8 +129,6 @@ class TrainedModel:
     network: nn.Module
     transform: ImageTransform
     device: torch.device
-    skipped: list[Path] = field(default_factory=list)  # files the last embed() left out
-    paths: list[Path] = field(default_factory=list)  # the files the last embed() embedded, in order
 
     @classmethod
     def load(
@@ -109,11 +141,6 @@ class TrainedModel:
         if not path.is_file():
             raise ModelFileError(f"{path} does not exist")
         record, state = load_model(path)
-        missing = [k for k in ("backbone", "resize", "crop", "learns") if k not in record]
-        if missing:
-            raise ModelFileError(
-                f"{path} lacks {missing} (written before they were recorded): re-run its train stage"
-            )
         dev = resolve_device(device)
         weights = backbone_weights or record.get("backbone_weights", "imagenet")
         learns = record["learns"]
@@ -132,6 +159,11 @@ class TrainedModel:
         return cls(record, network, transform, dev)
 
     @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The images it takes, (channels, height, width) (:func:`input_shape`)."""
+        return input_shape(self.record)
+
+    @property
     def embedding_dim(self) -> int:
         return int(
             self.record["feature_dim"] if self.record["learns"] == "nothing" else self.record["embedding_dim"]
@@ -140,46 +172,82 @@ class TrainedModel:
     def _decode(self, path: Path) -> torch.Tensor:
         try:
             with Image.open(path) as img:
+                self._check_size(path, img)
                 img.load()
                 return self.transform(img, False, None)
+        except Image.DecompressionBombError as exc:
+            raise ImageError(f"{path} is too large to decode safely ({exc})") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            if isinstance(exc, ImageError):
+                raise
             raise ImageError(f"{path} is not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+    def _takes(self) -> str:
+        c, h, w = self.input_shape
+        what = "grey" if c == 1 else "colour"
+        if get_backbone(self.record["backbone"]).has_parameters:
+            return f"{what} images of any size (resized to {self.record['resize']}, centre crop {h})"
+        return (
+            f"{h} x {w} {what} images as it was trained on (its feature is their pixels: "
+            f"scikit-learn's digits, data/prepared/digits/images)"
+        )
+
+    def _check_size(self, path: Path, img: Image.Image) -> None:
+        """A model whose feature is the pixels takes images of its own size only."""
+        _, h, w = self.input_shape
+        if self.transform.resize is None and img.size != (w, h):
+            raise ImageError(f"{path} is {img.size[0]} x {img.size[1]}; this model takes {self._takes()}")
 
     @torch.no_grad()
     def embed(
         self,
         images: Sequence[str | Path] | np.ndarray | torch.Tensor,
         batch_size: int = 32,
-        skip_bad: bool = False,
         progress: bool = False,
     ) -> np.ndarray:
         """Embeddings (n, d), float32, in the order of ``images``.
 
         Parameters
         ----------
-        images : paths (files, folders, CSV files of paths; see :func:`image_paths`), or
-            decoded images: uint8 (n, h, w, 3) array or (n, 3, h, w) tensor, already
-            resized and cropped as :attr:`transform` does.
+        images : paths (files, folders, CSV files of paths; see :func:`image_paths`; a
+            file that does not decode raises ImageError, :meth:`embed_files` can leave
+            it out), or decoded images: a uint8 array (n, h, w, c) or tensor (n, c, h, w)
+            of the model's :attr:`input_shape` (already resized and cropped as
+            :attr:`transform` does).
         batch_size : int
-        skip_bad : bool
-            Leave out files that do not decode (listed in :attr:`skipped`) instead of
-            raising ImageError.
         progress : bool
             A progress bar.
         """
-        self.skipped = []
-        if isinstance(images, np.ndarray | torch.Tensor):
-            x = torch.as_tensor(images)
-            if x.ndim != 4 or x.dtype != torch.uint8:
-                raise ImageError(
-                    f"expected uint8 images (n, h, w, c) or (n, c, h, w), got {tuple(x.shape)} {x.dtype}"
-                )
-            if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
-                x = x.permute(0, 3, 1, 2)
-            batches: Iterable[torch.Tensor] = torch.split(x.contiguous(), batch_size)
-            return self._run(batches, progress, len(x))
-        paths = image_paths(images)
+        if not isinstance(images, np.ndarray | torch.Tensor):
+            return self.embed_files(images, batch_size, progress=progress).embeddings
+        x = torch.as_tensor(images)
+        c, h, w = self.input_shape
+        if x.ndim == 3 and c == 1:  # (n, h, w) grey
+            x = x[:, None]
+        if x.ndim == 4 and x.shape[-1] == c and x.shape[1] != c:
+            x = x.permute(0, 3, 1, 2)
+        if x.ndim != 4 or x.dtype != torch.uint8 or tuple(x.shape[1:]) != (c, h, w):
+            raise ImageError(
+                f"expected uint8 images (n, {h}, {w}, {c}) or (n, {c}, {h}, {w}) for this model, "
+                f"got {tuple(images.shape)} {images.dtype}"
+            )
+        return self._run(torch.split(x.contiguous(), batch_size), progress, len(x))
+
+    @torch.no_grad()
+    def embed_files(
+        self,
+        sources: Sequence[str | Path],
+        batch_size: int = 32,
+        skip_bad: bool = False,
+        progress: bool = False,
+    ) -> EmbeddedFiles:
+        """Embed the image files named by ``sources`` (files, folders, CSV files of paths:
+        :func:`image_paths`). ``skip_bad``: leave out files that do not decode, or that
+        this model cannot take, instead of raising ImageError; they are listed in the
+        result's ``skipped``, the embedded ones in ``paths`` (the rows' order)."""
+        paths = image_paths(sources)
         kept: list[Path] = []
+        skipped: list[Path] = []
 
         def batches() -> Iterable[torch.Tensor]:
             """Decode and yield one batch at a time (the progress bar counts both)."""
@@ -192,13 +260,12 @@ class TrainedModel:
                     except ImageError:
                         if not skip_bad:
                             raise
-                        self.skipped.append(p)
+                        skipped.append(p)
                 if tensors:
                     yield torch.stack(tensors)
 
-        emb = self._run(batches(), progress, len(paths))
-        self.paths = kept
-        return emb
+        embeddings = self._run(batches(), progress, len(paths))
+        return EmbeddedFiles(embeddings, kept, skipped)
 
     def _run(self, batches: Iterable[torch.Tensor], progress: bool, n: int) -> np.ndarray:
         out = []
@@ -207,8 +274,11 @@ class TrainedModel:
             for x in batches:
                 out.append(self.network(x.to(self.device)).float().cpu())
                 bar.update(len(x))
+        except BaseException:
+            bar.leave = False  # the bar's line is cleared: an error message stands alone
+            raise
         finally:
-            bar.close()  # ends the bar's line: an error starts on its own
+            bar.close()
         if not out:
             raise ImageError("none of the images could be read")
         emb = torch.cat(out)
@@ -241,7 +311,7 @@ def describe(record: dict) -> dict:
         "input": (
             f"{spec.image_mode}, resized to {r['resize']}, centre crop {r['crop']}"
             if spec.has_parameters
-            else f"{spec.image_mode}, at its own size (the pixels are the feature)"
+            else "{}, {} x {} (the pixels are the feature)".format(spec.image_mode, *input_shape(r)[1:])
         ),
         "trained_classes": r.get("trained_classes"),
         "validation_scores": r.get("selected_scores"),

@@ -66,7 +66,7 @@ def check_images(image_root: Path, paths: list[str], num_workers: int = 4) -> No
         try:
             with Image.open(image_root / rel) as img:
                 img.load()
-        except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for broken files
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # Pillow's
             return f"{image_root / rel}: {exc}"
         return None
 

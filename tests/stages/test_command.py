@@ -103,9 +103,10 @@ def test_search_equals_a_brute_force_search(digits):
     assert out.returncode == 0, out.stderr
     results = json.loads(out.stdout)
     loaded = TrainedModel.load(model)
-    g = loaded.embed([gallery])
-    paths = loaded.paths
+    files = loaded.embed_files([gallery])
+    g, paths = files.embeddings, files.paths
     q = loaded.embed(queries)
+    assert files.paths == paths and len(paths) == len(g)  # a query's embedding leaves them be
     brute = np.sqrt(((q[:, None, :] - g[None, :, :]) ** 2).sum(-1))  # (3, n)
     for result, row in zip(results, brute):
         got = [n["distance"] for n in result["neighbours"]]
@@ -127,24 +128,91 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(digits, tmp_path):
     (bad / "broken.png").write_bytes(b"not an image")
     forged = tmp_path / "forged.pt"
     torch.save({"record": {"format": MODEL_FORMAT}, "state_dict": {}, "code": Path("x")}, forged)
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(np.random.default_rng(0).bytes(5000))
+    half = tmp_path / "half.pt"
+    half.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    listed = tmp_path / "listed.pt"
+    torch.save({"record": [1, 2], "state_dict": {}}, listed)
+    lacking = tmp_path / "lacking.pt"
+    record = torch.load(model, weights_only=True)
+    torch.save(
+        {"record": {k: v for k, v in record["record"].items() if k != "feature_dim"}, "state_dict": {}},
+        lacking,
+    )
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(photo)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(30_000, 30_000))
+    dangling = tmp_path / "gone.csv"
+    dangling.symlink_to(tmp_path / "nowhere.csv")
     cases = [
         (("embed", model, empty, "-o", tmp_path / "a.npy"), "holds no image files"),
         (("embed", model, bad, "-o", tmp_path / "b.npy"), "broken.png is not a readable image"),
-        (("embed", forged, bad, "-o", tmp_path / "c.npy"), "not a model file of this project"),
+        (("embed", forged, bad, "-o", tmp_path / "c.npy"), "carries objects other than tensors"),
+        (("embed", noise, bad, "-o", tmp_path / "c.npy"), "not a PyTorch file"),
+        (("embed", half, bad, "-o", tmp_path / "c.npy"), "damaged or truncated"),
+        (("info", listed), "its record is a list, not a mapping"),
+        (("info", lacking), "its record lacks ['feature_dim']"),
+        (
+            ("embed", model, photo, "-o", tmp_path / "c.npy"),
+            "photo.jpg is 64 x 48; this model takes 8 x 8 grey",
+        ),
+        (("embed", model, bomb, "-o", tmp_path / "c.npy"), "bomb.png is too large to decode safely"),
+        (("embed", model, dangling, "-o", tmp_path / "c.npy"), "gone.csv: No such file or directory"),
+        (("embed", model, bad, "-o", tmp_path), "is a folder: name a file"),
+        (("embed", model, bad, "-o", tmp_path / "e"), "must end in .npy"),
+        (("cluster", model, bad, "-k", 2, "-o", tmp_path / "missing/c.csv"), "does not exist"),
         (
             ("search", model, "--gallery", bad / "ok.png", "--query", bad / "ok.png", "-k", 3),
             "larger than the gallery",
         ),
+        (
+            ("search", model, "--gallery", bad / "ok.png", "--query", bad / "ok.png", "-k", 0),
+            "-k must be at least 1",
+        ),
         (("info", tmp_path / "missing.pt"), "does not exist"),
+        (("info", tmp_path), "is a folder, not a model.pt"),
     ]
     for args, message in cases:
         out = dscl(*args)
         assert out.returncode == 2, (args, out.stderr)
         last = out.stderr.strip().splitlines()[-1]
         assert last.startswith(f"dscl {args[0]}: error:") and message in last, last
+        assert "Traceback" not in out.stderr and "%|" not in last  # no progress bar before it
     assert not list(tmp_path.glob("*.npy"))
+    (bad / "photo.jpg").write_bytes(photo.read_bytes())
     ok = dscl("embed", model, bad, "-o", tmp_path / "d.npy", "--skip-bad")
-    assert ok.returncode == 0 and "skipped" in ok.stderr and np.load(tmp_path / "d.npy").shape == (1, 3)
+    assert ok.returncode == 0 and np.load(tmp_path / "d.npy").shape == (1, 3)
+    assert ok.stderr.count("skipped") == 2  # the broken file and the photograph
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height pixels and holds none (a decompression bomb's
+    header: Pillow refuses it on opening)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_arrays_of_the_models_input_shape(digits):
+    """Decoded images as documented: (n, h, w, c) or (n, c, h, w) of ``input_shape``; a
+    digits model takes (n, 8, 8) too, and names the shape it takes otherwise."""
+    loaded = TrainedModel.load(digits / "models/digits-dscl_last/model.pt")
+    assert loaded.input_shape == (1, 8, 8)
+    x = np.random.default_rng(0).integers(0, 256, (5, 8, 8), dtype=np.uint8)
+    a = loaded.embed(x)
+    np.testing.assert_array_equal(a, loaded.embed(x[..., None]))
+    np.testing.assert_array_equal(a, loaded.embed(torch.from_numpy(x)[:, None]))
+    with pytest.raises(
+        ValueError, match=r"expected uint8 images \(n, 8, 8, 1\) or \(n, 1, 8, 8\) for this model"
+    ):
+        loaded.embed(np.zeros((2, 64, 64, 3), np.uint8))
 
 
 def test_photographs_with_a_pretrained_backbone(tmp_path):
