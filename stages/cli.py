@@ -35,6 +35,16 @@ def run(main: Callable[[], None]) -> None:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:  # a missing, unreadable or unwritable file: named, with the reason
+        missing = isinstance(exc, FileNotFoundError)
+        if os.environ.get("DSCL_TRACEBACK") or (exc.filename is None and not missing):
+            raise
+        if exc.filename is None:  # the project's own message (e.g. "run the train stage first")
+            print(f"error: {exc}", file=sys.stderr)
+        else:
+            hint = " (the stage that writes it runs first: `dvc repro`)" if missing else ""
+            print(f"error: {exc.filename}: {exc.strerror}{hint}", file=sys.stderr)
+        sys.exit(2)
     except RuntimeError as exc:
         if os.environ.get("DSCL_TRACEBACK") or not _collective_failed(exc):
             raise

@@ -503,3 +503,54 @@ def test_a_diverging_run_ends_with_one_warning_line_or_names_the_setting(workdir
     assert line.startswith("error: train@digits-npairs_last: the loss became NaN or infinite at step")
     assert line.endswith("lower train.npairs_last.digits.lr (1e+30)")
     assert not (root / "models/digits-npairs_last").exists()
+
+
+@pytest.mark.parametrize(
+    "stage, args, message",
+    [
+        (
+            "embed",
+            [
+                "--dataset",
+                "digits",
+                "--model",
+                "models/digits-dscl_last",
+                "--prepared",
+                "data/prepared/digits",
+                "--features",
+                "data/features/digits",
+                "--out",
+                "data/embeddings/digits/dscl_last",
+            ],
+            r"^error: models/digits-dscl_last/model.pt not found: run the train stage first$",
+        ),
+        (
+            "evaluate",
+            [
+                "--dataset",
+                "digits",
+                "--embeddings",
+                "data/embeddings/digits/dscl_last",
+                "--out",
+                "reports/metrics/digits/dscl_last.json",
+                "--details",
+                "data/evaluation/digits/dscl_last",
+            ],
+            r"^error: .*data/embeddings/digits/dscl_last.*: No such file or directory \(the stage that",
+        ),
+    ],
+)
+def test_a_stage_missing_its_input_says_so_in_one_line(workdir, capsys, stage, args, message):
+    """A stage whose input is missing (its upstream stage failed, or was never run) ends
+    in one line and exit status 2, not a traceback."""
+    import importlib
+    import re
+
+    from stages.cli import run
+
+    module = importlib.import_module(f"stages.{stage}")
+    with pytest.raises(SystemExit) as exit_:
+        run(lambda: module.main(args))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
