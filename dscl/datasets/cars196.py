@@ -48,13 +48,22 @@ MIRROR = RemoteFile(
 DEVKIT_ARCHIVES = ("cars_train.tgz", "cars_test.tgz", "car_devkit.tgz")
 DEVKIT_FOLDERS = ("cars_train", "cars_test", "devkit")
 TEST_LABELS = "cars_test_annos_withlabels.mat"
+# Every source known to work, with what to place where (under prepare.root/cars196/): the
+# original host answers 404 (torchvision's issue 7545), so the sources are copies
+DEVKIT_URL = "https://github.com/pytorch/vision/files/11644847/car_devkit.tgz"
+TEST_LABELS_URL = "https://github.com/pytorch/vision/issues/7545#issuecomment-1631441616"
 LAYOUTS = (
-    "the original car_ims.tgz + cars_annos.mat (ai.stanford.edu, no longer served: from a copy you hold)",
-    "the devkit layout of torchvision's StanfordCars: cars_train.tgz, cars_test.tgz, "
-    f"car_devkit.tgz and {TEST_LABELS} (the stanford-cars-dataset mirrors), or their "
-    "extracted folders cars_train/, cars_test/, devkit/",
-    f"the classes-by-folder mirror {MIRROR.filename} (Kaggle, jutrera; downloaded when "
-    "neither of the others is there)",
+    f"the original files, from a copy you hold (ai.stanford.edu no longer serves them): "
+    f"{ORIGINAL_IMAGES.filename} (md5 {ORIGINAL_IMAGES.md5}) and {ORIGINAL_ANNOTATIONS.filename} "
+    f"(md5 {ORIGINAL_ANNOTATIONS.md5}), placed as they are",
+    "the devkit layout of torchvision's StanfordCars: the images of the Kaggle dataset "
+    "https://www.kaggle.com/datasets/jessicali9530/stanford-cars-dataset "
+    "as cars_train/ and cars_test/ (each holding the .jpg files; Kaggle nests cars_train/cars_train: "
+    "keep the inner one) or as cars_train.tgz and cars_test.tgz; devkit/ or car_devkit.tgz "
+    f"({DEVKIT_URL}); and {TEST_LABELS}, the test labels ({TEST_LABELS_URL}), beside them "
+    "or inside devkit/",
+    f"the classes-by-folder mirror {MIRROR.filename}, from Kaggle (jutrera; "
+    f"{MIRROR.urls[0]}), downloaded when neither of the others is there, or placed as it is",
 )
 CLASSES = ClassSplit(train=(1, 98), test=(99, 196))
 EXPECTED = {"train_images": 8054, "test_images": 8131, "train_classes": 98, "test_classes": 98}

@@ -12,11 +12,18 @@ from dscl.datasets.archive import DatasetError, RemoteFile, extract, fetch
 from dscl.datasets.common import finish
 from dscl.datasets.registry import DatasetSpec, register
 
+# The authors' Google Drive copy of the same archive (their repository names it; it is
+# what pytorch-metric-learning and open-metric-learning download): the fallback when the
+# Stanford host does not answer, verified against the same published checksums.
+# ``confirm=t`` skips Drive's page about files too large to scan; a page served instead
+# of the archive fails the size check and the next source is tried.
+GOOGLE_DRIVE_ID = "1TclrpQOF_ullUP99wk_gjGN8pKvtErG8"
 ARCHIVE = RemoteFile(
     filename="Stanford_Online_Products.zip",
     urls=(
         "ftp://cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",
         "http://ftp.cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",
+        f"https://drive.usercontent.google.com/download?id={GOOGLE_DRIVE_ID}&export=download&confirm=t",
     ),
     sha256="b04fa78210e69fab050ce73939550e1cd0f96890bdd98ec9fee732c3b756ef48",
     md5="7f73d41a2f44250d4779881525aea32e",

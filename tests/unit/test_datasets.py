@@ -436,6 +436,10 @@ def test_cars_offline_names_every_url(tmp_path, monkeypatch):
     assert f"{DEAD}/ORIGINAL_IMAGES" in message and f"{DEAD}/MIRROR" in message
     assert "car_ims.tgz" in message and cars196.MIRROR.filename in message
     assert "car_devkit.tgz" in message and cars196.TEST_LABELS in message  # all three layouts
+    # each working source named with where it is and what to place where
+    assert cars196.DEVKIT_URL in message and "issues/7545" in message
+    assert "kaggle.com/datasets/jessicali9530/stanford-cars-dataset" in message
+    assert "cars_train/ and cars_test/" in message and "d5c8f0aa497503f355e17dc7886c3f14" in message
 
 
 def test_cars_damaged_mat_file(tmp_path):
@@ -457,6 +461,28 @@ def test_sop_split_from_ebay_lists(tmp_path):
     assert len(train) == counts["train"] and len(test) == counts["test"]
     assert set(train.labels.tolist()) == {1, 2, 3} and set(test.labels.tolist()) == {4, 5}
     assert train.paths[0] == "bicycle_final/1001_0.JPG" and train.image_path(0).is_file()
+
+
+def test_sop_falls_back_to_the_google_drive_copy_verified_by_its_checksum(tmp_path):
+    """The Stanford host does not answer; Drive first serves its page about large files
+    (refused by the size check, never kept), then the archive (verified, used)."""
+    built = tmp_path / "built.zip"
+    make_sop(built)
+    data = built.read_bytes()
+    assert (
+        "drive.usercontent.google.com" in sop.ARCHIVE.urls[-1] and sop.GOOGLE_DRIVE_ID in sop.ARCHIVE.urls[-1]
+    )
+    with RangeServer({"page": b"<html>Google Drive can't scan this file</html>", "zip": data}) as server:
+        remote = replace(
+            sop.ARCHIVE,
+            urls=(f"{DEAD}/ftp", f"{DEAD}/http", server.url("page"), server.url("zip")),
+            sha256=hashlib.sha256(data).hexdigest(),
+            md5=hashlib.md5(data).hexdigest(),
+            size=len(data),
+        )
+        got = fetch(remote, tmp_path / "raw/sop", verify_checksum=True)
+    assert got.read_bytes() == data
+    assert sorted(p.name for p in (tmp_path / "raw/sop").iterdir()) == ["Stanford_Online_Products.zip"]
 
 
 def test_sop_bad_list_header(tmp_path):
