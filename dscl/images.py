@@ -44,11 +44,26 @@ __all__ = [
     "gpu_decoding",
     "make_decoder",
     "make_loader",
+    "to_8bit",
     "transform_for",
 ]
 
 CROP_MODES = ("center", "random")
 DECODERS = ("auto", "cpu", "gpu")  # features.image.decode
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit grey image scaled to 8 bits: Pillow's ``convert`` clips it
+    instead (a 16-bit photograph turns white). Other modes (CMYK, RGBA, palette, 1-bit)
+    are left to ``convert``."""
+    if img.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return img
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16") or (img.mode == "I" and arr.min() >= 0 and arr.max() <= 65535):
+        arr = arr / 257.0  # 0-65535 -> 0-255
+    elif img.mode == "F" and arr.min() >= 0 and arr.max() <= 1:
+        arr = arr * 255.0
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
 
 
 @dataclass(frozen=True)
@@ -76,7 +91,7 @@ class ImageTransform:
         return (w - self.crop) // 2, (h - self.crop) // 2
 
     def __call__(self, img: Image.Image, flip: bool, rng: np.random.Generator | None) -> torch.Tensor:
-        img = img.convert(self.mode)
+        img = to_8bit(img).convert(self.mode)
         if self.resize is not None:
             img = img.resize((self.resize, self.resize), Image.BILINEAR)
         if self.crop is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 
 from dscl.config import ParamsError
@@ -27,7 +28,14 @@ def _collective_failed(exc: BaseException) -> bool:
     )
 
 
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as the stages print them: ``warning: <message>``, one line."""
+    return f"warning: {message}\n"
+
+
 def run(main: Callable[[], None]) -> None:
+    if not os.environ.get("DSCL_TRACEBACK"):
+        warnings.formatwarning = _one_line
     try:
         main()
     except INPUT_ERRORS as exc:

@@ -23,7 +23,7 @@ from torch import nn
 from dscl import layout
 from dscl.atomic import atomic_dir, save_torch, write_text
 from dscl.backbones import build_backbone
-from dscl.checkpoint import Checkpointer
+from dscl.checkpoint import Checkpointer, code_digest, files_digest
 from dscl.config import (
     CommonConfig,
     DatasetTrainConfig,
@@ -132,6 +132,10 @@ def train_method(
                 },
                 asdict(image),
                 asdict(features_cfg),
+                # the code that trains and the data it reads: a run resumed after a change
+                # of either would mix the old and the new
+                code_digest(),
+                files_digest([features, *(p for p in prepared.iterdir() if p.is_file())]),
             ],
             sort_keys=True,
         ).encode()

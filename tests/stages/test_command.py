@@ -215,9 +215,8 @@ def test_arrays_of_the_models_input_shape(digits):
         loaded.embed(np.zeros((2, 64, 64, 3), np.uint8))
 
 
-def test_photographs_with_a_pretrained_backbone(tmp_path):
-    """A last-layer model over EfficientNet-Lite0 (its weights ship with the package):
-    cluster a class-per-folder set of photographs, search it, draw the figure."""
+def photo_model(tmp_path) -> Path:
+    """A last-layer model over EfficientNet-Lite0 (its weights ship with the package)."""
     torch.manual_seed(0)
     head = torch.nn.Linear(1280, 4)
     record = {
@@ -236,6 +235,12 @@ def test_photographs_with_a_pretrained_backbone(tmp_path):
     }
     model = tmp_path / "model.pt"
     torch.save({"record": record, "state_dict": head.state_dict()}, model)
+    return model
+
+
+def test_photographs_with_a_pretrained_backbone(tmp_path):
+    """Cluster a class-per-folder set of photographs, search it, draw the figure."""
+    model = photo_model(tmp_path)
     photos = tmp_path / "photos"
     make_image_folder(photos, {"heron": 3, "gull": 3, "wren": 2}, size=(40, 30))
     out = dscl("cluster", model, photos, "-k", 3, "-o", tmp_path / "clusters.csv")
@@ -249,3 +254,36 @@ def test_photographs_with_a_pretrained_backbone(tmp_path):
     assert out.returncode == 0, out.stderr
     png = Image.open(figure)
     assert png.format == "PNG" and png.size == (120 + 5 * 84 + 6, 30 + 110 + 6)
+
+
+def test_photographs_of_every_kind_people_have(tmp_path):
+    """Any size; CMYK, RGBA, palette, 1-bit and 16-bit images; upper-case extensions: all
+    embed. Broken ones (empty, truncated, a decompression bomb) are named, and skipped
+    with --skip-bad."""
+    model = photo_model(tmp_path)
+    good = tmp_path / "good"
+    good.mkdir()
+    rng = np.random.default_rng(0)
+    colour = Image.fromarray(rng.integers(0, 256, (300, 500, 3), dtype=np.uint8))
+    colour.convert("CMYK").save(good / "cmyk.JPG")
+    colour.convert("RGBA").save(good / "alpha.PNG")
+    colour.convert("P").save(good / "palette.gif")
+    colour.convert("1").save(good / "bits.png")
+    Image.fromarray((rng.integers(0, 65536, (20, 31))).astype(np.uint16)).save(good / "deep.png")
+    colour.resize((17, 3000)).save(good / "tall.jpeg")
+    out = dscl("embed", model, good, "-o", tmp_path / "good.npy")
+    assert out.returncode == 0, out.stderr
+    emb = np.load(tmp_path / "good.npy")
+    assert emb.shape == (6, 4) and np.isfinite(emb).all()
+    assert len(set(map(tuple, emb.round(4)))) == 6  # six different images, six embeddings
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "cut.JPG").write_bytes((good / "cmyk.JPG").read_bytes()[:200])
+    (bad / "bomb.png").write_bytes(png_header(30_000, 30_000))
+    for name in ("empty.jpg", "cut.JPG", "bomb.png"):
+        out = dscl("embed", model, bad / name, "-o", tmp_path / "x.npy")
+        assert out.returncode == 2 and name in out.stderr.strip().splitlines()[-1], out.stderr
+    both = dscl("embed", model, good, bad, "-o", tmp_path / "both.npy", "--skip-bad")
+    assert both.returncode == 0 and both.stderr.count("skipped") == 3, both.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "both.npy"), emb, rtol=1e-5, atol=1e-6)

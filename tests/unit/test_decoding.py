@@ -87,3 +87,21 @@ def test_jpeg_bytes_are_what_pillow_wrote():
     buf = io.BytesIO()
     photo(0).save(buf, format="JPEG")
     assert buf.getvalue()[:2] == b"\xff\xd8"
+
+
+def test_a_16_bit_photograph_is_scaled_not_clipped(tmp_path):
+    """Pillow's ``convert`` clips a 16-bit grey image to white; it is scaled to 8 bits."""
+    from PIL import Image
+
+    from dscl.images import ImageTransform, to_8bit
+
+    ramp = np.linspace(0, 65535, 30 * 40).reshape(30, 40).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as img:
+        assert img.mode.startswith("I")
+        eight = np.asarray(to_8bit(img))
+    np.testing.assert_array_equal(eight, np.rint(ramp / 257.0).astype(np.uint8))
+    x = ImageTransform("RGB", resize=None, crop=None)(Image.open(tmp_path / "deep.png"), False, None)
+    assert x.shape == (3, 30, 40) and int(x.min()) == 0 and int(x.max()) == 255
+    rgb = Image.new("RGB", (4, 4), (10, 20, 30))
+    assert to_8bit(rgb) is rgb  # 8-bit modes are left to convert

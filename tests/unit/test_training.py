@@ -235,3 +235,48 @@ def test_objectives_stay_finite_where_a_bfloat16_batch_collapses(name):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                 loss, grad = objective.loss_and_gradient(embeddings, labels)
             assert torch.isfinite(loss) and bool(torch.isfinite(grad).all()), (name, amp)
+
+
+@pytest.mark.parametrize("damage", ["half", "noise", "empty-dict-list"])
+def test_a_damaged_training_state_is_set_aside_and_training_starts_afresh(tmp_path, damage):
+    """A truncated copy (torch: OSError), random bytes or another object: the state is
+    renamed ``.damaged`` with one warning, and the run starts from iteration 0."""
+    from dscl.checkpoint import Checkpointer
+
+    path = tmp_path / "state.pt"
+    whole = _train(4, prefetch=False, checkpointer=Checkpointer(path, "run", 2))
+    assert path.is_file()
+    data = path.read_bytes()
+    if damage == "half":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "noise":
+        path.write_bytes(np.random.default_rng(0).bytes(len(data)))
+    else:
+        torch.save([1, 2], path)
+    with pytest.warns(
+        UserWarning,
+        match=r"state.pt is damaged \(\w+\): set aside as state.pt.damaged; training starts afresh",
+    ):
+        again = _train(4, prefetch=False, checkpointer=Checkpointer(path, "run", 2))
+    assert (tmp_path / "state.pt.damaged").is_file()
+    whole, again = whole.state_dict(), again.state_dict()
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+
+
+def test_the_fingerprint_covers_the_code_and_the_data(tmp_path):
+    """The code that trains (every imported module of the package) and the files it reads."""
+    from dscl.checkpoint import code_digest, files_digest
+
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f/a.npy").write_bytes(b"1")
+    first = files_digest([tmp_path / "f"])
+    (tmp_path / "f/a.npy").write_bytes(b"2")
+    assert files_digest([tmp_path / "f"]) != first
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "f").rename(moved)
+    assert files_digest([moved]) == files_digest([moved])  # where the folder lies does not matter
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g/a.npy").write_bytes(b"2")
+    assert files_digest([moved]) == files_digest([tmp_path / "g"])
+    digest = code_digest()
+    assert len(digest) == 64 and digest == code_digest()
