@@ -193,6 +193,13 @@ class DatasetTrainConfig:
 
 @dataclass(frozen=True)
 class _Optimised:
+    """What the methods that learn share: their objective's settings, their own seeds and
+    embedding dimension (each null: the dataset's or ``train.common``'s)."""
+
+    loss: dict[str, bool | float | str] = field(default_factory=dict)  # the objective's settings
+    seeds: tuple[int, ...] | None = bounded(None, ge=0)  # null: train.common.seeds
+    embedding_dim: int | None = bounded(None, ge=1)  # null: train.datasets.<dataset>.embedding_dim
+
     def _check_seeds(self) -> None:
         seeds = self.seeds
         if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
@@ -219,13 +226,6 @@ class LastLayerConfig(_Optimised):
     momentum: float = bounded(0.9, ge=0, lt=1)
     weight_decay: float = bounded(0.0, ge=0)
     validate_every: int = bounded(10, ge=1)  # iterations between validations (and at step 0)
-    loss: dict[str, bool | float | str] = field(default_factory=dict)  # the objective's settings
-    seeds: tuple[int, ...] | None = bounded(
-        None, ge=0
-    )  # this method's training seeds (null: train.common.seeds)
-    embedding_dim: int | None = bounded(
-        None, ge=1
-    )  # this method's (null: train.datasets.<dataset>.embedding_dim)
 
     def __post_init__(self):
         self.optimizer_config()  # refuses a bad learning rate
@@ -248,13 +248,6 @@ class ImageTrainConfig(_Optimised):
     crop_mode: CropMode = "random"
     num_workers: int = bounded(4, ge=0)
     validate_every: int = bounded(10, ge=1)  # iterations between validations (and at step 0)
-    loss: dict[str, bool | float | str] = field(default_factory=dict)  # the objective's settings
-    seeds: tuple[int, ...] | None = bounded(
-        None, ge=0
-    )  # this method's training seeds (null: train.common.seeds)
-    embedding_dim: int | None = bounded(
-        None, ge=1
-    )  # this method's (null: train.datasets.<dataset>.embedding_dim)
 
     def __post_init__(self):
         self.optimizer_config()  # refuses a bad learning rate

@@ -20,7 +20,7 @@ from dscl.training.fit import MODEL_FORMAT
 from stages import embed, train
 from tests.archives import make_image_folder
 from tests.conftest import REPO
-from tests.stages.test_stages import run_until_features, train_args
+from tests.stages.test_stages import embed_args, run_until_features, train_args
 
 pytestmark = pytest.mark.slow
 
@@ -51,20 +51,7 @@ def digits(tmp_path_factory):
         (root / "params.yaml").write_text(yaml.safe_dump(small_params()))
         run_until_features(root)
         train.main(train_args("dscl_last"))
-        embed.main(
-            [
-                "--dataset",
-                "digits",
-                "--model",
-                "models/digits-dscl_last",
-                "--prepared",
-                "data/prepared/digits",
-                "--features",
-                "data/features/digits",
-                "--out",
-                "data/embeddings/digits/dscl_last",
-            ]
-        )
+        embed.main(embed_args("dscl_last"))
     finally:
         os.chdir(old)
     return root

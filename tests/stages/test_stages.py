@@ -52,21 +52,23 @@ def train_args(method):
     ]
 
 
+def embed_args(method):
+    return [
+        "--dataset",
+        "digits",
+        "--model",
+        f"models/digits-{method}",
+        "--prepared",
+        "data/prepared/digits",
+        "--features",
+        "data/features/digits",
+        "--out",
+        f"data/embeddings/digits/{method}",
+    ]
+
+
 def embed_digits(method):
-    embed.main(
-        [
-            "--dataset",
-            "digits",
-            "--model",
-            f"models/digits-{method}",
-            "--prepared",
-            "data/prepared/digits",
-            "--features",
-            "data/features/digits",
-            "--out",
-            f"data/embeddings/digits/{method}",
-        ]
-    )
+    embed.main(embed_args(method))
 
 
 def evaluate_digits(method):
@@ -510,18 +512,7 @@ def test_a_diverging_run_ends_with_one_warning_line_or_names_the_setting(workdir
     [
         (
             "embed",
-            [
-                "--dataset",
-                "digits",
-                "--model",
-                "models/digits-dscl_last",
-                "--prepared",
-                "data/prepared/digits",
-                "--features",
-                "data/features/digits",
-                "--out",
-                "data/embeddings/digits/dscl_last",
-            ],
+            embed_args("dscl_last"),
             r"^error: models/digits-dscl_last/model.pt not found: run the train stage first$",
         ),
         (
