@@ -96,8 +96,8 @@ class PrepareConfig:
 class ImageConfig:
     """``features.image``: how images are decoded and embedded (features, embed, validation)."""
 
-    batch_size: int = bounded(128, ge=1)
-    num_workers: int = bounded(4, ge=0)
+    batch_size: int = bounded(32, ge=1)  # small batches run fastest on a CPU
+    num_workers: int = bounded(2, ge=0)
     amp: bool = False  # bfloat16 autocast on CUDA (false: float32, the default)
     device: Device = "auto"
     decode: Literal["auto", "cpu", "gpu"] = "auto"  # auto: JPEGs decoded on the GPU on CUDA (dscl.images)
@@ -221,8 +221,8 @@ class LastLayerConfig(_Optimised):
 
     iterations: int = bounded(200, ge=0)
     batch_size: int = bounded(1260, ge=2)
-    optimizer: Optimizer = "sgd"
-    lr: float = bounded(1.0, gt=0)
+    optimizer: Optimizer = "adam"
+    lr: float = bounded(0.001, gt=0)
     momentum: float = bounded(0.9, ge=0, lt=1)
     weight_decay: float = bounded(0.0, ge=0)
     validate_every: int = bounded(10, ge=1)  # iterations between validations (and at step 0)
@@ -240,13 +240,13 @@ class ImageTrainConfig(_Optimised):
     iterations: int = bounded(100, ge=0)
     batch_size: int = bounded(1260, ge=2)  # n = 18 x 70
     chunk_size: int = bounded(70, ge=1)  # sub-batch: memory is bounded by it, not by n
-    optimizer: Optimizer = "sgd"
-    lr: float = bounded(0.01, gt=0)  # the learned last layer (and the softmax classifier)
-    backbone_lr: float | None = bounded(None, gt=0)  # the pretrained layers; None: lr
+    optimizer: Optimizer = "adam"
+    lr: float = bounded(0.001, gt=0)  # the learned last layer (and the softmax classifier)
+    backbone_lr: float | None = bounded(0.0001, gt=0)  # the pretrained layers; null: lr
     momentum: float = bounded(0.9, ge=0, lt=1)
     weight_decay: float = bounded(0.0, ge=0)
     crop_mode: CropMode = "random"
-    num_workers: int = bounded(4, ge=0)
+    num_workers: int = bounded(8, ge=0)
     validate_every: int = bounded(10, ge=1)  # iterations between validations (and at step 0)
 
     def __post_init__(self):
@@ -288,7 +288,7 @@ def method_config_type(method: Method) -> type:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    batch_size: int = bounded(256, ge=1)
+    batch_size: int = bounded(32, ge=1)
     device: Device = "auto"
 
 
@@ -322,7 +322,7 @@ class NumericsConfig:
 class TsneConfig:
     perplexity: float = bounded(30.0, gt=0)
     max_points: int = bounded(3000, ge=2)
-    max_classes: int = bounded(20, ge=1)
+    max_classes: int = bounded(30, ge=1)
     seed: int = bounded(0, ge=0)
     thumbnails: int = bounded(60, ge=0)  # images drawn at a seeded subsample of the points (0: dots only)
 

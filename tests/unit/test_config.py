@@ -310,3 +310,37 @@ def test_every_bad_value_is_refused_within_a_second(workdir):
     for _ in range(5):
         config.load()
     assert (time.perf_counter() - start) / 5 < 1.0
+
+
+def test_no_default_in_the_code_differs_from_params_yaml():
+    """A field left out of params.yaml takes the value params.yaml gives everywhere else:
+    the sections' defaults, and the methods' against the ``defaults`` anchors. (The
+    library's own selection rule keeps min_delta 0 for code that builds one directly;
+    params.yaml sets 0.5, with the evidence on the model-selection page.)"""
+    import dataclasses
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    sections = [
+        (config.ImageConfig, raw["features"]["image"]),
+        (config.CommonConfig, raw["train"]["common"]),
+        (config.EmbedConfig, raw["embed"]),
+        (config.KMeansConfig, raw["evaluate"]["kmeans"]),
+        (config.NumericsConfig, raw["numerics"]),
+        (config.TsneConfig, raw["report"]["tsne"]),
+        (config.GalleryConfig, raw["report"]["gallery"]),
+        (config.BootstrapConfig, raw["report"]["bootstrap"]),
+        (config.TorchrunConfig, raw["train"]["common"]["torchrun"]),
+        (config.LastLayerConfig, raw["defaults"]["last_layer"]),
+        (config.ImageTrainConfig, raw["defaults"]["e2e"]),
+    ]
+    checked = 0
+    for cls, values in sections:
+        for f in dataclasses.fields(cls):
+            if f.name not in values or f.default is dataclasses.MISSING:
+                continue
+            default = list(f.default) if isinstance(f.default, tuple) else f.default
+            assert default == values[f.name], (
+                f"{cls.__name__}.{f.name}: {default!r} in the code, {values[f.name]!r} in params.yaml"
+            )
+            checked += 1
+    assert checked >= 40
