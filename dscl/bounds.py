@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Bound", "bound_of", "bounded", "check"]
+__all__ = ["Bound", "bound_of", "bounded", "check", "violation"]
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,24 @@ def bound_of(f: dataclasses.Field) -> Bound | None:
     return f.metadata.get("bound")
 
 
+def violation(f: dataclasses.Field, value: Any, name: str) -> str | None:
+    """What is wrong with ``value`` for the field ``f`` (every item, for a list), said of
+    ``name``; None when it is in range (or the field has no range, or it is None)."""
+    bound = bound_of(f)
+    if bound is None or value is None:
+        return None
+    items = value if isinstance(value, tuple) else (value,)
+    if all(bound.contains(item) for item in items):
+        return None
+    each = "each item of " if isinstance(value, tuple) else ""
+    shown = list(value) if isinstance(value, tuple) else value
+    return f"{each}{name} must be {bound}, got {shown!r}"
+
+
 def check(obj: Any) -> None:
-    """Check every bounded field of a dataclass instance (for the library's own classes,
-    built outside params.yaml); ValueError naming the field, its value and its range."""
+    """Check every bounded field of a dataclass instance (for instances built in code, not
+    from params.yaml); ValueError naming the field, its value and its range."""
     for f in dataclasses.fields(obj):
-        bound = bound_of(f)
-        value = getattr(obj, f.name)
-        if bound is None or value is None:
-            continue
-        for item in value if isinstance(value, tuple) else (value,):
-            if not bound.contains(item):
-                raise ValueError(f"{f.name} must be {bound}, got {_show(value)}")
-
-
-def _show(value: Any) -> str:
-    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+        problem = violation(f, getattr(obj, f.name), f.name)
+        if problem is not None:
+            raise ValueError(problem)

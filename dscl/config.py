@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from dscl.backbones import get_backbone
-from dscl.bounds import bound_of, bounded, check
+from dscl.bounds import bounded, check, violation
 from dscl.datasets import dataset_names, get_dataset
 from dscl.methods import METHODS, Method
 from dscl.objectives import check_settings
@@ -689,13 +689,9 @@ def build(cls: type[T], data: Any, where: str) -> T:
                 raise ParamsError(f"params.yaml: missing key {where}.{name}")
             continue
         value = convert(data[name], hints[name], f"{where}.{name}")
-        bound = bound_of(f)
-        if bound is not None and value is not None:
-            for item in value if isinstance(value, tuple) else (value,):
-                if not bound.contains(item):
-                    shown = list(value) if isinstance(value, tuple) else value
-                    each = "each item of " if isinstance(value, tuple) else ""
-                    raise ParamsError(f"params.yaml: {each}{where}.{name} must be {bound}, got {shown!r}")
+        problem = violation(f, value, f"{where}.{name}")  # before the dataclass says it less well
+        if problem is not None:
+            raise ParamsError(f"params.yaml: {problem}")
         kwargs[name] = value
     try:
         return cls(**kwargs)
