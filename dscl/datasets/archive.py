@@ -10,6 +10,7 @@ is idempotent and never half-done.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import shutil
@@ -68,6 +69,15 @@ class RemoteFile:
 
 
 def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of a file's bytes. Computed once per process for the same file as
+    it stands (its size, modification and change times): verifying an archive, keying its
+    extraction and recording it in the prepared data read a large archive once."""
+    st = Path(path).stat()
+    return _digest(str(Path(path).resolve()), (st.st_size, st.st_mtime_ns, st.st_ctime_ns), algorithm)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, stamp: tuple[int, int, int], algorithm: str) -> str:
     h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
