@@ -701,11 +701,9 @@ def build(cls: type[T], data: Any, where: str) -> T:
 
 def section(raw: dict, dotted: str, cls: type[T]) -> T:
     """The dataclass for the section at ``dotted`` (e.g. ``"train.common"``)."""
-    node: Any = raw
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ParamsError(f"params.yaml: missing section {dotted}")
-        node = node[part]
+    node = node_at(raw, dotted)
+    if node is None:
+        raise ParamsError(f"params.yaml: missing section {dotted}")
     return build(cls, node, dotted)
 
 
