@@ -91,8 +91,8 @@ def resampled_scores(
     ----------
     labels : array-like of shape (n,)
     details : mapping
-        One variant's per-query quantities and k-means assignment
-        (:func:`dscl.metrics.evaluate_embedding` with ``return_details``).
+        One variant's per-query quantities and k-means ``assignment``: (n,), or
+        (seeds, n) whose NMIs are averaged (:func:`dscl.evaluation.evaluate_test`).
     weights : ndarray of shape (B, C)
         :func:`class_resamples`.
     ks : sequence of int
@@ -111,7 +111,9 @@ def resampled_scores(
         with np.errstate(invalid="ignore"):
             return (weights @ sums) / (weights @ counts)
 
-    out = {"nmi": _resampled_nmi(inverse, np.asarray(details["assignment"]), weights)}
+    # the NMI of every k-means seed's partition, averaged as the evaluation averages them
+    partitions = np.atleast_2d(np.asarray(details["assignment"]))  # (seeds, n)
+    out = {"nmi": np.mean([_resampled_nmi(inverse, a, weights) for a in partitions], axis=0)}
     for k in ks:
         out[f"recall@{k}"] = rate((np.asarray(details["first_hit"]) < k).astype(np.float64))
     if "ap" in details:

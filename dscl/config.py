@@ -390,12 +390,12 @@ TOP_LEVEL = (
 )  # fmt: skip
 SUBSECTIONS = {
     "features": ("image", "datasets"),
-    "evaluate": ("kmeans", "kmeans_nredo", "recall_ks"),
+    "evaluate": ("kmeans", "kmeans_nredo", "nmi_seeds", "recall_ks"),
 }
 # the mappings whose keys are dataset names
 PER_DATASET = (
     "prepare.datasets", "features.datasets", "train.datasets",
-    "evaluate.kmeans_nredo", "evaluate.recall_ks", "ablation",
+    "evaluate.kmeans_nredo", "evaluate.nmi_seeds", "evaluate.recall_ks", "ablation",
 )  # fmt: skip
 
 
@@ -490,6 +490,15 @@ class Config:
             "kmeans_backend": self.kmeans.backend,
         }
 
+    def nmi_seeds(self, dataset: str) -> int:
+        """``evaluate.nmi_seeds.<dataset>``: the k-means seeds whose NMIs the test
+        evaluation averages (:func:`dscl.evaluation.evaluate_test`), >= 1."""
+        where = f"evaluate.nmi_seeds.{dataset}"
+        seeds = convert(entry(self.raw, "evaluate.nmi_seeds", dataset), int, where)
+        if seeds < 1:
+            raise ParamsError(f"params.yaml: {where} must be >= 1, got {seeds}")
+        return seeds
+
     def ablation(self, dataset: str) -> AblationConfig:
         """``ablation.<dataset>``, each method checked: a last-layer method with valid
         settings on the dataset."""
@@ -556,6 +565,7 @@ def load(path: str | Path = PARAMS_FILE) -> Config:
         "train.datasets": cfg.train_dataset,
         "evaluate.recall_ks": cfg.recall_ks,
         "evaluate.kmeans_nredo": cfg.kmeans_options,
+        "evaluate.nmi_seeds": cfg.nmi_seeds,
     }
     for dataset in cfg.datasets:  # what the experiment's stages read must be there
         for read in readers.values():

@@ -46,7 +46,6 @@ def main(argv=None) -> None:
         prepared=args.prepared,
         transform=transform_for(feat.backbone, feat.resize, feat.crop),
         gallery=cfg.report.gallery,
-        kmeans=cfg.kmeans_options(args.dataset),
     )
     print(f"report@{args.dataset}: {args.table}.md/.csv, plots in {args.plots}")
 

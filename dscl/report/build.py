@@ -11,14 +11,12 @@ from dscl import layout
 from dscl.atomic import write_text
 from dscl.bootstrap import class_resamples, interval, paired_difference, resampled_scores
 from dscl.config import BootstrapConfig, GalleryConfig, TsneConfig
-from dscl.kmeans import kmeans as kmeans_fn
 from dscl.methods import METHODS
-from dscl.metrics import l2_normalize, nmi
+from dscl.metrics import l2_normalize
 from dscl.report.gallery import Tile, choose_queries, draw_gallery, neighbours, retrieval_rows, worst_queries
 from dscl.report.plots import plot_methods, plot_tsne
 from dscl.report.tables import (
     COUNTERPART,
-    KMEANS_SEEDS,
     METHOD_NAMES,
     VARIANTS,
     build_comparison,
@@ -28,7 +26,6 @@ from dscl.report.tables import (
     render_csv,
     render_markdown,
 )
-from dscl.spectral import spectral_embedding
 
 __all__ = ["bootstrap_methods", "test_images", "write_galleries", "write_report"]
 
@@ -82,8 +79,6 @@ def write_galleries(
     """``<plots>/retrieval_<method>.png`` for every method (the same seeded queries, then
     the queries the method gets most wrong) and ``<plots>/retrieval.png`` (the vanilla
     backbone, DSCL on the last layer and end to end, and the best baseline, side by side)."""
-    from dscl.metrics import l2_normalize
-
     queries = choose_queries(labels, cfg.queries, cfg.seed)
     embedded = {
         m: l2_normalize(np.load(layout.embedding_file(embeddings / m)).astype(np.float32)) for m in methods
@@ -163,29 +158,6 @@ def bootstrap_methods(
     return intervals, differences
 
 
-def nmi_ranges(methods: list[str], embeddings: Path, labels: np.ndarray, kmeans: dict) -> dict:
-    """``{method: {variant: range}}``: how far the NMI of each method's (first run's) test
-    embedding moves over the first :data:`~dscl.report.tables.KMEANS_SEEDS` k-means seeds
-    of ``kmeans`` (max - min, points), the evaluation's k-means otherwise."""
-    k = int(np.unique(labels).size)
-    first = kmeans.get("seed", 0)
-    options = {
-        "niter": kmeans["kmeans_niter"],
-        "nredo": kmeans["kmeans_nredo"],
-        "backend": kmeans["kmeans_backend"],
-    }
-    out = {}
-    for method in methods:
-        x = np.load(layout.embedding_file(embeddings / method))
-        out[method] = {}
-        for variant, rep in (("with_sc", spectral_embedding(x)), ("without_sc", l2_normalize(x))):
-            scores = [
-                100 * nmi(labels, kmeans_fn(rep, k, seed=first + s, **options)) for s in range(KMEANS_SEEDS)
-            ]
-            out[method][variant] = round(max(scores) - min(scores), 2)
-    return out
-
-
 def write_report(
     dataset: str,
     methods: list[str],
@@ -201,7 +173,6 @@ def write_report(
     prepared: Path | None = None,
     transform=None,
     gallery: GalleryConfig | None = None,
-    kmeans: dict | None = None,
 ) -> None:
     """``<table>.md`` and ``<table>.csv``, ``<table>_comparison.md`` and ``.csv``,
     ``<plots>/methods.png`` and ``<plots>/tsne_<method>.png`` of every method of ``methods``.
@@ -218,15 +189,10 @@ def write_report(
     prepared, transform :
         The prepared dataset and its test-time decoding: with them, the retrieval
         galleries (``retrieval_<method>.png``, ``retrieval.png``) and t-SNE thumbnails.
-    kmeans : dict, optional
-        The evaluation's k-means options (:func:`dscl.metrics.evaluate_embedding`'s
-        keywords): with them, an NMI that moves with the k-means seed is marked with its
-        range (:func:`nmi_ranges`).
     """
     labels = np.load(embeddings / methods[0] / "test_labels.npy")
     intervals, differences = bootstrap_methods(methods, evaluation, labels, ks, bootstrap)
-    ranges = None if kmeans is None else nmi_ranges(methods, embeddings, labels, kmeans)
-    columns, rows = build_rows(dataset, methods, metrics, ks, embeddings, intervals, ranges)
+    columns, rows = build_rows(dataset, methods, metrics, ks, embeddings, intervals)
     write_text(table.with_suffix(".md"), render_markdown(dataset, columns, rows))
     write_text(table.with_suffix(".csv"), render_csv(columns, rows))
     columns, rows = build_comparison(methods, metrics, ks, differences)

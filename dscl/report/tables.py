@@ -37,11 +37,10 @@ RETRIEVAL = ("map@r", "r_precision")  # Musgrave et al. 2020; the paper has no s
 LABELS = {"nmi": "NMI", "map@r": "MAP@R", "r_precision": "RP"}
 
 
-# An NMI that moves by more than this (points) with the k-means seed is marked, with its
-# range over the first KMEANS_SEEDS seeds of evaluate.kmeans (dscl.report.build.nmi_ranges).
+# The NMI is the mean over evaluate.nmi_seeds k-means seeds (dscl.evaluation); where its
+# standard deviation over those seeds exceeds this (points), the cell is marked with it.
 NMI_STEADY = 0.5
-KMEANS_SEEDS = 3
-KMEANS_MARK = "k-means ±"
+KMEANS_MARK = "k-means sd "
 
 
 def metric_label(name: str) -> str:
@@ -69,15 +68,14 @@ def build_rows(
     ks: tuple[int, ...],
     embeddings_dir: Path | None = None,
     intervals: dict | None = None,
-    nmi_ranges: dict | None = None,
 ):
-    """Rows of the table: ``(label, source, step, values, stds, cis, nmi_range)``, source
+    """Rows of the table: ``(label, source, step, values, stds, cis, nmi_sd)``, source
     "measured", "reported" or "difference"; ``step`` says which training step was
     selected; ``stds``: the standard deviations over seeds of a measured row (None with one
     seed); ``cis``: its ``(low, high)`` intervals in percent (None without ``intervals``,
     which maps method -> variant -> metric -> :class:`dscl.bootstrap.Interval` of
-    fractions); ``nmi_range``: how far its NMI moves with the k-means seed, in points
-    (``nmi_ranges``: method -> variant -> range; None without)."""
+    fractions); ``nmi_sd``: the standard deviation of its NMI over the k-means seeds that
+    the NMI averages, in points (the metrics file's ``kmeans.nmi_sd``; None with one seed)."""
     columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
     rows = []
     for method in methods:
@@ -98,7 +96,7 @@ def build_rows(
                     [got.get(c) for c in columns],
                     None if spread is None else [spread.get(c) for c in columns],
                     None if found is None else [_percent(found.get(c)) for c in columns],
-                    (nmi_ranges or {}).get(method, {}).get(variant),
+                    measured.get("kmeans", {}).get("nmi_sd", {}).get(variant),
                 )
             )
             paper = reported(dataset, method, variant)
@@ -142,14 +140,14 @@ def render_markdown(dataset: str, columns, rows) -> str:
     head = ["Method", "Source", "Step"] + [metric_label(c) for c in columns]
     lines = table_head(f"{dataset}: NMI, Recall@K, MAP@R and R-Precision (%)", head)
     unsteady = False
-    for label, source, step, values, stds, cis, nmi_range in rows:
+    for label, source, step, values, stds, cis, nmi_sd in rows:
         cells = [
             "—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}") for v in values
         ]
         if stds is not None:  # several seeds: mean ± standard deviation
             cells = [c if sd is None else f"{c} ± {sd:.2f}" for c, sd in zip(cells, stds)]
-        if nmi_range is not None and nmi_range > NMI_STEADY:  # the NMI moves with the k-means seed
-            cells[0] += f" ({KMEANS_MARK}{nmi_range:.2f})"
+        if nmi_sd is not None and nmi_sd > NMI_STEADY:  # one k-means' NMI moves with its seed
+            cells[0] += f" ({KMEANS_MARK}{nmi_sd:.2f})"
             unsteady = True
         if cis is not None:  # the 95% interval over test classes
             cells = [c + _ci(ci) for c, ci in zip(cells, cis)]
@@ -175,11 +173,13 @@ def render_markdown(dataset: str, columns, rows) -> str:
             "bootstrap that resamples classes, report.bootstrap; with several seeds, of their "
             "mean); a figure from one seed carries no training-seed spread."
         )
+    if any(row[6] is not None for row in rows):
+        lines[-1] += ' NMI: the mean over k-means seeds (evaluate.nmi_seeds; docs, "Reproducibility").'
     if unsteady:
         lines[-1] += (
-            f" ({KMEANS_MARK}x): this NMI moves by more than {NMI_STEADY} points with the k-means "
-            f"seed; x is its range over {KMEANS_SEEDS} seeds of evaluate.kmeans (docs, "
-            '"Reproducibility"): the partition of that embedding is ambiguous.'
+            f" ({KMEANS_MARK}x): one k-means' NMI of this embedding has a standard deviation "
+            f"of x > {NMI_STEADY} points over the seeds (its partition is ambiguous); the mean "
+            "moves by about x / sqrt(seeds)."
         )
     return "\n".join(lines) + "\n"
 
@@ -189,16 +189,19 @@ def render_csv(columns, rows) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     seeded = any(row[4] is not None for row in rows)  # std columns with several seeds
     bounded = any(row[5] is not None for row in rows)  # interval columns
+    spread = any(row[6] is not None for row in rows)  # the NMI's sd over k-means seeds
     head = ["method", "source", "step", *columns]
     head += [f"{c} std" for c in columns] if seeded else []
     head += [f"{c} {end}" for c in columns for end in ("low", "high")] if bounded else []
+    head += ["nmi k-means sd"] if spread else []
     writer.writerow(head)
-    for label, source, step, values, stds, cis, _ in rows:
+    for label, source, step, values, stds, cis, nmi_sd in rows:
         extra = [] if not seeded else ["" if v is None else v for v in (stds or [None] * len(columns))]
         if bounded:
             extra += [
                 "" if ci is None else v for ci in (cis or [None] * len(columns)) for v in (ci or (0, 0))
             ]
+        extra += ["" if nmi_sd is None else nmi_sd] if spread else []
         writer.writerow([label, source, step] + ["" if v is None else v for v in values] + extra)
     return buf.getvalue()
 
