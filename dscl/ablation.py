@@ -18,7 +18,7 @@ import numpy as np
 from dscl.bootstrap import class_resamples, interval, resampled_scores
 from dscl.config import Config
 from dscl.embedding import embed_test
-from dscl.metrics import evaluate_embedding
+from dscl.evaluation import evaluate_test
 from dscl.report.tables import METHOD_NAMES, RETRIEVAL, metric_label, table_head
 
 __all__ = ["render_ablation", "run_ablation"]
@@ -82,9 +82,10 @@ def run_ablation(
                     batch_size=cfg.embed.batch_size,
                     device=device,
                 )
-                evaluated.append(
-                    evaluate_embedding(emb, labels, ks=ks, return_details=True, **cfg.kmeans_options(dataset))
+                scores, details, _ = evaluate_test(
+                    emb, labels, ks=ks, nmi_seeds=cfg.nmi_seeds(dataset), **cfg.kmeans_options(dataset)
                 )
+                evaluated.append((scores, details))
             scores, intervals = {}, {}
             for variant in ("with_sc", "without_sc"):
                 per_run = [resampled_scores(labels, d[variant], weights, ks) for _, d in evaluated]
