@@ -49,7 +49,8 @@ def main(argv=None) -> None:
     # the numeric environment of every step behind these figures (docs, "Reproducibility")
     out["environment"] = {**(info.get("environment") or {}), "evaluate": environment()}
     write_text(args.out, json.dumps(out, indent=2) + "\n")
-    shown = {k: v for k, v in out.items() if k not in ("runs", "environment")}
+    shown = {k: v for k, v in out.items() if k not in ("runs", "kmeans", "environment")}
+    shown["nmi k-means sd"] = out["kmeans"]["nmi_sd"]
     print(f"evaluate@{args.dataset}: {json.dumps(shown)}")
 
 
