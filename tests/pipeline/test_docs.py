@@ -88,3 +88,9 @@ def test_the_docs_site_builds_without_a_warning(tmp_path):
         assert ".. [" not in html, f"{page}: a raw citation block"
     assert sum(html.count("autorefs-internal") for html in pages.values()) > 50  # cross-references
     assert not list((tmp_path / "site").rglob("*.py")), "a Python file published with the site"
+    # the equations are typeset (MathML, at build time): none left as TeX for a script
+    home = (tmp_path / "site/index.html").read_text()
+    assert home.count('<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">') >= 2
+    for page in (tmp_path / "site").rglob("*.html"):
+        assert 'class="arithmatex"' not in page.read_text(), f"{page}: an equation left untypeset"
+    assert "stylesheets/extra.css" in home  # the tables' style
