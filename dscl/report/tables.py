@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 from dscl.methods import METHODS
@@ -37,8 +38,9 @@ RETRIEVAL = ("map@r", "r_precision")  # Musgrave et al. 2020; the paper has no s
 LABELS = {"nmi": "NMI", "map@r": "MAP@R", "r_precision": "RP"}
 
 
-# The NMI is the mean over evaluate.nmi_seeds k-means seeds (dscl.evaluation); where its
-# standard deviation over those seeds exceeds this (points), the cell is marked with it.
+# The NMI is the mean over evaluate.nmi_seeds k-means seeds (dscl.evaluation); where that
+# mean may move by more than this (points) with the seeds (twice its standard error), the
+# cell is marked with the standard deviation of one k-means' NMI.
 NMI_STEADY = 0.5
 KMEANS_MARK = "k-means sd "
 
@@ -69,13 +71,14 @@ def build_rows(
     embeddings_dir: Path | None = None,
     intervals: dict | None = None,
 ):
-    """Rows of the table: ``(label, source, step, values, stds, cis, nmi_sd)``, source
+    """Rows of the table: ``(label, source, step, values, stds, cis, kmeans)``, source
     "measured", "reported" or "difference"; ``step`` says which training step was
     selected; ``stds``: the standard deviations over seeds of a measured row (None with one
     seed); ``cis``: its ``(low, high)`` intervals in percent (None without ``intervals``,
     which maps method -> variant -> metric -> :class:`dscl.bootstrap.Interval` of
-    fractions); ``nmi_sd``: the standard deviation of its NMI over the k-means seeds that
-    the NMI averages, in points (the metrics file's ``kmeans.nmi_sd``; None with one seed)."""
+    fractions); ``kmeans``: ``(sd, seeds)``, the standard deviation of its NMI over the
+    k-means seeds that the NMI averages, in points, and their number (the metrics file's
+    ``kmeans``; None with one seed)."""
     columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
     rows = []
     for method in methods:
@@ -96,7 +99,7 @@ def build_rows(
                     [got.get(c) for c in columns],
                     None if spread is None else [spread.get(c) for c in columns],
                     None if found is None else [_percent(found.get(c)) for c in columns],
-                    measured.get("kmeans", {}).get("nmi_sd", {}).get(variant),
+                    _kmeans_spread(measured, variant),
                 )
             )
             paper = reported(dataset, method, variant)
@@ -120,6 +123,13 @@ def build_rows(
     return columns, rows
 
 
+def _kmeans_spread(measured: dict, variant: str) -> tuple[float, int] | None:
+    """``(sd, seeds)`` of a metrics file's NMI over k-means seeds; None with one seed."""
+    kmeans = measured.get("kmeans") or {}
+    sd = (kmeans.get("nmi_sd") or {}).get(variant)
+    return None if sd is None else (float(sd), int(kmeans["seeds"]))
+
+
 def _percent(iv) -> tuple[float, float] | None:
     return None if iv is None else (round(100 * iv.low, 1), round(100 * iv.high, 1))
 
@@ -140,14 +150,14 @@ def render_markdown(dataset: str, columns, rows) -> str:
     head = ["Method", "Source", "Step"] + [metric_label(c) for c in columns]
     lines = table_head(f"{dataset}: NMI, Recall@K, MAP@R and R-Precision (%)", head)
     unsteady = False
-    for label, source, step, values, stds, cis, nmi_sd in rows:
+    for label, source, step, values, stds, cis, kmeans in rows:
         cells = [
             "—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}") for v in values
         ]
         if stds is not None:  # several seeds: mean ± standard deviation
             cells = [c if sd is None else f"{c} ± {sd:.2f}" for c, sd in zip(cells, stds)]
-        if nmi_sd is not None and nmi_sd > NMI_STEADY:  # one k-means' NMI moves with its seed
-            cells[0] += f" ({KMEANS_MARK}{nmi_sd:.2f})"
+        if kmeans is not None and 2 * kmeans[0] / math.sqrt(kmeans[1]) > NMI_STEADY:  # the mean moves
+            cells[0] += f" ({KMEANS_MARK}{kmeans[0]:.2f})"
             unsteady = True
         if cis is not None:  # the 95% interval over test classes
             cells = [c + _ci(ci) for c, ci in zip(cells, cis)]
@@ -178,8 +188,8 @@ def render_markdown(dataset: str, columns, rows) -> str:
     if unsteady:
         lines[-1] += (
             f" ({KMEANS_MARK}x): one k-means' NMI of this embedding has a standard deviation "
-            f"of x > {NMI_STEADY} points over the seeds (its partition is ambiguous); the mean "
-            "moves by about x / sqrt(seeds)."
+            "of x points over the seeds (its partition is ambiguous), so that their mean may "
+            f"move by more than {NMI_STEADY} points with the seeds (twice x / sqrt(seeds))."
         )
     return "\n".join(lines) + "\n"
 
@@ -195,13 +205,13 @@ def render_csv(columns, rows) -> str:
     head += [f"{c} {end}" for c in columns for end in ("low", "high")] if bounded else []
     head += ["nmi k-means sd"] if spread else []
     writer.writerow(head)
-    for label, source, step, values, stds, cis, nmi_sd in rows:
+    for label, source, step, values, stds, cis, kmeans in rows:
         extra = [] if not seeded else ["" if v is None else v for v in (stds or [None] * len(columns))]
         if bounded:
             extra += [
                 "" if ci is None else v for ci in (cis or [None] * len(columns)) for v in (ci or (0, 0))
             ]
-        extra += ["" if nmi_sd is None else nmi_sd] if spread else []
+        extra += ["" if kmeans is None else kmeans[0]] if spread else []
         writer.writerow([label, source, step] + ["" if v is None else v for v in values] + extra)
     return buf.getvalue()
 
