@@ -82,9 +82,7 @@ def run_ablation(
                     batch_size=cfg.embed.batch_size,
                     device=device,
                 )
-                scores, details, _ = evaluate_test(
-                    emb, labels, ks=ks, nmi_seeds=cfg.nmi_seeds(dataset), **cfg.kmeans_options(dataset)
-                )
+                scores, details, _ = evaluate_test(emb, labels, ks=ks, **cfg.test_kmeans_options(dataset))
                 evaluated.append((scores, details))
             scores, intervals = {}, {}
             for variant in ("with_sc", "without_sc"):

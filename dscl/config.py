@@ -58,6 +58,7 @@ __all__ = [
     "KMeansBackend",
     "KMeansConfig",
     "LastLayerConfig",
+    "NmiConfig",
     "NumericsConfig",
     "ParamsError",
     "PrepareConfig",
@@ -293,10 +294,22 @@ class EmbedConfig:
 
 
 @dataclass(frozen=True)
+class NmiConfig:
+    """``evaluate.nmi.<dataset>``: the test NMI is the mean over ``seeds`` k-means seeds
+    (``evaluate.kmeans.seed`` and the next ones), each the best of ``restarts`` runs."""
+
+    seeds: int = bounded(50, ge=1)
+    restarts: int = bounded(10, ge=1)
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclass(frozen=True)
 class KMeansConfig:
-    """``evaluate.kmeans``: k = the number of test classes; each evaluation keeps the
-    lowest objective of its dataset's ``evaluate.kmeans_nredo`` runs seeded by k-means++
-    (:func:`dscl.kmeans.kmeans`)."""
+    """``evaluate.kmeans``: k = the number of test classes; each k-means keeps the lowest
+    objective of its runs seeded by k-means++ (:func:`dscl.kmeans.kmeans`): validation's
+    ``evaluate.kmeans_nredo``, the test NMI's ``evaluate.nmi`` (:class:`NmiConfig`)."""
 
     niter: int = bounded(100, ge=1)
     seed: int = bounded(0, ge=0)
@@ -390,12 +403,12 @@ TOP_LEVEL = (
 )  # fmt: skip
 SUBSECTIONS = {
     "features": ("image", "datasets"),
-    "evaluate": ("kmeans", "kmeans_nredo", "nmi_seeds", "recall_ks"),
+    "evaluate": ("kmeans", "kmeans_nredo", "nmi", "recall_ks"),
 }
 # the mappings whose keys are dataset names
 PER_DATASET = (
     "prepare.datasets", "features.datasets", "train.datasets",
-    "evaluate.kmeans_nredo", "evaluate.nmi_seeds", "evaluate.recall_ks", "ablation",
+    "evaluate.kmeans_nredo", "evaluate.nmi", "evaluate.recall_ks", "ablation",
 )  # fmt: skip
 
 
@@ -477,8 +490,8 @@ class Config:
 
     def kmeans_options(self, dataset: str) -> dict:
         """``evaluate.kmeans`` and ``evaluate.kmeans_nredo.<dataset>`` as the keyword
-        arguments of :func:`dscl.metrics.evaluate_embedding` (the test evaluation, and
-        validation during training)."""
+        arguments of :func:`dscl.metrics.evaluate_embedding`: validation during training
+        (the test evaluation: :meth:`test_kmeans_options`)."""
         where = f"evaluate.kmeans_nredo.{dataset}"
         nredo = convert(entry(self.raw, "evaluate.kmeans_nredo", dataset), int, where)
         if nredo < 1:
@@ -490,14 +503,22 @@ class Config:
             "kmeans_backend": self.kmeans.backend,
         }
 
-    def nmi_seeds(self, dataset: str) -> int:
-        """``evaluate.nmi_seeds.<dataset>``: the k-means seeds whose NMIs the test
-        evaluation averages (:func:`dscl.evaluation.evaluate_test`), >= 1."""
-        where = f"evaluate.nmi_seeds.{dataset}"
-        seeds = convert(entry(self.raw, "evaluate.nmi_seeds", dataset), int, where)
-        if seeds < 1:
-            raise ParamsError(f"params.yaml: {where} must be >= 1, got {seeds}")
-        return seeds
+    def nmi(self, dataset: str) -> NmiConfig:
+        """``evaluate.nmi.<dataset>``: the k-means seeds whose NMIs the test evaluation
+        averages and the runs of each (:func:`dscl.evaluation.evaluate_test`)."""
+        return build(NmiConfig, entry(self.raw, "evaluate.nmi", dataset), f"evaluate.nmi.{dataset}")
+
+    def test_kmeans_options(self, dataset: str) -> dict:
+        """``evaluate.kmeans`` and ``evaluate.nmi.<dataset>`` as the keyword arguments of
+        :func:`dscl.evaluation.evaluate_test` (the test evaluation and the ablation)."""
+        nmi = self.nmi(dataset)
+        return {
+            "seed": self.kmeans.seed,
+            "kmeans_niter": self.kmeans.niter,
+            "kmeans_backend": self.kmeans.backend,
+            "seeds": nmi.seeds,
+            "restarts": nmi.restarts,
+        }
 
     def ablation(self, dataset: str) -> AblationConfig:
         """``ablation.<dataset>``, each method checked: a last-layer method with valid
@@ -565,7 +586,7 @@ def load(path: str | Path = PARAMS_FILE) -> Config:
         "train.datasets": cfg.train_dataset,
         "evaluate.recall_ks": cfg.recall_ks,
         "evaluate.kmeans_nredo": cfg.kmeans_options,
-        "evaluate.nmi_seeds": cfg.nmi_seeds,
+        "evaluate.nmi": cfg.nmi,
     }
     for dataset in cfg.datasets:  # what the experiment's stages read must be there
         for read in readers.values():

@@ -32,7 +32,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dscl import layout
-from dscl.evaluation import restarts_per_seed
 from dscl.kmeans import kmeans
 from dscl.metrics import l2_normalize, nmi
 from dscl.spectral import spectral_embedding
@@ -86,9 +85,8 @@ def main(argv=None) -> int:
                             if args.init == "random":
                                 scores.append(100 * nmi(labels, random_init_kmeans(rep, k, s, nredo)))
                                 continue
-                            restarts = restarts_per_seed(nredo, args.nmi_seeds)
                             found = [
-                                nmi(labels, kmeans(rep, k, seed=s + i, nredo=restarts, backend=backend))
+                                nmi(labels, kmeans(rep, k, seed=s + i, nredo=nredo, backend=backend))
                                 for i in range(args.nmi_seeds)
                             ]
                             scores.append(100 * float(np.mean(found)))

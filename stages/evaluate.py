@@ -12,7 +12,7 @@ import numpy as np
 
 from dscl import config, layout
 from dscl.atomic import atomic_dir, write_text
-from dscl.evaluation import evaluate_test, kmeans_spread, restarts_per_seed
+from dscl.evaluation import evaluate_test, kmeans_spread
 from dscl.metrics import in_percent, summarize_runs
 from dscl.numerics import configure, environment
 from stages.cli import run
@@ -30,9 +30,8 @@ def main(argv=None) -> None:
     ks = cfg.recall_ks(args.dataset)
     labels = np.load(args.embeddings / "test_labels.npy")
     runs = layout.embedding_files(args.embeddings)
-    options = cfg.kmeans_options(args.dataset)
-    seeds = cfg.nmi_seeds(args.dataset)
-    evaluated = [evaluate_test(np.load(path), labels, ks=ks, nmi_seeds=seeds, **options) for _, path in runs]
+    options = cfg.test_kmeans_options(args.dataset)
+    evaluated = [evaluate_test(np.load(path), labels, ks=ks, **options) for _, path in runs]
     results = [in_percent(scores) for scores, _, _ in evaluated]
     with atomic_dir(args.details) as tmp:
         for i, (_, details, _) in enumerate(evaluated):
@@ -44,8 +43,8 @@ def main(argv=None) -> None:
     info_file = args.embeddings / "info.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     out = summarize_runs(results, info.get("seeds") or [seed for seed, _ in runs])
-    restarts = restarts_per_seed(options["kmeans_nredo"], seeds)
-    out["kmeans"] = kmeans_spread([nmis for _, _, nmis in evaluated], seeds, options["seed"], restarts)
+    nmis = [nmis for _, _, nmis in evaluated]
+    out["kmeans"] = kmeans_spread(nmis, options["seeds"], options["seed"], options["restarts"])
     # the numeric environment of every step behind these figures (docs, "Reproducibility")
     out["environment"] = {**(info.get("environment") or {}), "evaluate": environment()}
     write_text(args.out, json.dumps(out, indent=2) + "\n")

@@ -38,7 +38,7 @@ RETRIEVAL = ("map@r", "r_precision")  # Musgrave et al. 2020; the paper has no s
 LABELS = {"nmi": "NMI", "map@r": "MAP@R", "r_precision": "RP"}
 
 
-# The NMI is the mean over evaluate.nmi_seeds k-means seeds (dscl.evaluation); where that
+# The NMI is the mean over evaluate.nmi's k-means seeds (dscl.evaluation); where that
 # mean may move by more than this (points) with the seeds (twice its standard error), the
 # cell is marked with the standard deviation of one k-means' NMI.
 NMI_STEADY = 0.5
@@ -184,7 +184,7 @@ def render_markdown(dataset: str, columns, rows) -> str:
             "mean); a figure from one seed carries no training-seed spread."
         )
     if any(row[6] is not None for row in rows):
-        lines[-1] += ' NMI: the mean over k-means seeds (evaluate.nmi_seeds; docs, "Reproducibility").'
+        lines[-1] += ' NMI: the mean over k-means seeds (evaluate.nmi; docs, "Reproducibility").'
     if unsteady:
         lines[-1] += (
             f" ({KMEANS_MARK}x): one k-means' NMI of this embedding has a standard deviation "

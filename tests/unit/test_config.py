@@ -130,6 +130,14 @@ def test_stage_command_line_prints_one_clear_line(workdir):
         (lambda p: p["embed"].update(batch_size=0), r"embed.batch_size must be >= 1, got 0"),
         (lambda p: p["evaluate"]["kmeans"].update(niter=0), r"evaluate.kmeans.niter must be >= 1, got 0"),
         (
+            lambda p: p["evaluate"]["nmi"].update(digits={"seeds": 0, "restarts": 10}),
+            r"evaluate.nmi.digits.seeds must be >= 1, got 0",
+        ),
+        (
+            lambda p: p["evaluate"]["nmi"].update(sop={"seeds": 1, "restart": 1}),
+            r"unknown key\(s\) \['restart'\] in evaluate.nmi.sop",
+        ),
+        (
             lambda p: p["report"]["tsne"].update(perplexity=-3),
             r"report.tsne.perplexity must be > 0, got -3.0",
         ),

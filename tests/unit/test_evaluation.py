@@ -1,5 +1,5 @@
-"""The test evaluation's NMI: the mean over k-means seeds, its spread recorded, within the
-same k-means budget; one seed is the single k-means of validation."""
+"""The test evaluation's NMI: the mean over k-means seeds, each the best of its restarts,
+its spread recorded; one seed is the single k-means of validation."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from dscl.bootstrap import class_resamples, resampled_scores
-from dscl.evaluation import evaluate_test, kmeans_spread, restarts_per_seed
+from dscl.evaluation import evaluate_test, kmeans_spread
 from dscl.metrics import evaluate_embedding
 
-OPTIONS = {"seed": 3, "kmeans_niter": 50, "kmeans_nredo": 8, "kmeans_backend": "torch"}
+OPTIONS = {"seed": 3, "kmeans_niter": 50, "kmeans_backend": "torch"}
 
 
 def blobs(separation: float, seed: int = 0):
@@ -22,16 +22,16 @@ def blobs(separation: float, seed: int = 0):
 
 def test_one_seed_is_the_single_kmeans_of_validation():
     x, y = blobs(1.0)
-    scores, details, nmis = evaluate_test(x, y, (1, 2), nmi_seeds=1, **OPTIONS)
-    assert scores == evaluate_embedding(x, y, (1, 2), **OPTIONS)
+    scores, details, nmis = evaluate_test(x, y, (1, 2), seeds=1, restarts=8, **OPTIONS)
+    assert scores == evaluate_embedding(x, y, (1, 2), kmeans_nredo=8, **OPTIONS)
     assert details["with_sc"]["assignment"].shape == (1, 200)
     assert nmis["without_sc"] == [scores["without_sc"]["nmi"]]
 
 
-def test_the_nmi_is_the_mean_over_seeds_of_their_share_of_the_restarts():
+def test_the_nmi_is_the_mean_over_seeds_each_the_best_of_its_restarts():
     x, y = blobs(1.0)
-    scores, details, nmis = evaluate_test(x, y, (1,), nmi_seeds=4, **OPTIONS)
-    first = evaluate_embedding(x, y, (1,), **{**OPTIONS, "kmeans_nredo": 2})  # 8 restarts / 4 seeds
+    scores, details, nmis = evaluate_test(x, y, (1,), seeds=4, restarts=2, **OPTIONS)
+    first = evaluate_embedding(x, y, (1,), kmeans_nredo=2, **OPTIONS)
     assert nmis["with_sc"][0] == first["with_sc"]["nmi"]
     for variant in ("with_sc", "without_sc"):
         assert len(nmis[variant]) == 4
@@ -43,7 +43,7 @@ def test_the_nmi_is_the_mean_over_seeds_of_their_share_of_the_restarts():
 
 def test_the_bootstrap_averages_every_seeds_partition():
     x, y = blobs(1.0)
-    _, details, nmis = evaluate_test(x, y, (1,), nmi_seeds=3, **OPTIONS)
+    _, details, nmis = evaluate_test(x, y, (1,), seeds=3, restarts=2, **OPTIONS)
     weights = np.ones((1, 5))  # the identity resample: every class once
     got = resampled_scores(y, details["without_sc"], weights, (1,))["nmi"]
     assert got[0] == pytest.approx(np.mean(nmis["without_sc"]))
@@ -66,8 +66,9 @@ def test_the_spread_is_recorded_in_points_and_absent_with_one_seed():
     assert kmeans_spread([{"v": [0.4]}], 1, 0, 200)["nmi_sd"] == {"v": None}
 
 
-def test_restarts_are_shared_and_never_zero():
-    assert restarts_per_seed(200, 20) == 10
-    assert restarts_per_seed(1, 20) == 1
+def test_seeds_and_restarts_are_at_least_one():
+    x, y = blobs(1.0)
     with pytest.raises(ValueError, match=">= 1"):
-        restarts_per_seed(10, 0)
+        evaluate_test(x, y, (1,), seeds=0, **OPTIONS)
+    with pytest.raises(ValueError, match=">= 1"):
+        evaluate_test(x, y, (1,), restarts=0, **OPTIONS)
