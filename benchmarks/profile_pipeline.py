@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # the report's steps: (label, function of dscl.report) whose cumulative time is read off
 REPORT_STEPS = [
-    ("tables and comparison", "build_rows", "build_comparison"),
+    ("tables and comparison", "build_table", "build_comparison"),
     ("intervals (bootstrap)", "bootstrap_methods"),
     ("t-SNE plots", "plot_tsne"),
     ("retrieval galleries", "write_galleries"),

@@ -20,7 +20,7 @@ from dscl.report.tables import (
     METHOD_NAMES,
     VARIANTS,
     build_comparison,
-    build_rows,
+    build_table,
     render_comparison_csv,
     render_comparison_markdown,
     render_csv,
@@ -192,13 +192,13 @@ def write_report(
     """
     labels = np.load(embeddings / methods[0] / "test_labels.npy")
     intervals, differences = bootstrap_methods(methods, evaluation, labels, ks, bootstrap)
-    columns, rows = build_rows(dataset, methods, metrics, ks, embeddings, intervals)
-    write_text(table.with_suffix(".md"), render_markdown(dataset, columns, rows))
-    write_text(table.with_suffix(".csv"), render_csv(columns, rows))
-    columns, rows = build_comparison(methods, metrics, ks, differences)
+    frame = build_table(dataset, methods, metrics, ks, embeddings, intervals)
+    write_text(table.with_suffix(".md"), render_markdown(dataset, frame, ks))
+    write_text(table.with_suffix(".csv"), render_csv(frame, ks))
+    frame = build_comparison(methods, metrics, ks, differences)
     comparison = table.with_name(f"{table.name}_comparison")
-    write_text(comparison.with_suffix(".md"), render_comparison_markdown(dataset, columns, rows))
-    write_text(comparison.with_suffix(".csv"), render_comparison_csv(columns, rows))
+    write_text(comparison.with_suffix(".md"), render_comparison_markdown(dataset, frame, ks))
+    write_text(comparison.with_suffix(".csv"), render_comparison_csv(frame))
     plot_methods(dataset, methods, metrics, plots / "methods.png")
     image = None if prepared is None else test_images(prepared, transform, labels)
     for method in methods:

@@ -2,15 +2,21 @@
 and CSV, each measured figure with its 95% interval over test classes; where the paper
 published the row (Tables 1-3), the reported figures and the difference (measured -
 reported) beside it. And the comparison table: DSCL minus each baseline, with the
-interval of the paired difference."""
+interval of the paired difference.
+
+Each table is a pandas DataFrame (:func:`build_table`, :func:`build_comparison`: a row
+per method and variant, a column per figure and per spread or bound), from which the CSV
+is written by pandas. The Markdown rows are joined here rather than by
+``DataFrame.to_markdown``: tabulate pads every column to its widest cell, and a cell
+here combines a figure, its spread and its interval.""""""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
+
+import pandas as pd
 
 from dscl.methods import METHODS
 from dscl.paper_results import reported
@@ -20,7 +26,8 @@ __all__ = [
     "METHOD_NAMES",
     "VARIANTS",
     "build_comparison",
-    "build_rows",
+    "build_table",
+    "metric_columns",
     "metric_label",
     "render_comparison_csv",
     "render_comparison_markdown",
@@ -63,24 +70,33 @@ def selected_step(info: dict | None) -> str:
     return cell + TEST_SELECTED if on == "test" else (cell + " last" if on == "none" else cell)
 
 
-def build_rows(
+def metric_columns(ks: tuple[int, ...]) -> list[str]:
+    """The figures of a table, in order: NMI, Recall@K of each K, MAP@R, R-Precision."""
+    return ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
+
+
+def build_table(
     dataset: str,
     methods: list[str],
     metrics_dir: Path,
     ks: tuple[int, ...],
     embeddings_dir: Path | None = None,
     intervals: dict | None = None,
-):
-    """Rows of the table: ``(label, source, step, values, stds, cis, kmeans)``, source
-    "measured", "reported" or "difference"; ``step`` says which training step was
-    selected; ``stds``: the standard deviations over seeds of a measured row (None with one
-    seed); ``cis``: its ``(low, high)`` intervals in percent (None without ``intervals``,
-    which maps method -> variant -> metric -> :class:`dscl.bootstrap.Interval` of
-    fractions); ``kmeans``: ``(sd, seeds)``, the standard deviation of its NMI over the
-    k-means seeds that the NMI averages, in points, and their number (the metrics file's
-    ``kmeans``; None with one seed)."""
-    columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
-    rows = []
+) -> pd.DataFrame:
+    """The table, one row per method, variant and source ("measured", "reported" where the
+    paper published the row, and "difference" = measured - reported).
+
+    Columns: ``label``, ``source``, ``step`` (the training step model selection kept,
+    :func:`selected_step`), then per figure ``c`` of :func:`metric_columns` ``c`` (percent),
+    ``"c std"`` (the standard deviation over training seeds of a measured row with
+    several), ``"c low"`` and ``"c high"`` (its 95% interval over the test classes, from
+    ``intervals``: method -> variant -> figure -> :class:`dscl.bootstrap.Interval` of
+    fractions), and ``"nmi k-means sd"`` and ``"k-means seeds"``: the standard deviation
+    of its NMI over the k-means seeds the NMI averages, and their number (the metrics
+    file's ``kmeans``). Absent values are None (the cells stay Python objects, so the CSV
+    writes them as the report wrote them)."""
+    columns = metric_columns(ks)
+    records = []
     for method in methods:
         measured = json.loads((metrics_dir / f"{method}.json").read_text())
         info_file = None if embeddings_dir is None else embeddings_dir / method / "info.json"
@@ -89,38 +105,33 @@ def build_rows(
         for variant, vname in VARIANTS.items():
             label = f"{METHOD_NAMES[method]} ({vname})"
             got = measured[variant]  # the mean over seeds, with several
-            spread = measured.get("std", {}).get(variant)
-            found = (intervals or {}).get(method, {}).get(variant)
-            rows.append(
-                (
-                    label,
-                    "measured",
-                    step,
-                    [got.get(c) for c in columns],
-                    None if spread is None else [spread.get(c) for c in columns],
-                    None if found is None else [_percent(found.get(c)) for c in columns],
-                    _kmeans_spread(measured, variant),
-                )
-            )
+            spread = measured.get("std", {}).get(variant) or {}
+            found = (intervals or {}).get(method, {}).get(variant) or {}
+            kmeans = _kmeans_spread(measured, variant)
+            row = {"label": label, "source": "measured", "step": step}
+            for c in columns:
+                ci = _percent(found.get(c))
+                row |= {c: got.get(c), f"{c} std": spread.get(c)}
+                row |= {f"{c} low": None if ci is None else ci[0], f"{c} high": None if ci is None else ci[1]}
+            row |= {"nmi k-means sd": None, "k-means seeds": None}
+            if kmeans is not None:
+                row |= {"nmi k-means sd": kmeans[0], "k-means seeds": kmeans[1]}
+            records.append(row)
             paper = reported(dataset, method, variant)
             if paper is not None:
-                ref = [paper.get(c) for c in columns]
-                rows.append((label, "reported", "", ref, None, None, None))
-                rows.append(
-                    (
-                        label,
-                        "difference",
-                        "",
-                        [
-                            None if g is None or r is None else round(g - r, 2)
-                            for g, r in zip([got.get(c) for c in columns], ref)
-                        ],
-                        None,
-                        None,
-                        None,
-                    )
-                )
-    return columns, rows
+                ref = {c: paper.get(c) for c in columns}
+                records.append({"label": label, "source": "reported", "step": "", **ref})
+                diff = {c: _minus(got.get(c), r) for c, r in ref.items()}
+                records.append({"label": label, "source": "difference", "step": "", **diff})
+    head = ["label", "source", "step", *columns]
+    head += [f"{c} {x}" for x in ("std", "low", "high") for c in columns]
+    head += ["nmi k-means sd", "k-means seeds"]
+    table = pd.DataFrame(records, columns=head, dtype=object)
+    return table.where(table.notna(), None)
+
+
+def _minus(measured: float | None, paper: float | None) -> float | None:
+    return None if measured is None or paper is None else round(measured - paper, 2)
 
 
 def _kmeans_spread(measured: dict, variant: str) -> tuple[float, int] | None:
@@ -146,22 +157,25 @@ def table_head(title: str, head: list[str]) -> list[str]:
     return [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
 
-def render_markdown(dataset: str, columns, rows) -> str:
+def render_markdown(dataset: str, table: pd.DataFrame, ks: tuple[int, ...]) -> str:
+    """The table (:func:`build_table`) in Markdown: each figure with its spread over seeds
+    (± sd), its interval over the test classes ([low, high]) and, where the NMI's mean over
+    k-means seeds may move by more than :data:`NMI_STEADY`, the k-means spread."""
+    columns = metric_columns(ks)
     head = ["Method", "Source", "Step"] + [metric_label(c) for c in columns]
     lines = table_head(f"{dataset}: NMI, Recall@K, MAP@R and R-Precision (%)", head)
     unsteady = False
-    for label, source, step, values, stds, cis, kmeans in rows:
-        cells = [
-            "—" if v is None else (f"{v:+.2f}" if source == "difference" else f"{v:.2f}") for v in values
-        ]
-        if stds is not None:  # several seeds: mean ± standard deviation
-            cells = [c if sd is None else f"{c} ± {sd:.2f}" for c, sd in zip(cells, stds)]
-        if kmeans is not None and 2 * kmeans[0] / math.sqrt(kmeans[1]) > NMI_STEADY:  # the mean moves
-            cells[0] += f" ({KMEANS_MARK}{kmeans[0]:.2f})"
-            unsteady = True
-        if cis is not None:  # the 95% interval over test classes
-            cells = [c + _ci(ci) for c, ci in zip(cells, cis)]
-        lines.append("| " + " | ".join([label, source, step, *cells]) + " |")
+    for row in table.to_dict("records"):
+        cells = []
+        for c in columns:
+            v, sd, low = row[c], row[f"{c} std"], row[f"{c} low"]
+            cell = "—" if v is None else (f"{v:+.2f}" if row["source"] == "difference" else f"{v:.2f}")
+            cell += "" if sd is None else f" ± {sd:.2f}"  # several seeds: mean ± standard deviation
+            if c == "nmi" and _moves(row["nmi k-means sd"], row["k-means seeds"]):
+                cell += f" ({KMEANS_MARK}{row['nmi k-means sd']:.2f})"
+                unsteady = True
+            cells.append(cell + ("" if low is None else _ci((low, row[f"{c} high"]))))  # the 95% interval
+        lines.append("| " + " | ".join([row["label"], row["source"], row["step"], *cells]) + " |")
     lines += [
         "",
         "Measured rows come from `reports/metrics/" + dataset + "/<method>.json`; "
@@ -172,18 +186,18 @@ def render_markdown(dataset: str, columns, rows) -> str:
         f"{TEST_SELECTED} (chosen on the test classes, the 2017 practice) or 'last' "
         "(no selection).",
     ]
-    if any(row[4] is not None for row in rows):
+    if _any(table, [f"{c} std" for c in columns]):
         lines[-1] += (
             " With several seeds (a method's `seeds`, or train.common.seeds), a measured cell "
             "is the mean ± the standard deviation over the runs, and Step lists each run's step."
         )
-    if any(row[5] is not None for row in rows):
+    if _any(table, [f"{c} low" for c in columns]):
         lines[-1] += (
             " [low, high]: the 95% interval of the measured figure over the test classes (a "
             "bootstrap that resamples classes, report.bootstrap; with several seeds, of their "
             "mean); a figure from one seed carries no training-seed spread."
         )
-    if any(row[6] is not None for row in rows):
+    if _any(table, ["nmi k-means sd"]):
         lines[-1] += ' NMI: the mean over k-means seeds (evaluate.nmi; docs, "Reproducibility").'
     if unsteady:
         lines[-1] += (
@@ -194,40 +208,46 @@ def render_markdown(dataset: str, columns, rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_csv(columns, rows) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    seeded = any(row[4] is not None for row in rows)  # std columns with several seeds
-    bounded = any(row[5] is not None for row in rows)  # interval columns
-    spread = any(row[6] is not None for row in rows)  # the NMI's sd over k-means seeds
-    head = ["method", "source", "step", *columns]
-    head += [f"{c} std" for c in columns] if seeded else []
-    head += [f"{c} {end}" for c in columns for end in ("low", "high")] if bounded else []
-    head += ["nmi k-means sd"] if spread else []
-    writer.writerow(head)
-    for label, source, step, values, stds, cis, kmeans in rows:
-        extra = [] if not seeded else ["" if v is None else v for v in (stds or [None] * len(columns))]
-        if bounded:
-            extra += [
-                "" if ci is None else v for ci in (cis or [None] * len(columns)) for v in (ci or (0, 0))
-            ]
-        extra += ["" if kmeans is None else kmeans[0]] if spread else []
-        writer.writerow([label, source, step] + ["" if v is None else v for v in values] + extra)
-    return buf.getvalue()
+def render_csv(table: pd.DataFrame, ks: tuple[int, ...]) -> str:
+    """The table (:func:`build_table`) as CSV: the figures, then the columns that hold a
+    value (the spreads over seeds, the intervals, the NMI's spread over k-means seeds)."""
+    columns = metric_columns(ks)
+    keep = ["label", "source", "step", *columns]
+    spreads = [f"{c} std" for c in columns]
+    keep += spreads if _any(table, spreads) else []
+    bounds = [f"{c} {end}" for c in columns for end in ("low", "high")]
+    keep += bounds if _any(table, bounds) else []
+    keep += ["nmi k-means sd"] if _any(table, ["nmi k-means sd"]) else []
+    return table[keep].rename(columns={"label": "method"}).to_csv(index=False, lineterminator="\n")
+
+
+def _any(table: pd.DataFrame, columns: list[str]) -> bool:
+    """Whether any row holds a value in any of ``columns``."""
+    return bool(table[columns].notna().to_numpy().any())
+
+
+def _moves(sd: float | None, seeds: int | None) -> bool:
+    """Whether a mean over ``seeds`` k-means seeds of per-seed spread ``sd`` may move by
+    more than :data:`NMI_STEADY` (twice its standard error)."""
+    return sd is not None and 2 * sd / math.sqrt(seeds) > NMI_STEADY
 
 
 # what each method is compared with: DSCL trained the same way (the last layer, or all layers)
 COUNTERPART = {"nothing": "dscl_last", "last_layer": "dscl_last", "all_layers": "dscl_e2e"}
 
 
-def build_comparison(methods: list[str], metrics_dir: Path, ks: tuple[int, ...], differences: dict):
-    """Rows ``(ours, baseline, variant, values, cis)`` of "DSCL minus baseline": each
-    baseline of ``methods`` against the DSCL method trained as it is (:data:`COUNTERPART`),
-    where both ran. ``values``: the difference of the table's figures (percent);
-    ``cis``: ``(low, high, holds)`` of the paired bootstrap difference, from
-    ``differences[(ours, baseline)][variant][metric]`` (:class:`dscl.bootstrap.Interval`)."""
-    columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
-    rows = []
+def build_comparison(
+    methods: list[str], metrics_dir: Path, ks: tuple[int, ...], differences: dict
+) -> pd.DataFrame:
+    """ "DSCL minus baseline": one row per baseline of ``methods`` and variant, against the
+    DSCL method trained as it is (:data:`COUNTERPART`), where both ran. Columns: ``ours``,
+    ``baseline``, ``variant``, then per figure ``c`` of :func:`metric_columns` ``"c diff"``
+    (the difference of the table's figures, percent) and ``"c low"``, ``"c high"``,
+    ``"c holds"`` (1 where the interval excludes 0): the paired bootstrap difference, from
+    ``differences[(ours, baseline)][variant][c]`` (:class:`dscl.bootstrap.Interval`; None
+    where absent)."""
+    columns = metric_columns(ks)
+    records = []
     for baseline in methods:
         ours = COUNTERPART[METHODS.get(baseline).learns]
         if baseline.startswith("dscl_") or ours not in methods:
@@ -236,25 +256,37 @@ def build_comparison(methods: list[str], metrics_dir: Path, ks: tuple[int, ...],
         b = json.loads((metrics_dir / f"{baseline}.json").read_text())
         for variant in VARIANTS:
             found = differences.get((ours, baseline), {}).get(variant, {})
-            values = [round(a[variant][c] - b[variant][c], 2) for c in columns]
-            cis = [None if c not in found else (*_percent(found[c]), found[c].holds) for c in columns]
-            rows.append((ours, baseline, variant, values, cis))
-    return columns, rows
+            row = {"ours": ours, "baseline": baseline, "variant": variant}
+            for c in columns:
+                ci = _percent(found.get(c))
+                row[f"{c} diff"] = round(a[variant][c] - b[variant][c], 2)
+                row |= dict.fromkeys((f"{c} low", f"{c} high", f"{c} holds"))
+                if ci is not None:
+                    row |= {f"{c} low": ci[0], f"{c} high": ci[1], f"{c} holds": int(found[c].holds)}
+            records.append(row)
+    head = ["ours", "baseline", "variant"]
+    head += [f"{c} {x}" for c in columns for x in ("diff", "low", "high", "holds")]
+    table = pd.DataFrame(records, columns=head, dtype=object)
+    return table.where(table.notna(), None)
 
 
-def render_comparison_markdown(dataset: str, columns, rows) -> str:
+def render_comparison_markdown(dataset: str, table: pd.DataFrame, ks: tuple[int, ...]) -> str:
+    """The comparison (:func:`build_comparison`) in Markdown: each difference with its
+    paired interval, in bold where the interval excludes 0."""
+    columns = metric_columns(ks)
     head = ["DSCL", "minus", "Variant"] + [metric_label(c) for c in columns]
     lines = table_head(f"{dataset}: DSCL minus each baseline (percentage points)", head)
-    for ours, baseline, variant, values, cis in rows:
+    for row in table.to_dict("records"):
         cells = []
-        for v, ci in zip(values, cis):
-            cell = f"{v:+.2f}"
-            if ci is not None:
-                cell = (f"**{cell}**" if ci[2] else cell) + _ci(ci[:2], signed=True)
+        for c in columns:
+            cell = f"{row[f'{c} diff']:+.2f}"
+            if row[f"{c} low"] is not None:
+                cell = (f"**{cell}**" if row[f"{c} holds"] else cell) + _ci(
+                    (row[f"{c} low"], row[f"{c} high"]), signed=True
+                )
             cells.append(cell)
-        lines.append(
-            "| " + " | ".join([METHOD_NAMES[ours], METHOD_NAMES[baseline], VARIANTS[variant], *cells]) + " |"
-        )
+        names = [METHOD_NAMES[row["ours"]], METHOD_NAMES[row["baseline"]], VARIANTS[row["variant"]]]
+        lines.append("| " + " | ".join([*names, *cells]) + " |")
     lines += [
         "",
         "Each cell: the DSCL method trained as the baseline is (the last layer, or all layers; "
@@ -267,16 +299,6 @@ def render_comparison_markdown(dataset: str, columns, rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_comparison_csv(columns, rows) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        ["ours", "baseline", "variant"]
-        + [f"{c} {x}" for c in columns for x in ("diff", "low", "high", "holds")]
-    )
-    for ours, baseline, variant, values, cis in rows:
-        cells = []
-        for v, ci in zip(values, cis):
-            cells += [v, *(("", "", "") if ci is None else (ci[0], ci[1], int(ci[2])))]
-        writer.writerow([ours, baseline, variant, *cells])
-    return buf.getvalue()
+def render_comparison_csv(table: pd.DataFrame) -> str:
+    """The comparison (:func:`build_comparison`) as CSV, every column."""
+    return table.to_csv(index=False, lineterminator="\n")

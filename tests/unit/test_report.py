@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from dscl.report.tables import build_rows, render_csv, render_markdown
+from dscl.report.tables import build_table, render_csv, render_markdown
 
 
 def test_an_nmi_that_moves_with_the_kmeans_seed_is_marked_with_its_spread(tmp_path):
@@ -18,20 +18,20 @@ def test_an_nmi_that_moves_with_the_kmeans_seed_is_marked_with_its_spread(tmp_pa
         kmeans = {"seeds": 20, "first_seed": 0, "restarts": 10, "nmi_sd": sd}
         record = {"with_sc": scores, "without_sc": scores, "kmeans": kmeans}
         (tmp_path / f"{method}.json").write_text(json.dumps(record))
-    columns, rows = build_rows("d", ["vanilla", "dscl_last"], tmp_path, (1,))
-    md = render_markdown("d", columns, rows)
+    table = build_table("d", ["vanilla", "dscl_last"], tmp_path, (1,))
+    md = render_markdown("d", table, (1,))
     marked = [line for line in md.splitlines() if "k-means sd" in line and line.startswith("|")]
     assert marked == [
         "| Vanilla backbone (with SC) | measured | — | 50.00 (k-means sd 3.50) | 60.00 | 10.00 | 20.00 |"
     ]
     assert "may move by more than 0.5 points with the seeds" in md
     assert "NMI: the mean over k-means seeds" in md
-    csv = render_csv(columns, rows).splitlines()
+    csv = render_csv(table, (1,)).splitlines()
     assert csv[0].endswith(",nmi k-means sd")
     assert csv[1] == "Vanilla backbone (with SC),measured,—,50.0,60.0,10.0,20.0,3.5"
     assert csv[2] == "Vanilla backbone (without SC),measured,—,50.0,60.0,10.0,20.0,1.1"  # listed, not marked
-    columns, rows = build_rows("d", ["dscl_last"], tmp_path, (1,))
-    assert "k-means sd" not in render_markdown("d", columns, rows)  # nothing moved: no mark
+    table = build_table("d", ["dscl_last"], tmp_path, (1,))
+    assert "k-means sd" not in render_markdown("d", table, (1,))  # nothing moved: no mark
 
 
 def test_one_kmeans_seed_gives_no_spread_and_no_note(tmp_path):
@@ -40,6 +40,6 @@ def test_one_kmeans_seed_gives_no_spread_and_no_note(tmp_path):
     (tmp_path / "vanilla.json").write_text(
         json.dumps({"with_sc": scores, "without_sc": scores, "kmeans": kmeans})
     )
-    columns, rows = build_rows("d", ["vanilla"], tmp_path, (1,))
-    assert "k-means" not in render_markdown("d", columns, rows)
-    assert "k-means" not in render_csv(columns, rows)
+    table = build_table("d", ["vanilla"], tmp_path, (1,))
+    assert "k-means" not in render_markdown("d", table, (1,))
+    assert "k-means" not in render_csv(table, (1,))
