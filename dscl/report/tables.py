@@ -8,7 +8,7 @@ Each table is a pandas DataFrame (:func:`build_table`, :func:`build_comparison`:
 per method and variant, a column per figure and per spread or bound), from which the CSV
 is written by pandas. The Markdown rows are joined here rather than by
 ``DataFrame.to_markdown``: tabulate pads every column to its widest cell, and a cell
-here combines a figure, its spread and its interval.""""""
+here combines a figure, its spread and its interval."""
 
 from __future__ import annotations
 
