@@ -7,21 +7,20 @@ the test classes (the report's bootstrap, the same class resamples for every row
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from dscl.bootstrap import class_resamples, interval, resampled_scores
 from dscl.config import Config
 from dscl.embedding import embed_test
 from dscl.evaluation import evaluate_test
-from dscl.report.tables import METHOD_NAMES, RETRIEVAL, metric_label, table_head
+from dscl.report.tables import METHOD_NAMES, VARIANTS, metric_columns, metric_label, table_head
 
-__all__ = ["render_ablation", "run_ablation"]
+__all__ = ["ablation_table", "render_ablation", "run_ablation"]
 
 
 def run_ablation(
@@ -106,28 +105,38 @@ def run_ablation(
     return results
 
 
+def ablation_table(results: list[dict], ks: tuple[int, ...]) -> pd.DataFrame:
+    """The ablation (:func:`run_ablation`'s results) as a DataFrame: one row per method,
+    d and variant (without SC first), columns ``method``, ``dim``, ``variant``, ``steps``
+    and, per figure ``c``, ``"c mean"`` (percent) and ``"c low"``, ``"c high"`` (its
+    interval over the test classes, percent, unrounded: the CSV rounds them to 0.01)."""
+    columns = metric_columns(ks)
+    records = []
+    for r in results:
+        for variant in ("without_sc", "with_sc"):
+            row = {"method": r["method"], "dim": r["dim"], "variant": variant}
+            row["steps"] = ", ".join(map(str, r["steps"]))
+            for c in columns:
+                iv = r["intervals"][variant][c]
+                row |= {f"{c} mean": r["scores"][variant][c]}
+                row |= {f"{c} low": 100 * iv.low, f"{c} high": 100 * iv.high}
+            records.append(row)
+    head = ["method", "dim", "variant", "steps"] + [
+        f"{c} {x}" for c in columns for x in ("mean", "low", "high")
+    ]
+    return pd.DataFrame(records, columns=head, dtype=object)
+
+
 def render_ablation(dataset: str, results: list[dict], ks: tuple[int, ...]) -> tuple[str, str]:
     """The ablation's Markdown and CSV tables (without SC and with SC rows)."""
-    columns = ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
+    columns = metric_columns(ks)
+    table = ablation_table(results, ks)
     head = ["Method", "d", "Variant", "Steps"] + [metric_label(c) for c in columns]
     md = table_head(f"{dataset}: the embedding dimension d (%)", head)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        ["method", "dim", "variant", "steps"] + [f"{c} {x}" for c in columns for x in ("mean", "low", "high")]
-    )
-    for r in results:
-        for variant, vname in (("without_sc", "without SC"), ("with_sc", "with SC")):
-            cells, row = [], []
-            for c in columns:
-                v, iv = r["scores"][variant][c], r["intervals"][variant][c]
-                cells.append(f"{v:.2f} [{100 * iv.low:.1f}, {100 * iv.high:.1f}]")
-                row += [v, round(100 * iv.low, 2), round(100 * iv.high, 2)]
-            steps = ", ".join(map(str, r["steps"]))
-            md.append(
-                "| " + " | ".join([METHOD_NAMES[r["method"]], str(r["dim"]), vname, steps, *cells]) + " |"
-            )
-            writer.writerow([r["method"], r["dim"], variant, steps, *row])
+    for row in table.to_dict("records"):
+        cells = [f"{row[f'{c} mean']:.2f} [{row[f'{c} low']:.1f}, {row[f'{c} high']:.1f}]" for c in columns]
+        names = [METHOD_NAMES[row["method"]], str(row["dim"]), VARIANTS[row["variant"]], row["steps"]]
+        md.append("| " + " | ".join([*names, *cells]) + " |")
     if not results:
         md.append("| (no method listed in `ablation." + dataset + ".methods`) |" + " |" * (len(head) - 1))
     md += [
@@ -138,4 +147,6 @@ def render_ablation(dataset: str, results: list[dict], ks: tuple[int, ...]) -> t
         "seed's) and the 95% interval over the test classes (report.bootstrap). The "
         "paper's setting is d = the number of training classes.",
     ]
-    return "\n".join(md) + "\n", buf.getvalue()
+    bounds = [f"{c} {end}" for c in columns for end in ("low", "high")]
+    rounded = table.assign(**{b: [round(v, 2) for v in table[b]] for b in bounds})
+    return "\n".join(md) + "\n", rounded.to_csv(index=False, lineterminator="\n")
