@@ -72,3 +72,14 @@ def test_seeds_and_restarts_are_at_least_one():
         evaluate_test(x, y, (1,), seeds=0, **OPTIONS)
     with pytest.raises(ValueError, match=">= 1"):
         evaluate_test(x, y, (1,), restarts=0, **OPTIONS)
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_the_seeds_in_one_batch_keep_what_kmeans_keeps_for_each(backend):
+    from dscl.evaluation import best_partitions
+    from dscl.kmeans import kmeans
+
+    x, _ = blobs(1.5, seed=4)
+    got = best_partitions(x, 5, [7, 8, 9], 4, 50, backend)
+    want = np.stack([kmeans(x, 5, seed=s, niter=50, nredo=4, backend=backend) for s in (7, 8, 9)])
+    np.testing.assert_array_equal(got, want)
