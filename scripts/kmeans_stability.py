@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dscl import layout
 from dscl.evaluation import best_partitions
-from dscl.kmeans import NITER, kmeans
+from dscl.kmeans import NITER
 from dscl.metrics import l2_normalize, nmi
 from dscl.spectral import spectral_embedding
 
