@@ -167,8 +167,11 @@ def test_train_embed_evaluate_report_every_method(workdir):
         assert steps[0] == 0 and summary["selected_step"] in steps
         evaluate_digits(method)
         metrics = json.loads((root / f"reports/metrics/digits/{method}.json").read_text())
-        assert set(metrics) == {"with_sc", "without_sc", "environment"}
+        assert set(metrics) == {"with_sc", "without_sc", "kmeans", "environment"}
         assert set(metrics["environment"]) == {"train", "embed", "evaluate"}  # where each step ran
+        kmeans = metrics["kmeans"]  # the NMI: the mean over the k-means seeds it records
+        assert (kmeans["seeds"], kmeans["restarts"]) == (50, 10) and len(kmeans["nmi"][0]["with_sc"]) == 50
+        assert abs(np.mean(kmeans["nmi"][0]["without_sc"]) - metrics["without_sc"]["nmi"]) < 0.02
         assert set(metrics["with_sc"]) == {
             "nmi",
             "recall@1",
