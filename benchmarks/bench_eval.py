@@ -5,14 +5,14 @@ class, as the SOP test set); NMI, Recall@{1,10,100,1000}, MAP@R and R-Precision 
 exact neighbour search gives the last three), with and without spectral clustering,
 each step timed. Run: ``python benchmarks/bench_eval.py``.
 
-k-means is timed twice, side by side: the evaluation's (:func:`dscl.kmeans.kmeans`:
+k-means is timed twice, side by side: the evaluation's (:func:`dscl.evaluation.kmeans.kmeans`:
 k-means++ seeding and Lloyd's iterations to a fixed point, the best of ``--nredo`` runs,
 each of ``--seeds``: SOP's setting is one run, ``evaluate.kmeans_nredo.sop``) and, for
 comparison, the single faiss run from random centroids (20 iterations) that the
 evaluation used before; the NMI of each is printed, and its range over the seeds.
 
 ``--bootstrap B`` (default 1000) also times the report's 95% intervals: B resamples of the
-test classes from the per-query quantities of the one search above (dscl.bootstrap),
+test classes from the per-query quantities of the one search above (dscl.evaluation.bootstrap),
 printed beside the search's own time.
 """
 
@@ -25,10 +25,10 @@ import time
 import numpy as np
 import torch
 
-from dscl.bootstrap import class_resamples, interval, resampled_scores
-from dscl.kmeans import kmeans
-from dscl.metrics import l2_normalize, nmi, retrieval_details, scores_from_details
-from dscl.spectral import spectral_embedding
+from dscl.evaluation.bootstrap import class_resamples, interval, resampled_scores
+from dscl.evaluation.kmeans import kmeans
+from dscl.evaluation.metrics import l2_normalize, nmi, retrieval_details, scores_from_details
+from dscl.evaluation.spectral import spectral_embedding
 
 LABELS = {"map@r": "MAP@R", "r_precision": "RP"}
 

@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from dscl.loss import dscl_loss
 from dscl.objectives import OBJECTIVES, make_objective
+from dscl.objectives.dscl import dscl_loss
 
 
 def onehot_c(labels: torch.Tensor, dtype) -> torch.Tensor:

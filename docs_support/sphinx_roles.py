@@ -1,7 +1,7 @@
 """Griffe extension: the docstrings' Sphinx markup as mkdocstrings renders it.
 
 The library's docstrings use the numpy style with Sphinx roles (``:func:`dscl_loss```,
-``:mod:`dscl.bootstrap```) and citation blocks (``.. [1] Law, Urtasun, Zemel ...``), which
+``:mod:`dscl.evaluation.bootstrap```) and citation blocks (``.. [1] Law, Urtasun, Zemel ...``), which
 read well in ``help()`` and in an editor; mkdocstrings would print them as raw text. When
 the API pages are built, a role becomes a cross-reference (a link to the object's entry)
 where its name resolves to an object of the package (as written, or relative to the

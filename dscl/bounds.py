@@ -4,7 +4,7 @@
 :class:`Bound`; :func:`dscl.config.build` checks it when ``params.yaml`` is read (for a
 list, every item), so a value out of range fails in one line naming the key, the value
 and the range, before any stage does work. The library's own option classes
-(:class:`dscl.selection.SelectionRule`, :class:`dscl.training.optim.OptimizerConfig`)
+(:class:`dscl.evaluation.selection.SelectionRule`, :class:`dscl.training.optim.OptimizerConfig`)
 declare theirs the same way. Importing this module imports nothing else of the package.
 """
 

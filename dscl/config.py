@@ -12,7 +12,7 @@ every section and every entry present (those of the experiment's ``datasets`` an
 Why dataclasses and not pydantic: the schema is small, the converter below is 60 lines
 that turn YAML values into these types with an error naming the key, and it keeps the
 configuration importable without a dependency; the library's own option classes
-(:class:`dscl.selection.SelectionRule`, :class:`dscl.training.optim.OptimizerConfig`) are
+(:class:`dscl.evaluation.selection.SelectionRule`, :class:`dscl.training.optim.OptimizerConfig`) are
 dataclasses too and nest here unchanged. Importing this module imports no torch.
 
 Repetition in ``params.yaml`` is removed with YAML anchors and merge keys (``<<: *name``),
@@ -36,9 +36,9 @@ import yaml
 from dscl.backbones import get_backbone
 from dscl.bounds import bounded, check, violation
 from dscl.datasets import dataset_names, get_dataset
+from dscl.evaluation.selection import SelectionRule
 from dscl.methods import METHODS, Method
 from dscl.objectives import check_settings
-from dscl.selection import SelectionRule
 from dscl.training.optim import Optimizer, OptimizerConfig
 from dscl.training.sampling import ClassSampling
 
@@ -308,7 +308,7 @@ class NmiConfig:
 @dataclass(frozen=True)
 class KMeansConfig:
     """``evaluate.kmeans``: k = the number of test classes; each k-means keeps the lowest
-    objective of its runs seeded by k-means++ (:func:`dscl.kmeans.kmeans`): validation's
+    objective of its runs seeded by k-means++ (:func:`dscl.evaluation.kmeans.kmeans`): validation's
     ``evaluate.kmeans_nredo``, the test NMI's ``evaluate.nmi`` (:class:`NmiConfig`)."""
 
     niter: int = bounded(100, ge=1)
@@ -362,7 +362,7 @@ class GalleryConfig:
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    """``report.bootstrap``: the confidence intervals over test classes (dscl.bootstrap)."""
+    """``report.bootstrap``: the confidence intervals over test classes (dscl.evaluation.bootstrap)."""
 
     resamples: int = bounded(1000, ge=100)  # at least 100 for a 95% interval
     level: float = bounded(0.95, gt=0, lt=1)
@@ -382,7 +382,7 @@ class ReportConfig:
 @dataclass(frozen=True)
 class AblationConfig:
     """``ablation.<dataset>``: these last-layer methods retrained at each embedding
-    dimension of ``dims`` (:mod:`dscl.ablation`); ``seeds``: their training seeds (null:
+    dimension of ``dims`` (:mod:`dscl.experiments.ablation`); ``seeds``: their training seeds (null:
     each method's own). No methods: no ablation."""
 
     methods: tuple[str, ...]
@@ -490,7 +490,7 @@ class Config:
 
     def kmeans_options(self, dataset: str) -> dict:
         """``evaluate.kmeans`` and ``evaluate.kmeans_nredo.<dataset>`` as the keyword
-        arguments of :func:`dscl.metrics.evaluate_embedding`: validation during training
+        arguments of :func:`dscl.evaluation.metrics.evaluate_embedding`: validation during training
         (the test evaluation: :meth:`test_kmeans_options`)."""
         where = f"evaluate.kmeans_nredo.{dataset}"
         nredo = convert(entry(self.raw, "evaluate.kmeans_nredo", dataset), int, where)

@@ -52,9 +52,9 @@ restore
 fi
 
 if wanted 2; then
-echo "## 2. the sign of the DSCL gradient flipped (dscl/loss.py, Eq. 8)"
-sed -i 's/    return loss, -2.0 \* g  # Eq. (8)/    return loss, 2.0 * g  # Eq. (8)/' dscl/loss.py
-grep -q "return loss, 2.0 \* g" dscl/loss.py
+echo "## 2. the sign of the DSCL gradient flipped (dscl/objectives/dscl.py, Eq. 8)"
+sed -i 's/    return loss, -2.0 \* g  # Eq. (8)/    return loss, 2.0 * g  # Eq. (8)/' dscl/objectives/dscl.py
+grep -q "return loss, 2.0 \* g" dscl/objectives/dscl.py
 dvc repro -q > /dev/null
 gate
 restore

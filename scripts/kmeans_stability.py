@@ -8,7 +8,7 @@ seeds and backends (max - min, in points) and the largest range of all embedding
 
     python scripts/kmeans_stability.py --dataset digits --nredo 1 5 10 20 --seeds 0 1 2 3 4 5 6 7 8 9
 
-``--nmi-seeds S`` measures the evaluation's NMI instead (:mod:`dscl.evaluation`): the
+``--nmi-seeds S`` measures the evaluation's NMI instead (:mod:`dscl.evaluation.protocol`): the
 mean over the S k-means seeds ``s, s + 1, ..., s + S - 1`` that follow each first seed
 ``s`` of ``--seeds``, each keeping the lowest objective of ``nredo // S`` restarts; give
 first seeds whose runs do not overlap:
@@ -32,10 +32,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dscl import layout
-from dscl.evaluation import best_partitions
-from dscl.kmeans import NITER
-from dscl.metrics import l2_normalize, nmi
-from dscl.spectral import spectral_embedding
+from dscl.evaluation.kmeans import NITER
+from dscl.evaluation.metrics import l2_normalize, nmi
+from dscl.evaluation.protocol import best_partitions
+from dscl.evaluation.spectral import spectral_embedding
 
 
 def random_init_kmeans(x: np.ndarray, k: int, seed: int, nredo: int) -> np.ndarray:

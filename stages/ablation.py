@@ -1,5 +1,5 @@
 """Stage ablation@<dataset>: the listed last-layer methods retrained at each embedding
-dimension of ``ablation.<dataset>`` (:mod:`dscl.ablation`), with intervals."""
+dimension of ``ablation.<dataset>`` (:mod:`dscl.experiments.ablation`), with intervals."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import argparse
 from pathlib import Path
 
 from dscl import config
-from dscl.ablation import render_ablation, run_ablation
 from dscl.atomic import write_text
 from dscl.device import resolve_device
+from dscl.experiments.ablation import render_ablation, run_ablation
 from dscl.numerics import configure
 from stages.cli import run
 

@@ -16,7 +16,7 @@ import numpy as np
 from dscl import config, layout
 from dscl.atomic import atomic_dir, write_text
 from dscl.device import resolve_device
-from dscl.embedding import embed_test, load_model
+from dscl.inference.embedding import embed_test, load_model
 from dscl.numerics import configure, environment
 from stages.cli import run
 

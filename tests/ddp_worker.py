@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from tests.unit.test_training import dscl_step, make_batch, make_model
+from tests.unit.training.test_training import dscl_step, make_batch, make_model
 
 
 def step_worker(rank: int, world: int, store: str, out: str) -> None:

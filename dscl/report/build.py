@@ -9,10 +9,10 @@ import numpy as np
 
 from dscl import layout
 from dscl.atomic import write_text
-from dscl.bootstrap import class_resamples, interval, paired_difference, resampled_scores
 from dscl.config import BootstrapConfig, GalleryConfig, TsneConfig
+from dscl.evaluation.bootstrap import class_resamples, interval, paired_difference, resampled_scores
+from dscl.evaluation.metrics import l2_normalize
 from dscl.methods import METHODS
-from dscl.metrics import l2_normalize
 from dscl.report.gallery import Tile, choose_queries, draw_gallery, neighbours, retrieval_rows, worst_queries
 from dscl.report.plots import plot_methods, plot_tsne
 from dscl.report.tables import (
@@ -116,13 +116,13 @@ def bootstrap_methods(
     methods: list[str], evaluation: Path, labels: np.ndarray, ks: tuple[int, ...], cfg: BootstrapConfig
 ) -> tuple[dict, dict]:
     """Intervals of every method's figures and of DSCL minus each baseline, from one set
-    of class resamples shared by all methods (:mod:`dscl.bootstrap`).
+    of class resamples shared by all methods (:mod:`dscl.evaluation.bootstrap`).
 
     Returns
     -------
     ``(intervals, differences)``: ``intervals[method][variant][metric]`` and
     ``differences[(dscl method, baseline)][variant][metric]``, each a
-    :class:`dscl.bootstrap.Interval` of fractions.
+    :class:`dscl.evaluation.bootstrap.Interval` of fractions.
     """
     weights = class_resamples(labels, cfg.resamples, cfg.seed)
     resampled: dict = {}

@@ -112,7 +112,7 @@ def draw_gallery(
 def neighbours(embeddings: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(distances, ids)`` (q, k) of the ``k`` nearest rows of ``embeddings`` to each
     query row (indices into ``embeddings``), the query itself excluded (exact search)."""
-    from dscl.inference import search
+    from dscl.inference.model import search
 
     x = np.asarray(embeddings, dtype=np.float32)
     q = np.asarray(queries, dtype=np.int64)

@@ -11,7 +11,7 @@ import numpy as np
 
 from dscl.atomic import atomic_path
 from dscl.config import TsneConfig
-from dscl.metrics import l2_normalize
+from dscl.evaluation.metrics import l2_normalize
 from dscl.report.tables import METHOD_NAMES, VARIANTS, metric_label
 
 __all__ = ["class_colors", "class_markers", "plot_methods", "plot_tsne"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from dscl.methods import METHODS
-from dscl.paper_results import reported
+from dscl.report.paper import reported
 
 __all__ = [
     "COUNTERPART",
@@ -45,7 +45,7 @@ RETRIEVAL = ("map@r", "r_precision")  # Musgrave et al. 2020; the paper has no s
 LABELS = {"nmi": "NMI", "map@r": "MAP@R", "r_precision": "RP"}
 
 
-# The NMI is the mean over evaluate.nmi's k-means seeds (dscl.evaluation); where that
+# The NMI is the mean over evaluate.nmi's k-means seeds (dscl.evaluation.protocol); where that
 # mean may move by more than this (points) with the seeds (twice its standard error), the
 # cell is marked with the standard deviation of one k-means' NMI.
 NMI_STEADY = 0.5
@@ -90,7 +90,7 @@ def build_table(
     :func:`selected_step`), then per figure ``c`` of :func:`metric_columns` ``c`` (percent),
     ``"c std"`` (the standard deviation over training seeds of a measured row with
     several), ``"c low"`` and ``"c high"`` (its 95% interval over the test classes, from
-    ``intervals``: method -> variant -> figure -> :class:`dscl.bootstrap.Interval` of
+    ``intervals``: method -> variant -> figure -> :class:`dscl.evaluation.bootstrap.Interval` of
     fractions), and ``"nmi k-means sd"`` and ``"k-means seeds"``: the standard deviation
     of its NMI over the k-means seeds the NMI averages, and their number (the metrics
     file's ``kmeans``). Absent values are None (the cells stay Python objects, so the CSV
@@ -244,7 +244,7 @@ def build_comparison(
     ``baseline``, ``variant``, then per figure ``c`` of :func:`metric_columns` ``"c diff"``
     (the difference of the table's figures, percent) and ``"c low"``, ``"c high"``,
     ``"c holds"`` (1 where the interval excludes 0): the paired bootstrap difference, from
-    ``differences[(ours, baseline)][variant][c]`` (:class:`dscl.bootstrap.Interval`; None
+    ``differences[(ours, baseline)][variant][c]`` (:class:`dscl.evaluation.bootstrap.Interval`; None
     where absent)."""
     columns = metric_columns(ks)
     records = []

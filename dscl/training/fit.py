@@ -23,7 +23,6 @@ from torch import nn
 from dscl import layout
 from dscl.atomic import atomic_dir, save_torch, write_text
 from dscl.backbones import build_backbone
-from dscl.checkpoint import Checkpointer, code_digest, files_digest
 from dscl.config import (
     CommonConfig,
     DatasetTrainConfig,
@@ -33,12 +32,13 @@ from dscl.config import (
     ParamsError,
 )
 from dscl.datasets import read_split
+from dscl.evaluation.metrics import l2_normalize
+from dscl.evaluation.selection import EarlyStopping, carve_validation, validation_scores
 from dscl.images import ImageDataset, embed_dataset, make_decoder, transform_for
 from dscl.methods import Method
-from dscl.metrics import l2_normalize
 from dscl.numerics import environment
 from dscl.objectives import make_objective
-from dscl.selection import EarlyStopping, carve_validation, validation_scores
+from dscl.training.checkpoint import Checkpointer, code_digest, files_digest
 from dscl.training.distributed import rank_and_world
 from dscl.training.guard import NonFiniteError
 from dscl.training.log import LiveLog, NoLog
@@ -101,7 +101,7 @@ def train_method(
     device : torch.device
     kmeans : dict, optional
         The k-means options of the validation's NMI (the keyword arguments of
-        :func:`dscl.metrics.evaluate_embedding`; the evaluation's own, ``seed`` aside).
+        :func:`dscl.evaluation.metrics.evaluate_embedding`; the evaluation's own, ``seed`` aside).
 
     Returns
     -------

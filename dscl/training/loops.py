@@ -1,8 +1,8 @@
 """The training loops: the last layer on cached features, and all layers on images.
 
 The loops know nothing of files or DVC: they take data and callbacks (``log`` receives
-``(step, {name: value})``; a :class:`dscl.checkpoint.Checkpointer` makes them resumable;
-an :class:`dscl.selection.EarlyStopping` validates and keeps the best state).
+``(step, {name: value})``; a :class:`dscl.training.checkpoint.Checkpointer` makes them resumable;
+an :class:`dscl.evaluation.selection.EarlyStopping` validates and keeps the best state).
 
 References
 ----------
@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dscl.checkpoint import Checkpointer
+from dscl.evaluation.selection import EarlyStopping
 from dscl.objectives import Objective
-from dscl.selection import EarlyStopping
+from dscl.training.checkpoint import Checkpointer
 from dscl.training.distributed import data_parallel, rank_and_world
 from dscl.training.guard import DivergedError, NonFiniteError, check_finite
 from dscl.training.model import EmbeddingNet

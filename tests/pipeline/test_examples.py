@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from dscl import command
+from dscl.inference import command
 from tests.archives import make_image_folder
 from tests.conftest import REPO
 from tests.stages.test_command import photo_model

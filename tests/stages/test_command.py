@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from dscl.datasets import read_split
-from dscl.inference import TrainedModel, search
+from dscl.inference.model import TrainedModel, search
 from dscl.training.fit import MODEL_FORMAT
 from stages import embed, train
 from tests.archives import make_image_folder
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 def dscl(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dscl.command", *map(str, args)],
+        [sys.executable, "-m", "dscl.inference.command", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -59,7 +59,7 @@ def digits(tmp_path_factory):
 
 def test_the_entry_point_is_declared():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["dscl"] == "dscl.command:main"
+    assert scripts["dscl"] == "dscl.inference.command:main"
     assert dscl("--help").returncode == 0
     for command in ("info", "embed", "search", "cluster"):
         out = dscl(command, "--help")

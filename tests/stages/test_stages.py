@@ -429,7 +429,7 @@ def test_an_interrupted_multi_seed_run_keeps_its_finished_seeds(workdir, monkeyp
 def test_a_model_file_is_data_not_code(workdir, tmp_path):
     """The embed stage reads models with weights_only=True: a file carrying a pickled
     object is refused with a clear message, and so is a model of another format."""
-    from dscl.embedding import ModelFileError, load_model
+    from dscl.inference.embedding import ModelFileError, load_model
 
     class Payload:
         def __reduce__(self):

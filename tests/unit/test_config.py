@@ -227,8 +227,8 @@ def test_literal_choices_match_the_library():
     import typing
 
     from dscl.device import DEVICES
+    from dscl.evaluation.kmeans import KMEANS_BACKENDS
     from dscl.images import CROP_MODES
-    from dscl.kmeans import KMEANS_BACKENDS
 
     assert typing.get_args(config.Device) == DEVICES
     assert typing.get_args(config.CropMode) == CROP_MODES

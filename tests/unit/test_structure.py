@@ -45,6 +45,9 @@ BOOKKEEPING = {
     "dscl/__init__.py",
     "dscl/report/__init__.py",
     "dscl/training/__init__.py",
+    "dscl/evaluation/__init__.py",
+    "dscl/inference/__init__.py",
+    "dscl/experiments/__init__.py",
     "dscl/config.py",
     "dscl/registry.py",
     "dscl/atomic.py",
@@ -142,3 +145,19 @@ def test_no_stage_depends_on_code_it_does_not_run():
         deps = [d.rstrip("/") for d in body["deps"] if d.startswith(("dscl", "stages"))]
         extra = [d for d in deps if not any(f == d or f.startswith(d + "/") for f in code)]
         assert not extra, f"dvc.yaml: stage {name} depends on {extra}, which it does not import"
+
+
+def test_every_module_is_on_an_api_page():
+    """The API reference follows the packages: every public module of the library is
+    rendered on a page of docs/api/ (a private module, ``_name``, is not)."""
+    shown = set()
+    for page in (REPO / "docs" / "api").glob("*.md"):
+        shown |= {line[4:].strip() for line in page.read_text().splitlines() if line.startswith("::: ")}
+    modules = set()
+    for f in (REPO / "dscl").rglob("*.py"):
+        parts = f.relative_to(REPO).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if not any(p.startswith("_") for p in parts):
+            modules.add(".".join(parts))
+    assert modules - {"dscl"} <= shown, f"modules on no page of docs/api/: {sorted(modules - {'dscl'} - shown)}"

@@ -1,0 +1,367 @@
+"""A trained model as a library object: embed photographs, search a gallery, cluster.
+
+:class:`TrainedModel` loads a model file written by the train stage (``models/<dataset>-
+<method>/model.pt``, or fetched with ``dvc artifacts get``) with everything needed to use
+it on new images: the backbone (its pretrained weights where the model did not train
+it), the learned layer, the decoding of the images (resize, centre crop) and the
+l2-normalisation its objective measured. The file is data: it is read with
+``torch.load(..., weights_only=True)``, so a crafted file runs no code.
+
+Examples
+--------
+>>> model = TrainedModel.load("models/cub200_mini-dscl_e2e/model.pt")  # doctest: +SKIP
+>>> gallery = model.embed(["birds/a.jpg", "birds/b.jpg", "birds/c.jpg"])  # (3, d)
+>>> files = model.embed_files(["birds/"], skip_bad=True)  # .embeddings, .paths, .skipped
+>>> distances, ids = search(gallery, model.embed(["query.jpg"]), k=2)  # (1, 2) each
+>>> clusters = cluster(gallery, 2)  # Algorithm 2 of the paper, then k-means
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+from tqdm import tqdm
+
+from dscl.backbones import build_backbone, get_backbone
+from dscl.device import resolve_device
+from dscl.evaluation.metrics import l2_normalize
+from dscl.images import ImageTransform, transform_for
+from dscl.inference.embedding import ModelFileError, load_model, trained_network
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "EmbeddedFiles",
+    "ImageError",
+    "TrainedModel",
+    "cluster",
+    "describe",
+    "image_paths",
+    "input_shape",
+    "search",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class ImageError(ValueError):
+    """A file that is not a readable image (or a folder with none)."""
+
+
+def image_paths(sources: Iterable[str | Path]) -> list[Path]:
+    """The image files named by ``sources``: files, folders (their image files, recursively,
+    sorted) or CSV files of paths (the first column; a header ``path`` is skipped)."""
+    out: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = []
+            for folder, dirs, files in os.walk(source, followlinks=True):  # linked folders too
+                dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden ones left out
+                found += [
+                    Path(folder) / f
+                    for f in files
+                    if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
+                ]
+            found.sort()
+            if not found:
+                raise ImageError(f"{source} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            out += found
+        elif source.suffix.lower() == ".csv":
+            with open(source, newline="") as fh:
+                rows = [r[0] for r in csv.reader(fh) if r and r[0].strip()]
+            rows = rows[1:] if rows and rows[0].strip().lower() == "path" else rows
+            out += [Path(r) if Path(r).is_absolute() else source.parent / r for r in rows]
+        elif source.is_file():
+            out.append(source)
+        else:
+            raise ImageError(f"{source} does not exist")
+    if not out:
+        raise ImageError("no images given")
+    return out
+
+
+def input_shape(record: dict) -> tuple[int, int, int]:
+    """The images a model takes, (channels, height, width): its backbone's channels at
+    its crop; for the ``pixels`` backbone (digits), the images it was trained on, square
+    and grey (8 x 8: its feature is their 64 pixels)."""
+    spec = get_backbone(record["backbone"])
+    channels = len(spec.mean)
+    if spec.has_parameters:
+        return channels, int(record["crop"]), int(record["crop"])
+    side = math.isqrt(int(record["feature_dim"]))
+    return channels, side, side
+
+
+@dataclass(frozen=True)
+class EmbeddedFiles:
+    """What :meth:`TrainedModel.embed_files` gives: the embeddings (n, d) of ``paths``,
+    in that order, and the files left out as unreadable (``skip_bad``)."""
+
+    embeddings: np.ndarray
+    paths: list[Path]
+    skipped: list[Path]
+
+
+@dataclass
+class TrainedModel:
+    """A model of this project, ready to embed images.
+
+    Attributes
+    ----------
+    record : dict
+        What the train stage saved of it (dataset, method, step selected, ...).
+    network : nn.Module
+        uint8 images (m, c, h, w) -> embeddings (m, d).
+    transform : ImageTransform
+        Its decoding of a photograph (resize, centre crop).
+    device : torch.device
+    """
+
+    record: dict
+    network: nn.Module
+    transform: ImageTransform
+    device: torch.device
+
+    @classmethod
+    def load(
+        cls, path: str | Path, device: str = "auto", backbone_weights: str | None = None
+    ) -> TrainedModel:
+        """Load a model file; ``backbone_weights`` overrides the record's (``imagenet``, a
+        file) for the layers the model did not train. ModelFileError for a file that is not
+        one of this project's, or was written by an incompatible version."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"{path} does not exist")
+        record, state = load_model(path)
+        dev = resolve_device(device)
+        weights = backbone_weights or record.get("backbone_weights", "imagenet")
+        learns = record["learns"]
+        if learns == "all_layers":
+            network = trained_network(record, state)
+        else:
+            backbone = build_backbone(record["backbone"], weights)
+            if learns == "last_layer":
+                head = nn.Linear(record["feature_dim"], record["embedding_dim"])
+                head.load_state_dict(state)
+                network = nn.Sequential(backbone, head)
+            else:
+                network = backbone
+        network = network.to(dev).eval()
+        transform = transform_for(record["backbone"], record["resize"], record["crop"])
+        return cls(record, network, transform, dev)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The images it takes, (channels, height, width) (:func:`input_shape`)."""
+        return input_shape(self.record)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(
+            self.record["feature_dim"] if self.record["learns"] == "nothing" else self.record["embedding_dim"]
+        )
+
+    def _decode(self, path: Path) -> torch.Tensor:
+        try:
+            with Image.open(path) as img:
+                self._check_size(path, img)
+                img.load()
+                return self.transform(img, False, None)
+        except Image.DecompressionBombError as exc:
+            raise ImageError(f"{path} is too large to decode safely ({exc})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            if isinstance(exc, ImageError):
+                raise
+            raise ImageError(f"{path} is not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+    def _takes(self) -> str:
+        c, h, w = self.input_shape
+        what = "grey" if c == 1 else "colour"
+        if get_backbone(self.record["backbone"]).has_parameters:
+            return f"{what} images of any size (resized to {self.record['resize']}, centre crop {h})"
+        return (
+            f"{h} x {w} {what} images as it was trained on (its feature is their pixels: "
+            f"scikit-learn's digits, data/prepared/digits/images)"
+        )
+
+    def _check_size(self, path: Path, img: Image.Image) -> None:
+        """A model whose feature is the pixels takes images of its own size only."""
+        _, h, w = self.input_shape
+        if self.transform.resize is None and img.size != (w, h):
+            raise ImageError(f"{path} is {img.size[0]} x {img.size[1]}; this model takes {self._takes()}")
+
+    @torch.no_grad()
+    def embed(
+        self,
+        images: Sequence[str | Path] | np.ndarray | torch.Tensor,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Embeddings (n, d), float32, in the order of ``images``.
+
+        Parameters
+        ----------
+        images : paths (files, folders, CSV files of paths; see :func:`image_paths`; a
+            file that does not decode raises ImageError, :meth:`embed_files` can leave
+            it out), or decoded images: a uint8 array (n, h, w, c) or tensor (n, c, h, w)
+            of the model's :attr:`input_shape` (already resized and cropped as
+            :attr:`transform` does).
+        batch_size : int
+        progress : bool
+            A progress bar.
+        """
+        if not isinstance(images, np.ndarray | torch.Tensor):
+            return self.embed_files(images, batch_size, progress=progress).embeddings
+        x = torch.as_tensor(images)
+        c, h, w = self.input_shape
+        if x.ndim == 3 and c == 1:  # (n, h, w) grey
+            x = x[:, None]
+        if x.ndim == 4 and x.shape[-1] == c and x.shape[1] != c:
+            x = x.permute(0, 3, 1, 2)
+        if x.ndim != 4 or x.dtype != torch.uint8 or tuple(x.shape[1:]) != (c, h, w):
+            raise ImageError(
+                f"expected uint8 images (n, {h}, {w}, {c}) or (n, {c}, {h}, {w}) for this model, "
+                f"got {tuple(images.shape)} {images.dtype}"
+            )
+        return self._run(torch.split(x.contiguous(), batch_size), progress, len(x))
+
+    @torch.no_grad()
+    def embed_files(
+        self,
+        sources: Sequence[str | Path],
+        batch_size: int = 32,
+        skip_bad: bool = False,
+        progress: bool = False,
+    ) -> EmbeddedFiles:
+        """Embed the image files named by ``sources`` (files, folders, CSV files of paths:
+        :func:`image_paths`). ``skip_bad``: leave out files that do not decode, or that
+        this model cannot take, instead of raising ImageError; they are listed in the
+        result's ``skipped``, the embedded ones in ``paths`` (the rows' order)."""
+        paths = image_paths(sources)
+        kept: list[Path] = []
+        skipped: list[Path] = []
+
+        def batches() -> Iterable[torch.Tensor]:
+            """Decode and yield one batch at a time (the progress bar counts both)."""
+            for start in range(0, len(paths), batch_size):
+                tensors = []
+                for p in paths[start : start + batch_size]:
+                    try:
+                        tensors.append(self._decode(p))
+                        kept.append(p)
+                    except ImageError:
+                        if not skip_bad:
+                            raise
+                        skipped.append(p)
+                if tensors:
+                    yield torch.stack(tensors)
+
+        embeddings = self._run(batches(), progress, len(paths))
+        return EmbeddedFiles(embeddings, kept, skipped)
+
+    def _run(self, batches: Iterable[torch.Tensor], progress: bool, n: int) -> np.ndarray:
+        out = []
+        bar = tqdm(total=n, desc="embed", unit="image", disable=not progress)
+        try:
+            for x in batches:
+                out.append(self.network(x.to(self.device)).float().cpu())
+                bar.update(len(x))
+        except BaseException:
+            bar.leave = False  # the bar's line is cleared: an error message stands alone
+            raise
+        finally:
+            bar.close()
+        if not out:
+            raise ImageError("none of the images could be read")
+        emb = torch.cat(out)
+        if self.record.get("normalized"):  # its objective measured l2-normalised embeddings
+            emb = l2_normalize(emb)
+        return emb.numpy().astype(np.float32)
+
+    def describe(self) -> dict:
+        """What ``dscl info`` prints (:func:`describe`)."""
+        return describe(self.record)
+
+
+def describe(record: dict) -> dict:
+    """A model record in brief: dataset, method, step selected, sizes, backbone, input,
+    the validation scores stored with it."""
+    r = record
+    spec = get_backbone(r["backbone"])
+    learns = r["learns"]
+    return {
+        "dataset": r.get("dataset"),
+        "method": r.get("method"),
+        "learns": r["learns"],
+        "selected_step": r.get("selected_step"),
+        "iterations": r.get("iterations"),
+        "selected_on": r.get("selected_on"),
+        "embedding_dim": int(r["feature_dim"] if learns == "nothing" else r["embedding_dim"]),
+        "normalized": bool(r.get("normalized")),
+        "backbone": r["backbone"],
+        "backbone_weights": r.get("backbone_weights"),
+        "input": (
+            f"{spec.image_mode}, resized to {r['resize']}, centre crop {r['crop']}"
+            if spec.has_parameters
+            else "{}, {} x {} (the pixels are the feature)".format(spec.image_mode, *input_shape(r)[1:])
+        ),
+        "trained_classes": r.get("trained_classes"),
+        "validation_scores": r.get("selected_scores"),
+        "seed": r.get("seed", 0),
+    }
+
+
+def search(gallery: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool | np.ndarray = False):
+    """The ``k`` nearest gallery rows of each query (exact, squared Euclidean, faiss'
+    flat index as the evaluation uses). ``exclude_self``: True when the queries are the
+    gallery's own rows, in order; or the gallery row of each query (an integer array of
+    shape (q,)). Either way a query is not its own neighbour.
+
+    Returns
+    -------
+    ``(distances, ids)``, each (q, k): Euclidean distances (ascending) and gallery rows.
+    """
+    import faiss
+
+    g = np.ascontiguousarray(gallery, dtype=np.float32)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    own = np.arange(len(q)) if exclude_self is True else None
+    if exclude_self is not True and exclude_self is not False:
+        own = np.asarray(exclude_self, dtype=np.int64)
+        if own.shape != (len(q),):
+            raise ValueError(f"exclude_self must give one gallery row per query, got shape {own.shape}")
+    limit = len(g) - (0 if own is None else 1)
+    if not 1 <= k <= limit:
+        raise ValueError(f"k must be in [1, {limit}] (the gallery has {len(g)} images), got {k}")
+    if g.ndim != 2 or q.ndim != 2 or g.shape[1] != q.shape[1]:
+        raise ValueError(f"gallery (n, d) and queries (q, d) must share d, got {g.shape} and {q.shape}")
+    index = faiss.IndexFlatL2(g.shape[1])
+    index.add(g)
+    d2, ids = index.search(q, k + (0 if own is None else 1))
+    if own is not None:  # drop each query's own row (wherever ties put it)
+        keep = ids != own[:, None]
+        d2 = np.stack([row[m][:k] for row, m in zip(d2, keep)])
+        ids = np.stack([row[m][:k] for row, m in zip(ids, keep)])
+    return np.sqrt(np.clip(d2, 0, None)), ids
+
+
+def cluster(embeddings: np.ndarray, k: int, spectral: bool = True, seed: int = 0) -> np.ndarray:
+    """Cluster ids (n,) of ``embeddings`` into ``k`` groups: Algorithm 2 of the paper
+    (spectral: mean-centre, left singular vectors, l2-normalised rows) then k-means, or
+    k-means on the l2-normalised embeddings (``spectral=False``), as the evaluation does."""
+    from dscl.evaluation.kmeans import kmeans
+    from dscl.evaluation.spectral import spectral_embedding
+
+    x = np.asarray(embeddings, dtype=np.float32)
+    if not 1 <= k <= len(x):
+        raise ValueError(f"k must be in [1, {len(x)}] (the number of images), got {k}")
+    rep = spectral_embedding(x) if spectral else l2_normalize(x)
+    return np.asarray(kmeans(rep, k, seed=seed), dtype=np.int64)
