@@ -56,10 +56,10 @@ def main(argv=None) -> int:
     print(f"{'embedding':20} {'1 x 200':>9} {'50 x 10, batched':>17} {'50 x 10, per seed':>18}")
     for method in args.methods:
         folder = args.embeddings / args.dataset / method
-        if not (folder / "test_labels.npy").is_file():
+        if not layout.labels_file(folder).is_file():
             print(f"error: no embedding in {folder}: run the embed stage first", file=sys.stderr)
             return 2
-        x, y = np.load(layout.embedding_file(folder)), np.load(folder / "test_labels.npy")
+        x, y = np.load(layout.embedding_file(folder)), np.loadlayout.labels_file(folder)
         single = timed(evaluate_embedding, x, y, ks, kmeans_nredo=200)
         batched = timed(evaluate_test, x, y, ks, seeds=50, restarts=10)
         serial = timed(per_seed, x, y, ks)

@@ -11,13 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "FEATURE_VIEWS",
     "curves_dir",
     "details_files",
     "details_folder",
     "done_file",
     "embedding_file",
     "embedding_files",
+    "feature_file",
+    "info_file",
+    "labels_file",
     "live_dir",
+    "loss_curve",
     "model_file",
     "model_files",
     "run_name",
@@ -26,6 +31,26 @@ __all__ = [
 ]
 
 CURVES = Path("plots") / "metrics"  # DVCLive's folder of curves inside a live folder
+
+# the feature cache's arrays (data/features/<dataset>): the training images as they are and
+# mirrored, and the test images
+FEATURE_VIEWS = ("train", "train_mirrored", "test")
+
+
+def feature_file(folder: Path, view: str) -> Path:
+    """``<view>.npy`` of a feature cache: the pooled features (n, D), float32."""
+    return Path(folder) / f"{view}.npy"
+
+
+def labels_file(folder: Path, split: str = "test") -> Path:
+    """``<split>_labels.npy``: the labels of a feature cache's split, or of an embedding
+    folder's test images (int64, in the prepared table's order)."""
+    return Path(folder) / f"{split}_labels.npy"
+
+
+def info_file(folder: Path) -> Path:
+    """``info.json`` of a feature cache or an embedding folder: what made it."""
+    return Path(folder) / "info.json"
 
 
 def train_key(dataset: str, method: str) -> str:
@@ -75,6 +100,11 @@ def live_dir(live: Path, seed: int, first: bool) -> Path:
 def curves_dir(live: Path) -> Path:
     """The curves (``loss.tsv``, ``val/<variant>/<metric>.tsv``) inside a live folder."""
     return Path(live) / CURVES
+
+
+def loss_curve(curves: Path) -> Path:
+    """The training loss (``loss.tsv``) in a folder of curves (:func:`curves_dir`)."""
+    return Path(curves) / "loss.tsv"
 
 
 def embedding_file(folder: Path, name: str = "") -> Path:

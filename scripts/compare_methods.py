@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dscl import config
+from dscl import config, layout
 from dscl.report.build import bootstrap_methods
 from dscl.report.tables import METHOD_NAMES, VARIANTS
 
@@ -32,10 +32,10 @@ def main(argv=None) -> None:
     cfg = config.load()
     ks = tuple(cfg.recall_ks(args.dataset))
     embeddings = Path("data/embeddings") / args.dataset
-    missing = [m for m in args.methods if not (embeddings / m / "test_labels.npy").is_file()]
+    missing = [m for m in args.methods if not layout.labels_file(embeddings / m).is_file()]
     if missing:
         parser.error(f"not evaluated yet: {missing}; run `dvc repro evaluate@{args.dataset}-<method>` first")
-    labels = np.load(embeddings / args.methods[0] / "test_labels.npy")
+    labels = np.load(layout.labels_file(embeddings / args.methods[0]))
     try:
         intervals, differences = bootstrap_methods(
             args.methods, Path("data/evaluation") / args.dataset, labels, ks, cfg.report.bootstrap

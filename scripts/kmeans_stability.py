@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     root = args.embeddings / args.dataset
-    methods = args.methods or sorted(p.name for p in root.iterdir() if (p / "test.npy").is_file())
+    methods = args.methods or sorted(p.name for p in root.iterdir() if layout.embedding_file(p).is_file())
     if not methods:
         print(f"error: no embeddings under {root}: run the embed stages first", file=sys.stderr)
         return 2
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     print(f"{'embedding':34} {'variant':10} " + " ".join(f"nredo={r:<3}" for r in args.nredo))
     start = time.perf_counter()
     for method in methods:
-        labels = np.load(root / method / "test_labels.npy")
+        labels = np.load(layout.labels_file(root / method))
         k = int(np.unique(labels).size)
         for seed, path in layout.embedding_files(root / method):
             x = np.load(path)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dscl import config
+from dscl import config, layout
 from dscl.device import resolve_device
 from dscl.training.fit import train_method
 
@@ -55,7 +55,7 @@ def main(argv=None) -> None:
             )
     features = Path("data/features") / args.dataset
     prepared = Path("data/prepared") / args.dataset
-    if not (features / "test_labels.npy").is_file():
+    if not layout.labels_file(features).is_file():
         parser.error(f"{features} holds no features: run `dvc repro features@{args.dataset}` first")
     rule = cfg.common.selection
     print(f"{args.method} on {args.dataset}: validation {rule.metric} ({rule.variant}) at the selected step")

@@ -50,7 +50,7 @@ def main(argv=None) -> None:
             np.save(out, emb.astype(np.float32))
             records.append(record)
             dims.append(int(emb.shape[1]))
-        np.save(tmp / "test_labels.npy", np.load(args.features / "test_labels.npy"))
+        np.save(layout.labels_file(tmp), np.load(layout.labels_file(args.features)))
         info = {
             k: records[0].get(k)
             for k in ("method", "embedding_dim", "iterations", "selected_on", "selected_step", "normalized")
@@ -61,7 +61,7 @@ def main(argv=None) -> None:
         if len(records) > 1:  # each seed's run and the step it selected
             info["seeds"] = [r.get("seed") for r in records]
             info["selected_steps"] = [r.get("selected_step") for r in records]
-        write_text(tmp / "info.json", json.dumps(info, indent=2) + "\n")
+        write_text(layout.info_file(tmp), json.dumps(info, indent=2) + "\n")
     print(f"embed@{args.dataset}: {len(runs)} run(s), d = {dims[0]} -> {args.out}")
 
 

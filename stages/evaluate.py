@@ -28,7 +28,7 @@ def main(argv=None) -> None:
     cfg = config.load()
     configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     ks = cfg.recall_ks(args.dataset)
-    labels = np.load(args.embeddings / "test_labels.npy")
+    labels = np.load(layout.labels_file(args.embeddings))
     runs = layout.embedding_files(args.embeddings)
     options = cfg.test_kmeans_options(args.dataset)
     evaluated = [evaluate_test(np.load(path), labels, ks=ks, **options) for _, path in runs]
@@ -40,7 +40,7 @@ def main(argv=None) -> None:
             for variant, arrays in details.items():
                 for name, values in arrays.items():
                     np.save(folder / f"{variant}.{name}.npy", values)
-    info_file = args.embeddings / "info.json"
+    info_file = layout.info_file(args.embeddings)
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     out = summarize_runs(results, info.get("seeds") or [seed for seed, _ in runs])
     nmis = [nmis for _, _, nmis in evaluated]

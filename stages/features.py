@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dscl import config
+from dscl import config, layout
 from dscl.atomic import atomic_dir, write_text
 from dscl.backbones import build_backbone
 from dscl.datasets import read_split
@@ -53,11 +53,11 @@ def main(argv=None) -> None:
                 f"features {args.dataset}/{name}",
                 decode=image.decode,
             )
-            np.save(tmp / f"{name}.npy", feats.astype(np.float32))
-        np.save(tmp / "train_labels.npy", train.labels)
-        np.save(tmp / "test_labels.npy", test.labels)
+            np.save(layout.feature_file(tmp, name), feats.astype(np.float32))
+        np.save(layout.labels_file(tmp, "train"), train.labels)
+        np.save(layout.labels_file(tmp, "test"), test.labels)
         write_text(
-            tmp / "info.json",
+            layout.info_file(tmp),
             json.dumps(
                 {
                     "backbone": feat.backbone,

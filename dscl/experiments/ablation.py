@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dscl import layout
 from dscl.config import Config
 from dscl.evaluation.bootstrap import class_resamples, interval, resampled_scores
 from dscl.evaluation.protocol import evaluate_test
@@ -41,7 +42,7 @@ def run_ablation(
 
     ks = cfg.recall_ks(dataset)
     boot = cfg.report.bootstrap
-    labels = np.load(features / "test_labels.npy")
+    labels = np.load(layout.labels_file(features))
     weights = class_resamples(labels, boot.resamples, boot.seed)
     results = []
     for name in methods:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dscl import layout
 from dscl.backbones import build_backbone
 from dscl.config import FeatureConfig, ImageConfig
 from dscl.datasets import read_split
@@ -120,17 +121,17 @@ def embed_test(
     the test images through the network (``all_layers``); l2-normalised where the
     objective measured l2-normalised embeddings."""
     if record["learns"] == "nothing":  # vanilla: the pretrained feature itself
-        emb = np.load(features / "test.npy")
+        emb = np.load(layout.feature_file(features, "test"))
     elif record["learns"] == "last_layer":  # the learned layer over the cached features
         head = nn.Linear(record["feature_dim"], record["embedding_dim"])
         head.load_state_dict(state)
-        feats = torch.from_numpy(np.load(features / "test.npy"))
+        feats = torch.from_numpy(np.load(layout.feature_file(features, "test")))
         with torch.no_grad():
             emb = torch.cat([head(c) for c in torch.split(feats, batch_size)]).numpy()
     else:  # all layers were trained: run the test images through the network
         net = trained_network(record, state)
         split = read_split(prepared, "test")
-        if not np.array_equal(split.labels, np.load(features / "test_labels.npy")):
+        if not np.array_equal(split.labels, np.load(layout.labels_file(features))):
             raise RuntimeError("the prepared test table and the cached features disagree: re-run features")
         if feat.backbone != record["backbone"]:
             raise RuntimeError(

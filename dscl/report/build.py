@@ -190,7 +190,7 @@ def write_report(
         The prepared dataset and its test-time decoding: with them, the retrieval
         galleries (``retrieval_<method>.png``, ``retrieval.png``) and t-SNE thumbnails.
     """
-    labels = np.load(embeddings / methods[0] / "test_labels.npy")
+    labels = np.load(layout.labels_file(embeddings / methods[0]))
     intervals, differences = bootstrap_methods(methods, evaluation, labels, ks, bootstrap)
     frame = build_table(dataset, methods, metrics, ks, embeddings, intervals)
     write_text(table.with_suffix(".md"), render_markdown(dataset, frame, ks))
@@ -205,7 +205,7 @@ def write_report(
         src = embeddings / method
         plot_tsne(
             np.load(layout.embedding_file(src)),
-            np.load(src / "test_labels.npy"),
+            np.load(layout.labels_file(src)),
             f"{dataset}: {METHOD_NAMES[method]} (test, t-SNE)",
             plots / f"tsne_{method}.png",
             tsne,

@@ -39,7 +39,7 @@ def gather(train_dir: Path, dataset: str, methods: list[str], metric: str, varia
         logs = layout.curves_dir(train_dir / layout.train_key(dataset, method))
         if not logs.is_dir():
             raise FileNotFoundError(f"{logs} not found: run the stage train@{dataset}-{method} first")
-        loss = logs / "loss.tsv"  # none for a method that learns nothing
+        loss = layout.loss_curve(logs)  # none for a method that learns nothing
         rows = read_curve(loss, "loss") if loss.is_file() else []
         if rows:  # the objectives differ in scale: each loss relative to its first value
             first = float(rows[0][1])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dscl import layout
 from dscl.methods import METHODS
 from dscl.report.paper import reported
 
@@ -99,7 +100,7 @@ def build_table(
     records = []
     for method in methods:
         measured = json.loads((metrics_dir / f"{method}.json").read_text())
-        info_file = None if embeddings_dir is None else embeddings_dir / method / "info.json"
+        info_file = None if embeddings_dir is None else layout.info_file(embeddings_dir / method)
         info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else None
         step = selected_step(info)
         for variant, vname in VARIANTS.items():

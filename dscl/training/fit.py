@@ -141,8 +141,8 @@ def train_method(
         ).encode()
     ).hexdigest()
 
-    info = json.loads((features / "info.json").read_text())
-    train_labels = np.load(features / "train_labels.npy")
+    info = json.loads(layout.info_file(features).read_text())
+    train_labels = np.load(layout.labels_file(features, "train"))
     # -- validation classes, carved from the training classes (checked before any output) --
     if rule.split == "validation":
         try:
@@ -152,7 +152,7 @@ def train_method(
         val_labels = train_labels[val_idx]
     else:
         candidates, val_idx = np.arange(len(train_labels)), None
-        val_labels = np.load(features / "test_labels.npy") if rule.split == "test" else None
+        val_labels = np.load(layout.labels_file(features, "test")) if rule.split == "test" else None
     try:
         pool, classes_per_batch = training_pool(
             train_labels, candidates, data.class_subsample, data.class_sampling, common.seed
@@ -186,7 +186,7 @@ def train_method(
     def cached(name: str) -> np.ndarray:
         """The validation rows of a cached feature array (centre crops)."""
         if rule.split == "test":
-            return np.load(features / "test.npy")
+            return np.load(layout.feature_file(features, "test"))
         return np.load(features / f"{name}.npy")[val_idx]
 
     def scores_of(emb: np.ndarray) -> dict:
@@ -205,7 +205,11 @@ def train_method(
     def train_head(seed: int, checkpointer: Checkpointer, log, objective) -> tuple[nn.Module, EarlyStopping]:
         """The last layer, on the cached features."""
         head = EmbeddingNet.build(nn.Identity(), info["feature_dim"], dim, seed=seed).head
-        mirrored = torch.from_numpy(np.load(features / "train_mirrored.npy")) if data.mirror else None
+        mirrored = (
+            torch.from_numpy(np.load(layout.feature_file(features, "train_mirrored")))
+            if data.mirror
+            else None
+        )
         validate = None
         if val_labels is not None:
             val_feats = torch.from_numpy(cached("train"))
@@ -217,7 +221,7 @@ def train_method(
         w0 = float(head.weight.detach().norm())
         head = train_last_layer(
             head,
-            torch.from_numpy(np.load(features / "train.npy")),
+            torch.from_numpy(np.load(layout.feature_file(features, "train"))),
             torch.from_numpy(train_labels),
             pool,
             objective=objective,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dscl.atomic import write_text
-from dscl.layout import curves_dir
+from dscl.layout import curves_dir, loss_curve
 
 __all__ = ["LiveLog", "NoLog", "truncate_curves"]
 
@@ -37,7 +37,7 @@ class LiveLog:
 
     def close(self) -> None:
         self.live.end()
-        curve = Path(self.live.plots_dir) / "metrics" / "loss.tsv"
+        curve = loss_curve(curves_dir(self.live.dir))
         if not curve.exists():  # nothing was learned (vanilla): an empty curve
             write_text(curve, "step\tloss\n")
 

@@ -160,4 +160,6 @@ def test_every_module_is_on_an_api_page():
             parts = parts[:-1]
         if not any(p.startswith("_") for p in parts):
             modules.add(".".join(parts))
-    assert modules - {"dscl"} <= shown, f"modules on no page of docs/api/: {sorted(modules - {'dscl'} - shown)}"
+    assert modules - {"dscl"} <= shown, (
+        f"modules on no page of docs/api/: {sorted(modules - {'dscl'} - shown)}"
+    )
