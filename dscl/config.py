@@ -35,6 +35,7 @@ import yaml
 
 from dscl.backbones import get_backbone
 from dscl.bounds import bounded, check, violation
+from dscl.choices import CropMode, Decoder, Device, KMeansBackend
 from dscl.datasets import dataset_names, get_dataset
 from dscl.evaluation.selection import SelectionRule
 from dscl.methods import METHODS, Method
@@ -74,9 +75,6 @@ __all__ = [
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
-Device = Literal["auto", "cpu", "cuda"]
-CropMode = Literal["center", "random"]
-KMeansBackend = Literal["auto", "faiss", "torch"]  # auto: faiss, or torch on a GPU without faiss-gpu
 
 
 class ParamsError(ValueError):
@@ -88,9 +86,9 @@ class ParamsError(ValueError):
 # --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PrepareConfig:
+    datasets: dict  # per dataset: its own options ({} if none), read by Config.dataset_options
     root: str = "data/raw"  # downloads and extracted archives
     verify_checksum: bool = True  # false only for local test archives
-    datasets: dict = field(default_factory=dict)  # per dataset: its own options ({} if none)
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ class ImageConfig:
     num_workers: int = bounded(2, ge=0)
     amp: bool = False  # bfloat16 autocast on CUDA (false: float32, the default)
     device: Device = "auto"
-    decode: Literal["auto", "cpu", "gpu"] = "auto"  # auto: JPEGs decoded on the GPU on CUDA (dscl.images)
+    decode: Decoder = "auto"  # auto: JPEGs decoded on the GPU on CUDA (dscl.images)
 
 
 @dataclass(frozen=True)
@@ -178,15 +176,16 @@ class CommonConfig:
 
 @dataclass(frozen=True)
 class DatasetTrainConfig:
-    """``train.datasets.<dataset>``: what every method shares on a dataset."""
+    """``train.datasets.<dataset>``: what every method shares on a dataset. The defaults
+    are the paper's recipe (params.yaml's cub200 and cars196 entries write them out)."""
 
+    validation_classes: int = bounded(ge=0)  # carved from the training classes (seeded); no default
     embedding_dim: int | None = bounded(None, ge=1)  # null: the number of training classes (the paper)
     class_subsample: int | None = bounded(
         None, ge=2
     )  # batches drawn among this many random classes (SOP: 512)
     class_sampling: ClassSampling = "per_batch"  # per_batch: new classes every batch; once: fixed
     mirror: bool = True  # random horizontal mirroring of training images
-    validation_classes: int = bounded(0, ge=0)  # carved from the training classes (seeded)
 
     def __post_init__(self):
         check(self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-DEVICES = ("auto", "cpu", "cuda")
+from dscl.choices import DEVICES
 
 
 def resolve_device(name: str = "auto") -> torch.device:

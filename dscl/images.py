@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from dscl.choices import CROP_MODES, DECODERS
 from dscl.datasets.prepared import Split
 
 __all__ = [
@@ -47,9 +48,6 @@ __all__ = [
     "to_8bit",
     "transform_for",
 ]
-
-CROP_MODES = ("center", "random")
-DECODERS = ("auto", "cpu", "gpu")  # features.image.decode
 
 
 def to_8bit(img: Image.Image) -> Image.Image:

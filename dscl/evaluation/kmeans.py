@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from dscl._arrays import as_float_matrix, to_numpy32
+from dscl.choices import KMEANS_BACKENDS
 
 __all__ = ["KMEANS_BACKENDS", "NITER", "NREDO", "faiss_gpu_available", "kmeans", "objectives"]
 
-KMEANS_BACKENDS = ("auto", "faiss", "torch")
 
 # The defaults of params.yaml's evaluate.kmeans (the docs' "Reproducibility" page says
 # how they were chosen).

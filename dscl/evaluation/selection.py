@@ -105,7 +105,7 @@ class SelectionRule:
     metric: Metric = "recall@1"
     variant: Variant = "without_sc"
     patience: int | None = None
-    min_delta: float = 0.0
+    min_delta: float = 0.5  # points (params.yaml's, chosen on validation evidence)
 
     def __post_init__(self):
         for name, valid in (

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dscl.choices import MARGIN_TYPES
 from dscl.registry import Registry
 
 if TYPE_CHECKING:
@@ -114,10 +115,6 @@ def _facility(**settings) -> BatchLoss:
     return lambda f, y: facility_location_loss(F.normalize(f, dim=1), y, **settings)
 
 
-# the reference's margin types (dscl.objectives.facility.MARGIN_TYPES, repeated here so that checking
-# params.yaml imports no torch; a test keeps the two equal)
-FACILITY_MARGIN_TYPES = ("nmi", "ami", "ari", "vmeasure", "const")
-
 OBJECTIVES: Registry[ObjectiveSpec] = Registry("objective")
 OBJECTIVES.register("dscl", ObjectiveSpec(lambda: _dscl(), {}, False, _dscl_closed_form))
 OBJECTIVES.register("triplet", ObjectiveSpec(_pair_loss("triplet_semihard_loss"), {"margin": 0.2}, True))
@@ -135,7 +132,7 @@ OBJECTIVES.register(
         _facility,
         {"margin_multiplier": 1.0, "enable_pam_finetuning": True, "margin_type": "nmi"},
         True,
-        choices={"margin_type": FACILITY_MARGIN_TYPES},
+        choices={"margin_type": MARGIN_TYPES},
     ),
 )
 

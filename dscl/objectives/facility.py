@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dscl.choices import MARGIN_TYPES
+
 __all__ = [
     "MARGIN_TYPES",
     "PAM_SWEEPS",
@@ -58,7 +60,6 @@ __all__ = [
     "facility_medoids",
 ]
 
-MARGIN_TYPES = ("nmi", "ami", "ari", "vmeasure", "const")
 PAM_SWEEPS = 5  # the reference's pam_max_iter
 
 

@@ -222,17 +222,26 @@ def test_every_dataset_has_valid_settings_for_every_stage():
             cfg.method(method, dataset)
 
 
-def test_literal_choices_match_the_library():
-    """The configuration's choices are the names the library accepts."""
-    import typing
+def test_choices_are_listed_once_and_the_library_refuses_others():
+    """The schema's choices are dscl.choices' types, and the library checks its arguments
+    against the same names: an unknown one is refused with the list."""
+    import numpy as np
 
-    from dscl.device import DEVICES
-    from dscl.evaluation.kmeans import KMEANS_BACKENDS
-    from dscl.images import CROP_MODES
+    from dscl import choices
+    from dscl.device import resolve_device
+    from dscl.evaluation.kmeans import kmeans
+    from dscl.objectives import check_settings
 
-    assert typing.get_args(config.Device) == DEVICES
-    assert typing.get_args(config.CropMode) == CROP_MODES
-    assert typing.get_args(config.KMeansBackend) == KMEANS_BACKENDS
+    assert config.Device is choices.Device and config.CropMode is choices.CropMode
+    assert config.KMeansBackend is choices.KMeansBackend
+    for call, listed in (
+        (lambda: resolve_device("tpu"), choices.DEVICES),
+        (lambda: kmeans(np.zeros((4, 2), np.float32), 2, backend="sklearn"), choices.KMEANS_BACKENDS),
+        (lambda: check_settings("facility", {"margin_type": "f1"}), choices.MARGIN_TYPES),
+    ):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert all(name in str(err.value) for name in listed)
 
 
 def test_merge_keys_resolve_and_dvc_set_param_changes_one_entry(tmp_path):
@@ -352,3 +361,47 @@ def test_no_default_in_the_code_differs_from_params_yaml():
             )
             checked += 1
     assert checked >= 40
+
+
+def test_no_default_in_the_code_differs_from_params_yaml():
+    """A default in the schema is what a run uses: the sections written once hold
+    params.yaml's values, and the per-dataset sections' defaults are the paper's recipe,
+    which params.yaml's cub200 and cars196 entries write out (a default no entry writes,
+    such as a null that means "inherit", is left alone)."""
+    import dataclasses
+
+    from dscl.methods import METHODS
+
+    raw = config.read_yaml(REPO / "params.yaml")
+    differ = []
+
+    def compare(cls, node, where):
+        for f in dataclasses.fields(cls):
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if not isinstance(node, dict) or f.name not in node:
+                continue
+            if dataclasses.is_dataclass(default):
+                compare(type(default), node[f.name], f"{where}.{f.name}")
+            elif f.name != "loss" and node[f.name] != (list(default) if isinstance(default, tuple) else default):
+                differ.append(f"{where}.{f.name}: code {default!r}, params.yaml {node[f.name]!r}")
+
+    for cls, dotted in (
+        (config.PrepareConfig, "prepare"),
+        (config.ImageConfig, "features.image"),
+        (config.CommonConfig, "train.common"),
+        (config.EmbedConfig, "embed"),
+        (config.KMeansConfig, "evaluate.kmeans"),
+        (config.NumericsConfig, "numerics"),
+        (config.ReportConfig, "report"),
+    ):
+        compare(cls, config.node_at(raw, dotted), dotted)
+    for dataset in ("cub200", "cars196"):
+        compare(config.FeatureConfig, raw["features"]["datasets"][dataset], f"features.datasets.{dataset}")
+        compare(config.DatasetTrainConfig, raw["train"]["datasets"][dataset], f"train.datasets.{dataset}")
+        compare(config.NmiConfig, raw["evaluate"]["nmi"][dataset], f"evaluate.nmi.{dataset}")
+        for name, method in METHODS.items():
+            cls = config.method_config_type(method)
+            compare(cls, raw["train"][name][dataset], f"train.{name}.{dataset}")
+    assert not differ, differ

@@ -50,6 +50,7 @@ BOOKKEEPING = {
     "dscl/experiments/__init__.py",
     "dscl/config.py",
     "dscl/registry.py",
+    "dscl/choices.py",
     "dscl/atomic.py",
     "dscl/device.py",
     "dscl/_arrays.py",
