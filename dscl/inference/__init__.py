@@ -7,7 +7,7 @@ photographs, search, cluster), reading a model file and embedding a test set
 are imported on first use, so that ``dscl --help`` does not wait for torch.
 """
 
-from importlib import import_module
+from dscl._lazy import lazy_names
 
 # where each public name lives (imported on first use)
 _HOMES = {
@@ -22,8 +22,4 @@ _HOMES = {
 }
 __all__ = list(_HOMES)
 
-
-def __getattr__(name: str):
-    if name in _HOMES:
-        return getattr(import_module(f"dscl.inference.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'dscl.inference' has no attribute {name!r}")
+__getattr__ = lazy_names("dscl.inference", _HOMES)

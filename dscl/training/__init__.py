@@ -8,7 +8,7 @@ The loops know nothing of files or DVC; :func:`~dscl.training.fit.train_method` 
 pipeline's prepared dataset and cached features.
 """
 
-from importlib import import_module
+from dscl._lazy import lazy_names
 
 # where each public name lives; imported on first use, so that ``dscl.config`` can read
 # the option classes of ``dscl.training.optim`` without importing torch
@@ -27,8 +27,4 @@ _HOMES = {
 }
 __all__ = list(_HOMES)
 
-
-def __getattr__(name: str):
-    if name in _HOMES:
-        return getattr(import_module(f"dscl.training.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'dscl.training' has no attribute {name!r}")
+__getattr__ = lazy_names("dscl.training", _HOMES)

@@ -54,6 +54,7 @@ BOOKKEEPING = {
     "dscl/atomic.py",
     "dscl/device.py",
     "dscl/_arrays.py",
+    "dscl/_lazy.py",
     "stages/__init__.py",
     "stages/cli.py",
 }
