@@ -8,9 +8,11 @@ from pathlib import Path
 
 from dscl import config
 from dscl.atomic import write_text
+from dscl.config import ParamsError
 from dscl.device import resolve_device
 from dscl.experiments.ablation import render_ablation, run_ablation
 from dscl.numerics import configure
+from dscl.training.fit import DataSettingError
 from stages.cli import run
 
 
@@ -23,16 +25,19 @@ def main(argv=None) -> None:
     cfg = config.load()
     configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     spec = cfg.ablation(args.dataset)
-    results = run_ablation(
-        cfg,
-        args.dataset,
-        list(spec.methods),
-        list(spec.dims),
-        seeds=spec.seeds,
-        prepared=args.prepared,
-        features=args.features,
-        device=resolve_device(cfg.common.device),
-    )
+    try:
+        results = run_ablation(
+            cfg,
+            args.dataset,
+            list(spec.methods),
+            list(spec.dims),
+            seeds=spec.seeds,
+            prepared=args.prepared,
+            features=args.features,
+            device=resolve_device(cfg.common.device),
+        )
+    except DataSettingError as err:  # the library's error, said with the key in params.yaml
+        raise ParamsError(f"params.yaml: {err.where(args.dataset)}: {err}") from None
     md, table = render_ablation(args.dataset, results, cfg.recall_ks(args.dataset))
     write_text(args.table.with_suffix(".md"), md)
     write_text(args.table.with_suffix(".csv"), table)

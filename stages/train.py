@@ -18,7 +18,7 @@ from dscl.config import ParamsError
 from dscl.device import resolve_device
 from dscl.numerics import configure
 from dscl.training.distributed import init_distributed
-from dscl.training.fit import save_runs, train_method
+from dscl.training.fit import DataSettingError, save_runs, train_method
 from dscl.training.guard import DivergedError
 from stages.cli import run
 
@@ -58,6 +58,8 @@ def main(argv=None) -> None:
             device=device,
             kmeans=cfg.kmeans_options(args.dataset),
         )
+    except DataSettingError as err:  # the library's error, said with the key in params.yaml
+        raise ParamsError(f"params.yaml: {err.where(args.dataset)}: {err}") from None
     except DivergedError as err:  # nothing validated to keep: the setting to change
         raise ParamsError(f"train@{args.dataset}-{args.method}: {err}: {lower}") from None
     if world > 1:

@@ -29,7 +29,6 @@ from dscl.config import (
     FeatureConfig,
     ImageConfig,
     MethodConfig,
-    ParamsError,
 )
 from dscl.datasets import read_split
 from dscl.evaluation.metrics import l2_normalize
@@ -46,13 +45,28 @@ from dscl.training.loops import train_last_layer, train_on_images
 from dscl.training.model import MODEL_FORMAT, EmbeddingNet, embed_in_chunks
 from dscl.training.sampling import training_pool
 
-__all__ = ["MODEL_FORMAT", "TrainedRun", "save_runs", "train_method"]
+__all__ = ["MODEL_FORMAT", "DataSettingError", "TrainedRun", "save_runs", "train_method"]
 
 
 CHECKPOINT_NOTE = (
     "The training state of an interrupted run is kept here (state.pt) and resumed by the\n"
     "next run with the same settings; it is removed when training completes.\n"
 )
+
+
+class DataSettingError(ValueError):
+    """The dataset's training settings do not fit its data (too many validation classes,
+    a class subsample larger than the classes left): ``key`` names the setting of
+    ``train.datasets.<dataset>`` it concerns (None: the section). The train stage turns
+    it into the pipeline's message, with the key in ``params.yaml``."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+    def where(self, dataset: str) -> str:
+        """The setting's key in ``params.yaml``."""
+        return f"train.datasets.{dataset}" + (f".{self.key}" if self.key else "")
 
 
 @dataclass(frozen=True)
@@ -148,7 +162,7 @@ def train_method(
         try:
             candidates, val_idx = carve_validation(train_labels, data.validation_classes, common.seed)
         except ValueError as err:
-            raise ParamsError(f"params.yaml: train.datasets.{dataset}.validation_classes: {err}") from None
+            raise DataSettingError(str(err), "validation_classes") from None
         val_labels = train_labels[val_idx]
     else:
         candidates, val_idx = np.arange(len(train_labels)), None
@@ -158,7 +172,7 @@ def train_method(
             train_labels, candidates, data.class_subsample, data.class_sampling, common.seed
         )
     except ValueError as err:
-        raise ParamsError(f"params.yaml: train.datasets.{dataset}: {err}") from None
+        raise DataSettingError(str(err)) from None
     n_classes = len(np.unique(train_labels[pool]))
     dim = getattr(settings, "embedding_dim", None) or data.embedding_dim or n_classes
     record = {
