@@ -10,11 +10,11 @@ seeds and backends (max - min, in points) and the largest range of all embedding
 
 ``--nmi-seeds S`` measures the evaluation's NMI instead (:mod:`dscl.evaluation.protocol`): the
 mean over the S k-means seeds ``s, s + 1, ..., s + S - 1`` that follow each first seed
-``s`` of ``--seeds``, each keeping the lowest objective of ``nredo // S`` restarts; give
-first seeds whose runs do not overlap:
+``s`` of ``--seeds``, each keeping the lowest objective of ``nredo`` restarts; give
+first seeds whose runs do not overlap (the evaluation's own setting, 50 seeds of 10):
 
-    python scripts/kmeans_stability.py --dataset cub200_mini --nredo 200 --nmi-seeds 20 \
-        --seeds 0 1000 2000 3000 4000
+    python scripts/kmeans_stability.py --dataset cub200_mini --nredo 10 --nmi-seeds 50 \
+        --seeds 0 1000 2000 3000 4000 --backends torch
 
 ``--init random`` runs faiss' own k-means (centroids sampled at random) instead, the
 evaluation's k-means before k-means++ seeding, for comparison.
