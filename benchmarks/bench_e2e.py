@@ -32,7 +32,7 @@ from dscl.datasets.prepared import Split
 from dscl.device import resolve_device
 from dscl.images import BatchDecoder, ImageTransform, TensorDecoder
 from dscl.objectives import make_objective
-from dscl.training import EmbeddingNet, OptimizerConfig, chunked_step, train_on_images
+from dscl.training import EmbeddingNet, LoopOptions, OptimizerConfig, chunked_step, train_on_images
 
 DSCL = make_objective("dscl")
 
@@ -62,21 +62,18 @@ def time_training_loop(args, device: torch.device) -> None:
                     split, transform, args.workers, device if name == "gpu" else torch.device("cpu")
                 )
             try:
-                train_on_images(
-                    model,
-                    decoder,
-                    np.arange(args.n),
-                    objective=DSCL,
+                options = LoopOptions(
                     iterations=args.repeats + 1,
                     batch_size=args.n,
-                    chunk_size=args.chunk_sizes[0],
                     optim=OptimizerConfig("sgd", lr=1e-6),
                     seed=0,
                     device=device,
+                    log=lambda step, values, stamps=stamps: stamps.append(time.perf_counter()),
+                    chunk_size=args.chunk_sizes[0],
                     amp=args.amp,
                     prefetch=prefetch,
-                    log=lambda step, values, stamps=stamps: stamps.append(time.perf_counter()),
                 )
+                train_on_images(model, decoder, np.arange(args.n), DSCL, options)
             finally:
                 decoder.close()
             t = float(np.median(np.diff(stamps)))  # the first iteration (warm-up) excluded

@@ -29,7 +29,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 
@@ -211,7 +211,7 @@ class _Optimised:
             self.lr,
             self.momentum,
             self.weight_decay,
-            backbone_lr=getattr(self, "backbone_lr", None),
+            backbone_lr=self.backbone_lr,
         )
 
 
@@ -219,6 +219,7 @@ class _Optimised:
 class LastLayerConfig(_Optimised):
     """``train.<objective>_last.<dataset>``: the last layer on cached features."""
 
+    backbone_lr: ClassVar[None] = None  # no pretrained layer is trained
     iterations: int = bounded(200, ge=0)
     batch_size: int = bounded(1260, ge=2)
     optimizer: Optimizer = "adam"
@@ -254,6 +255,11 @@ class ImageTrainConfig(_Optimised):
         self._check_seeds()
         check(self)
 
+    @property
+    def pooled(self) -> bool:
+        """Whether the test embedding is the fine-tuned pooled feature (not the last layer's)."""
+        return False
+
 
 @dataclass(frozen=True)
 class SoftmaxConfig(ImageTrainConfig):
@@ -268,22 +274,34 @@ class SoftmaxConfig(ImageTrainConfig):
         if self.loss:
             raise ValueError(f"softmax has no loss settings, got {sorted(self.loss)}")
 
+    @property
+    def pooled(self) -> bool:
+        return self.embedding == "pooled"
+
 
 @dataclass(frozen=True)
 class VanillaConfig:
-    """The vanilla method has nothing to learn."""
+    """The vanilla method has nothing to learn: one run, the pretrained feature."""
+
+    seeds: ClassVar[None] = None
+    embedding_dim: ClassVar[None] = None
 
 
 MethodConfig = VanillaConfig | LastLayerConfig | ImageTrainConfig | SoftmaxConfig
 
 
+# the settings of a method: those of what it learns, or a method's own
+SETTINGS_OF_KIND: dict[str, type] = {
+    "nothing": VanillaConfig,
+    "last_layer": LastLayerConfig,
+    "all_layers": ImageTrainConfig,
+}
+SETTINGS_OF_METHOD: dict[str, type] = {"softmax": SoftmaxConfig}  # its test embedding
+
+
 def method_config_type(method: Method) -> type:
     """The dataclass of ``train.<method>.<dataset>``."""
-    if method.learns == "nothing":
-        return VanillaConfig
-    if method.learns == "last_layer":
-        return LastLayerConfig
-    return SoftmaxConfig if method.objective == "softmax" else ImageTrainConfig
+    return SETTINGS_OF_METHOD.get(method.name, SETTINGS_OF_KIND[method.learns])
 
 
 @dataclass(frozen=True)
@@ -472,7 +490,7 @@ class Config:
             raise ParamsError(f"params.yaml: {err}") from None
         where = f"train.{name}.{dataset}"
         cfg = build(method_config_type(method), entry(self.raw, f"train.{name}", dataset), where)
-        if method.objective not in (None, "softmax"):
+        if method.objective is not None:
             try:
                 check_settings(method.objective, cfg.loss)
             except ValueError as err:

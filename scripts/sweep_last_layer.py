@@ -83,8 +83,8 @@ def main(argv=None) -> None:
                 device=resolve_device(cfg.common.device),
                 kmeans=cfg.kmeans_options(args.dataset),
             )
-        scores = [r.record["selected_scores"][rule.variant][rule.metric] for r in runs]
-        steps = [r.record["selected_step"] for r in runs]
+        scores = [r.record.selected_scores[rule.variant][rule.metric] for r in runs]
+        steps = [r.record.selected_step for r in runs]
         label = ", ".join(f"{k}={v}" for k, v in combo) or "(the entry as it is)"
         per_seed = "  ".join(f"{s:.2f} (step {t})" for s, t in zip(scores, steps, strict=True))
         print(f"{label}: mean {np.mean(scores):.2f}  seeds: {per_seed}", flush=True)

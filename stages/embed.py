@@ -52,12 +52,12 @@ def main(argv=None) -> None:
             dims.append(int(emb.shape[1]))
         np.save(layout.labels_file(tmp), np.load(layout.labels_file(args.features)))
         info = {
-            k: records[0].get(k)
+            k: getattr(records[0], k)
             for k in ("method", "embedding_dim", "iterations", "selected_on", "selected_step", "normalized")
         }
         info["test_embedding_dim"] = dims[0]
         # where each number came from: the training run's environment and this one's
-        info["environment"] = {"train": records[0].get("environment"), "embed": environment(device)}
+        info["environment"] = {"train": records[0].environment, "embed": environment(device)}
         if len(records) > 1:  # each seed's run and the step it selected
             info["seeds"] = [r.get("seed") for r in records]
             info["selected_steps"] = [r.get("selected_step") for r in records]

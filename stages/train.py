@@ -20,6 +20,7 @@ from dscl.numerics import configure
 from dscl.training.distributed import init_distributed
 from dscl.training.fit import DataSettingError, save_runs, train_method
 from dscl.training.guard import DivergedError
+from dscl.training.kinds import kind_for
 from stages.cli import run
 
 
@@ -35,7 +36,7 @@ def main(argv=None) -> None:
     method, settings = cfg.method(args.method, args.dataset)
     data, features_cfg = cfg.train_dataset(args.dataset), cfg.features(args.dataset)
     device, rank, world = init_distributed(resolve_device(cfg.common.device))
-    if world > 1 and method.learns != "all_layers":
+    if world > 1 and not kind_for(method.learns).data_parallel:
         dist.destroy_process_group()  # only the image methods run data-parallel: rank 0 alone
         if rank != 0:
             return
@@ -69,14 +70,14 @@ def main(argv=None) -> None:
         return
     save_runs(args.out, runs, args.checkpoint)
     for r in runs:  # one line each: the run ended early, keeping the best state before it
-        if r.record.get("diverged_at") is not None:
+        if r.record.diverged_at is not None:
             print(
                 f"warning: train@{args.dataset}-{args.method} (seed {r.seed}): the loss or a gradient "
-                f"became NaN or infinite at step {r.record['diverged_at']}; kept the model validated "
-                f"at step {r.record['selected_step']} ({lower} to train further)",
+                f"became NaN or infinite at step {r.record.diverged_at}; kept the model validated "
+                f"at step {r.record.selected_step} ({lower} to train further)",
                 file=sys.stderr,
             )
-    steps = ", ".join(str(r.record["selected_step"]) for r in runs)
+    steps = ", ".join(str(r.record.selected_step) for r in runs)
     print(
         f"train@{args.dataset}-{args.method}: selected step {steps} "
         f"(on {cfg.common.selection.split}); wrote {args.out}"

@@ -242,6 +242,7 @@ def evaluate_embedding(
     embeddings,
     labels,
     ks: Sequence[int] = (1, 2, 4, 8),
+    *,
     seed: int = 0,
     kmeans_niter: int = NITER,
     kmeans_nredo: int = NREDO,

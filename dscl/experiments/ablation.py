@@ -38,8 +38,6 @@ def run_ablation(
     """One result per (method, d): ``{"method", "dim", "steps", "scores", "intervals"}``,
     scores (percent, the mean over seeds) and intervals per variant and metric.
     ``seeds``: the training seeds (None: each method's own)."""
-    from dscl.training.fit import train_method
-
     ks = cfg.recall_ks(dataset)
     boot = cfg.report.bootstrap
     labels = np.load(layout.labels_file(features))
@@ -52,24 +50,10 @@ def run_ablation(
                 f"ablation: {name} does not learn the last layer alone (the ablation retrains those)"
             )
         for dim in dims:
-            with tempfile.TemporaryDirectory() as tmp:
-                runs = train_method(
-                    dataset=dataset,
-                    method=method,
-                    settings=dataclasses.replace(
-                        settings, embedding_dim=int(dim), **({} if seeds is None else {"seeds": tuple(seeds)})
-                    ),
-                    common=cfg.common,
-                    data=cfg.train_dataset(dataset),
-                    image=cfg.image,
-                    features_cfg=cfg.features(dataset),
-                    prepared=prepared,
-                    features=features,
-                    live=Path(tmp) / "live",
-                    checkpoint=Path(tmp) / "checkpoint",
-                    device=device,
-                    kmeans=cfg.kmeans_options(dataset),
-                )
+            changes = {"embedding_dim": int(dim), **({} if seeds is None else {"seeds": tuple(seeds)})}
+            runs = _retrain(
+                cfg, dataset, method, dataclasses.replace(settings, **changes), prepared, features, device
+            )
             evaluated = []
             for run in runs:
                 emb = embed_test(
@@ -84,26 +68,49 @@ def run_ablation(
                 )
                 scores, details, _ = evaluate_test(emb, labels, ks=ks, **cfg.test_kmeans_options(dataset))
                 evaluated.append((scores, details))
-            scores, intervals = {}, {}
-            for variant in ("with_sc", "without_sc"):
-                per_run = [resampled_scores(labels, d[variant], weights, ks) for _, d in evaluated]
-                scores[variant] = {
-                    m: round(100 * float(np.mean([s[variant][m] for s, _ in evaluated])), 2)
-                    for m in per_run[0]
-                }
-                intervals[variant] = {
-                    m: interval(np.mean([r[m] for r in per_run], axis=0), boot.level) for m in per_run[0]
-                }
+            scores, intervals = _summarise(evaluated, labels, weights, ks, boot.level)
+            steps = [r.record.selected_step for r in runs]
             results.append(
-                {
-                    "method": name,
-                    "dim": int(dim),
-                    "steps": [r.record["selected_step"] for r in runs],
-                    "scores": scores,
-                    "intervals": intervals,
-                }
+                {"method": name, "dim": int(dim), "steps": steps, "scores": scores, "intervals": intervals}
             )
     return results
+
+
+def _retrain(cfg: Config, dataset: str, method, settings, prepared: Path, features: Path, device) -> list:
+    """The runs of one method with ``settings``, trained in a scratch folder."""
+    from dscl.training.fit import train_method
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return train_method(
+            dataset=dataset,
+            method=method,
+            settings=settings,
+            common=cfg.common,
+            data=cfg.train_dataset(dataset),
+            image=cfg.image,
+            features_cfg=cfg.features(dataset),
+            prepared=prepared,
+            features=features,
+            live=Path(tmp) / "live",
+            checkpoint=Path(tmp) / "checkpoint",
+            device=device,
+            kmeans=cfg.kmeans_options(dataset),
+        )
+
+
+def _summarise(evaluated: list, labels: np.ndarray, weights, ks, level: float) -> tuple[dict, dict]:
+    """The scores (percent, the mean over the runs) and their intervals over the test
+    classes (the runs' resampled scores averaged), per variant and metric."""
+    scores, intervals = {}, {}
+    for variant in ("with_sc", "without_sc"):
+        per_run = [resampled_scores(labels, d[variant], weights, ks) for _, d in evaluated]
+        scores[variant] = {
+            m: round(100 * float(np.mean([s[variant][m] for s, _ in evaluated])), 2) for m in per_run[0]
+        }
+        intervals[variant] = {
+            m: interval(np.mean([r[m] for r in per_run], axis=0), level) for m in per_run[0]
+        }
+    return scores, intervals
 
 
 def ablation_table(results: list[dict], ks: tuple[int, ...]) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 A model file is ``{"record": {...}, "state_dict": {...}}``: plain values and tensors only,
 read with ``torch.load(..., weights_only=True)``, so a file from elsewhere runs no code.
+The record is checked field by field (:class:`~dscl.training.record.ModelRecord`); the
+network is built from it as what it learns says (:mod:`dscl.training.kinds`).
 """
 
 from __future__ import annotations
@@ -11,36 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from dscl import layout
-from dscl.backbones import build_backbone
 from dscl.config import FeatureConfig, ImageConfig
-from dscl.datasets import read_split
 from dscl.evaluation.metrics import l2_normalize
-from dscl.images import ImageDataset, embed_dataset, transform_for
-from dscl.training.model import MODEL_FORMAT, EmbeddingNet
+from dscl.training.kinds import TestData, kind_for
+from dscl.training.record import ModelFileError, ModelRecord
 
-__all__ = ["ModelFileError", "embed_test", "load_model", "trained_network"]
-
-
-class ModelFileError(ValueError):
-    """A file that is not a model of this project, or of an incompatible version."""
+__all__ = ["ModelFileError", "embed_test", "load_model"]
 
 
-# what a model record must hold, and of which type (the train stage writes them all)
-RECORD_FIELDS = {
-    "backbone": str,
-    "learns": str,
-    "resize": int,
-    "crop": int,
-    "feature_dim": int,
-    "embedding_dim": int,
-}
-LEARNS = ("nothing", "last_layer", "all_layers")
-
-
-def load_model(path: Path) -> tuple[dict, dict | None]:
+def load_model(path: Path) -> tuple[ModelRecord, dict | None]:
     """``(record, state_dict)`` of a saved model; ModelFileError, in one line naming the
     file and what was expected, for anything else: a file that is not PyTorch's (random
     bytes, a truncated copy), one that carries objects (never loaded: ``weights_only``),
@@ -66,47 +48,15 @@ def load_model(path: Path) -> tuple[dict, dict | None]:
         raise ModelFileError(f"{path} {what}: damaged or truncated ({exc.__class__.__name__})") from None
     if not isinstance(saved, dict) or not {"record", "state_dict"} <= set(saved):
         raise ModelFileError(f"{path} {what} (it holds no record and state_dict)")
-    record = saved["record"]
-    if not isinstance(record, dict):
-        raise ModelFileError(f"{path} {what}: its record is a {type(record).__name__}, not a mapping")
-    found = record.get("format")
-    if found != MODEL_FORMAT:
-        raise ModelFileError(
-            f"{path} was written by an incompatible version (model format {found}, "
-            f"this version reads {MODEL_FORMAT}): re-run the train stage"
-        )
-    missing = [k for k in RECORD_FIELDS if k not in record]
-    wrong = [k for k, t in RECORD_FIELDS.items() if k in record and type(record[k]) is not t]
-    if missing or wrong:
-        said = f"lacks {missing}" if missing else f"has {wrong} of the wrong type"
-        raise ModelFileError(f"{path} {what}: its record {said}")
-    if record["learns"] not in LEARNS:
-        raise ModelFileError(f"{path} {what}: learns {record['learns']!r}, not one of {list(LEARNS)}")
+    record = ModelRecord.from_dict(saved["record"], str(path))
     state = saved["state_dict"]
-    if not (state is None if record["learns"] == "nothing" else isinstance(state, dict)):
-        raise ModelFileError(
-            f"{path} {what}: its state_dict does not fit what it learns ({record['learns']})"
-        )
+    if not (state is None if record.learns == "nothing" else isinstance(state, dict)):
+        raise ModelFileError(f"{path} {what}: its state_dict does not fit what it learns ({record.learns})")
     return record, state
 
 
-def trained_network(record: dict, state: dict) -> nn.Module:
-    """The network of a model that trained all layers, images (m, c, h, w) -> embeddings:
-    the :class:`~dscl.training.model.EmbeddingNet`, or its backbone alone for the softmax
-    baseline's fine-tuned pooled feature (Section 4.2; ``embedding: pooled``)."""
-    model = EmbeddingNet.build(
-        build_backbone(record["backbone"], "none"),
-        record["feature_dim"],
-        record["embedding_dim"],
-        class_ids=torch.empty_like(state["class_ids"]),
-        classifier="classifier.weight" in state,
-    )
-    model.load_state_dict(state)
-    return model.backbone if record.get("embedding") == "pooled" else model
-
-
 def embed_test(
-    record: dict,
+    record: ModelRecord,
     state: dict | None,
     *,
     features: Path,
@@ -120,35 +70,8 @@ def embed_test(
     (``learns`` nothing), the learned layer over the cached features (``last_layer``), or
     the test images through the network (``all_layers``); l2-normalised where the
     objective measured l2-normalised embeddings."""
-    if record["learns"] == "nothing":  # vanilla: the pretrained feature itself
-        emb = np.load(layout.feature_file(features, "test"))
-    elif record["learns"] == "last_layer":  # the learned layer over the cached features
-        head = nn.Linear(record["feature_dim"], record["embedding_dim"])
-        head.load_state_dict(state)
-        feats = torch.from_numpy(np.load(layout.feature_file(features, "test")))
-        with torch.no_grad():
-            emb = torch.cat([head(c) for c in torch.split(feats, batch_size)]).numpy()
-    else:  # all layers were trained: run the test images through the network
-        net = trained_network(record, state)
-        split = read_split(prepared, "test")
-        if not np.array_equal(split.labels, np.load(layout.labels_file(features))):
-            raise RuntimeError("the prepared test table and the cached features disagree: re-run features")
-        if feat.backbone != record["backbone"]:
-            raise RuntimeError(
-                f"the model was trained with backbone {record['backbone']!r}, the "
-                f"configuration names {feat.backbone!r}: re-run train"
-            )
-        dataset = ImageDataset(split, transform_for(feat.backbone, feat.resize, feat.crop))
-        emb = embed_dataset(
-            net.to(device),
-            dataset,
-            batch_size,
-            image.num_workers,
-            device,
-            image.amp,
-            f"embed {record['dataset']}",
-            decode=image.decode,
-        )
-    if record.get("normalized"):  # the objective measured l2-normalised embeddings
+    data = TestData(Path(features), Path(prepared), feat, image, batch_size, device)
+    emb = kind_for(record.learns).embed_test(record, state, data)
+    if record.normalized:  # the objective measured l2-normalised embeddings
         emb = l2_normalize(emb)
     return emb

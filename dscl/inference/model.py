@@ -31,11 +31,13 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from tqdm import tqdm
 
-from dscl.backbones import build_backbone, get_backbone
+from dscl.backbones import get_backbone
 from dscl.device import resolve_device
 from dscl.evaluation.metrics import l2_normalize
 from dscl.images import ImageTransform, transform_for
-from dscl.inference.embedding import ModelFileError, load_model, trained_network
+from dscl.inference.embedding import ModelFileError, load_model
+from dscl.training.kinds import kind_for
+from dscl.training.record import ModelRecord
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -88,15 +90,15 @@ def image_paths(sources: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def input_shape(record: dict) -> tuple[int, int, int]:
+def input_shape(record: ModelRecord) -> tuple[int, int, int]:
     """The images a model takes, (channels, height, width): its backbone's channels at
     its crop; for the ``pixels`` backbone (digits), the images it was trained on, square
     and grey (8 x 8: its feature is their 64 pixels)."""
-    spec = get_backbone(record["backbone"])
+    spec = get_backbone(record.backbone)
     channels = len(spec.mean)
     if spec.has_parameters:
-        return channels, int(record["crop"]), int(record["crop"])
-    side = math.isqrt(int(record["feature_dim"]))
+        return channels, record.crop, record.crop
+    side = math.isqrt(record.feature_dim)
     return channels, side, side
 
 
@@ -116,7 +118,7 @@ class TrainedModel:
 
     Attributes
     ----------
-    record : dict
+    record : ModelRecord
         What the train stage saved of it (dataset, method, step selected, ...).
     network : nn.Module
         uint8 images (m, c, h, w) -> embeddings (m, d).
@@ -125,7 +127,7 @@ class TrainedModel:
     device : torch.device
     """
 
-    record: dict
+    record: ModelRecord
     network: nn.Module
     transform: ImageTransform
     device: torch.device
@@ -142,20 +144,9 @@ class TrainedModel:
             raise ModelFileError(f"{path} does not exist")
         record, state = load_model(path)
         dev = resolve_device(device)
-        weights = backbone_weights or record.get("backbone_weights", "imagenet")
-        learns = record["learns"]
-        if learns == "all_layers":
-            network = trained_network(record, state)
-        else:
-            backbone = build_backbone(record["backbone"], weights)
-            if learns == "last_layer":
-                head = nn.Linear(record["feature_dim"], record["embedding_dim"])
-                head.load_state_dict(state)
-                network = nn.Sequential(backbone, head)
-            else:
-                network = backbone
-        network = network.to(dev).eval()
-        transform = transform_for(record["backbone"], record["resize"], record["crop"])
+        weights = backbone_weights or record.backbone_weights
+        network = kind_for(record.learns).network(record, state, weights).to(dev).eval()
+        transform = transform_for(record.backbone, record.resize, record.crop)
         return cls(record, network, transform, dev)
 
     @property
@@ -165,9 +156,7 @@ class TrainedModel:
 
     @property
     def embedding_dim(self) -> int:
-        return int(
-            self.record["feature_dim"] if self.record["learns"] == "nothing" else self.record["embedding_dim"]
-        )
+        return self.record.output_dim
 
     def _decode(self, path: Path) -> torch.Tensor:
         try:
@@ -185,8 +174,8 @@ class TrainedModel:
     def _takes(self) -> str:
         c, h, w = self.input_shape
         what = "grey" if c == 1 else "colour"
-        if get_backbone(self.record["backbone"]).has_parameters:
-            return f"{what} images of any size (resized to {self.record['resize']}, centre crop {h})"
+        if get_backbone(self.record.backbone).has_parameters:
+            return f"{what} images of any size (resized to {self.record.resize}, centre crop {h})"
         return (
             f"{h} x {w} {what} images as it was trained on (its feature is their pixels: "
             f"scikit-learn's digits, data/prepared/digits/images)"
@@ -282,7 +271,7 @@ class TrainedModel:
         if not out:
             raise ImageError("none of the images could be read")
         emb = torch.cat(out)
-        if self.record.get("normalized"):  # its objective measured l2-normalised embeddings
+        if self.record.normalized:  # its objective measured l2-normalised embeddings
             emb = l2_normalize(emb)
         return emb.numpy().astype(np.float32)
 
@@ -291,31 +280,30 @@ class TrainedModel:
         return describe(self.record)
 
 
-def describe(record: dict) -> dict:
+def describe(record: ModelRecord) -> dict:
     """A model record in brief: dataset, method, step selected, sizes, backbone, input,
     the validation scores stored with it."""
     r = record
-    spec = get_backbone(r["backbone"])
-    learns = r["learns"]
+    spec = get_backbone(r.backbone)
     return {
-        "dataset": r.get("dataset"),
-        "method": r.get("method"),
-        "learns": r["learns"],
-        "selected_step": r.get("selected_step"),
-        "iterations": r.get("iterations"),
-        "selected_on": r.get("selected_on"),
-        "embedding_dim": int(r["feature_dim"] if learns == "nothing" else r["embedding_dim"]),
-        "normalized": bool(r.get("normalized")),
-        "backbone": r["backbone"],
-        "backbone_weights": r.get("backbone_weights"),
+        "dataset": r.dataset,
+        "method": r.method,
+        "learns": r.learns,
+        "selected_step": r.selected_step,
+        "iterations": r.iterations,
+        "selected_on": r.selected_on,
+        "embedding_dim": r.output_dim,
+        "normalized": r.normalized,
+        "backbone": r.backbone,
+        "backbone_weights": r.backbone_weights,
         "input": (
-            f"{spec.image_mode}, resized to {r['resize']}, centre crop {r['crop']}"
+            f"{spec.image_mode}, resized to {r.resize}, centre crop {r.crop}"
             if spec.has_parameters
             else "{}, {} x {} (the pixels are the feature)".format(spec.image_mode, *input_shape(r)[1:])
         ),
-        "trained_classes": r.get("trained_classes"),
-        "validation_scores": r.get("selected_scores"),
-        "seed": r.get("seed", 0),
+        "trained_classes": r.trained_classes,
+        "validation_scores": r.selected_scores,
+        "seed": r.seed or 0,
     }
 
 

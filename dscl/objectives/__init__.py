@@ -16,11 +16,15 @@ its implementation scales to the batch:
   strongest baseline, after TensorFlow 1's ``cluster_loss`` (:mod:`dscl.objectives.facility`);
 * ``proxyanchor``: Proxy-Anchor (Kim et al. 2020), pytorch-metric-learning's, with one
   learned proxy per training class (:mod:`dscl.objectives.proxies`): an objective with parameters,
-  bound to a run's classes by :meth:`Objective.bind`.
+  bound to a run's classes by :meth:`Objective.bind`;
+* ``softmax``: softmax regression over the training classes, the classification baseline
+  (:mod:`dscl.objectives.softmax`): bound to a run's classes in the same way, its loss a
+  mean over examples (:attr:`Objective.per_example`).
 
 Every objective is exact for the whole batch, so under the chunked update of Section 4.1
 its gradient with respect to F (one autograd pass on F alone, the closed form for DSCL)
-is back-propagated chunk by chunk exactly as for DSCL.
+is back-propagated chunk by chunk exactly as for DSCL; a loss that is a mean over examples
+(softmax) is back-propagated chunk by chunk directly.
 
 Importing this module does not import torch (the pipeline's configuration checks
 settings against :data:`OBJECTIVES` before any tensor exists); building an objective does.
@@ -58,7 +62,9 @@ class ObjectiveSpec:
     ``(loss, dLoss/dF)`` without autograd; ``choices``: the values a string setting may take;
     ``learned``: where given, ``learned(class_ids, embedding_dim, **settings)`` builds the
     objective's parameters as a module ``module(F, labels) -> loss`` (then ``build`` is
-    unused) and ``lr_setting`` names the setting that scales their learning rate.
+    unused) and ``lr_setting`` names the setting that scales their learning rate;
+    ``per_example``: the loss is a mean over examples, and the module's ``summed(F, labels)``
+    gives a chunk's sum of them.
     """
 
     build: Callable[..., BatchLoss]
@@ -68,6 +74,7 @@ class ObjectiveSpec:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     learned: Callable[..., Any] | None = None
     lr_setting: str | None = None
+    per_example: bool = False
 
 
 def _dscl() -> BatchLoss:
@@ -164,6 +171,15 @@ OBJECTIVES.register(
 )
 
 
+def _softmax_module(class_ids, embedding_dim):
+    from dscl.objectives.softmax import SoftmaxClassifier
+
+    return SoftmaxClassifier(class_ids, embedding_dim)
+
+
+OBJECTIVES.register("softmax", ObjectiveSpec(_unbound, {}, False, learned=_softmax_module, per_example=True))
+
+
 def check_settings(name: str, settings: Mapping[str, Setting] | None) -> dict[str, Setting]:
     """``settings`` of objective ``name``, checked: an unknown name or setting, a value of
     the wrong type or an unknown choice raises ValueError naming what was expected.
@@ -214,6 +230,12 @@ class Objective:
         return OBJECTIVES.get(self.name).learned is not None
 
     @property
+    def per_example(self) -> bool:
+        """Whether the loss is a mean over examples (:meth:`summed_loss` gives a chunk's
+        sum): the update of all layers then back-propagates chunk by chunk directly."""
+        return OBJECTIVES.get(self.name).per_example
+
+    @property
     def lr_multiplier(self) -> float:
         """The learning rate of the objective's parameters, relative to the last layer's."""
         spec = OBJECTIVES.get(self.name)
@@ -236,9 +258,23 @@ class Objective:
 
     def parameter_group(self, lr: float) -> list[dict]:
         """The optimiser's parameter group of the objective's parameters ([] without)."""
-        if self.module is None:
+        params = [] if self.module is None else list(self.module.parameters())
+        if not params:
             return []
-        return [{"params": list(self.module.parameters()), "lr": lr * self.lr_multiplier}]
+        return [{"params": params, "lr": lr * self.lr_multiplier}]
+
+    def learned_state(self) -> dict | None:
+        """The state of the parameters it learned, on the CPU, to save with the model (None
+        without: softmax whose class scores are the embedding itself)."""
+        if self.module is None or not list(self.module.parameters()):
+            return None
+        return self.module.cpu().state_dict()
+
+    def summed_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """The sum of the examples' losses of a chunk (an objective :attr:`per_example`)."""
+        if not self.per_example or self.module is None:
+            raise RuntimeError(f"{self.name!r} is not a bound mean over examples")
+        return self.module.summed(embeddings, labels)
 
     @property
     def normalized(self) -> bool:

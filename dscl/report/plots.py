@@ -86,12 +86,7 @@ def plot_tsne(
     from sklearn.manifold import TSNE
 
     rng = np.random.default_rng(cfg.seed)
-    classes = np.unique(labels)
-    if len(classes) > cfg.max_classes:
-        classes = np.sort(rng.choice(classes, cfg.max_classes, replace=False))
-    idx = np.flatnonzero(np.isin(labels, classes))
-    if len(idx) > cfg.max_points:
-        idx = np.sort(rng.choice(idx, cfg.max_points, replace=False))
+    classes, idx = _subsample(labels, cfg, rng)
     x = l2_normalize(emb[idx].astype(np.float64))
     thumbs = image is not None and cfg.thumbnails > 0
     fig, ax = plt.subplots(figsize=(8, 8) if thumbs else (5, 5), dpi=100)
@@ -119,25 +114,46 @@ def plot_tsne(
         sel = labels[idx] == c
         ax.scatter(xy[sel, 0], xy[sel, 1], s=6, color=colors[i], marker=markers[i], label=str(c))
     if thumbs:
-        from matplotlib.offsetbox import AnnotationBbox, OffsetImage
-
-        from dscl.report.gallery import thumbnail
-
         color_of = dict(zip(classes.tolist(), colors))
         shown = np.sort(rng.choice(len(idx), min(cfg.thumbnails, len(idx)), replace=False))
-        for j in shown:
-            thumb = np.asarray(thumbnail(image(int(idx[j])), 40))
-            box = AnnotationBbox(
-                OffsetImage(thumb, zoom=0.8),
-                xy[j],
-                frameon=True,
-                pad=0.15,
-                bboxprops={"edgecolor": color_of[int(labels[idx[j]])], "linewidth": 2},
-            )
-            ax.add_artist(box)
+        _thumbnails(
+            ax, xy[shown], [image(int(idx[j])) for j in shown], [color_of[int(labels[idx[j]])] for j in shown]
+        )
     if len(classes) <= 10:
         ax.legend(title="class", fontsize=7, markerscale=2, loc="best")
     _save(fig, out)
+
+
+def _subsample(
+    labels: np.ndarray, cfg: TsneConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classes shown (at most ``cfg.max_classes``, drawn at random) and the test
+    points shown of them (at most ``cfg.max_points``), both sorted."""
+    classes = np.unique(labels)
+    if len(classes) > cfg.max_classes:
+        classes = np.sort(rng.choice(classes, cfg.max_classes, replace=False))
+    idx = np.flatnonzero(np.isin(labels, classes))
+    if len(idx) > cfg.max_points:
+        idx = np.sort(rng.choice(idx, cfg.max_points, replace=False))
+    return classes, idx
+
+
+def _thumbnails(ax, points: np.ndarray, images: list, frames: list) -> None:
+    """Each image as a thumbnail at its point, framed in its colour."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    from dscl.report.gallery import thumbnail
+
+    for xy, img, color in zip(points, images, frames):
+        thumb = np.asarray(thumbnail(img, 40))
+        box = AnnotationBbox(
+            OffsetImage(thumb, zoom=0.8),
+            xy,
+            frameon=True,
+            pad=0.15,
+            bboxprops={"edgecolor": color, "linewidth": 2},
+        )
+        ax.add_artist(box)
 
 
 def _save(fig, out: Path) -> None:

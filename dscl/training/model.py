@@ -8,32 +8,19 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MODEL_FORMAT", "EmbeddingNet", "embed_in_chunks"]
-
-MODEL_FORMAT = 2  # the saved model's layout (record["format"]); 2: record["learns"]
+__all__ = ["EmbeddingNet", "embed_in_chunks"]
 
 
 class EmbeddingNet(nn.Module):
     """``backbone`` (images -> pooled features) followed by the learned last layer
-    ``head`` (features -> embedding).
-
-    For the softmax baseline, ``class_ids`` (sorted) are the training classes the
-    scores refer to, and ``classifier`` maps the embedding to class scores where the
-    embedding is not itself the score vector (its dimension differs from the number of
-    classes).
+    ``head`` (features -> embedding); ``class_ids`` (sorted), saved with it, are the
+    classes it was trained on.
     """
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        head: nn.Module,
-        classifier: nn.Module | None = None,
-        class_ids: torch.Tensor | None = None,
-    ):
+    def __init__(self, backbone: nn.Module, head: nn.Module, class_ids: torch.Tensor | None = None):
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self.classifier = classifier
         self.register_buffer(
             "class_ids", torch.empty(0, dtype=torch.long) if class_ids is None else class_ids
         )
@@ -46,15 +33,13 @@ class EmbeddingNet(nn.Module):
         embedding_dim: int,
         *,
         class_ids: torch.Tensor | None = None,
-        classifier: bool = False,
         seed: int = 0,
     ) -> EmbeddingNet:
-        """A new network whose head (and classifier) are initialised from ``seed``."""
+        """A new network whose head is initialised from ``seed``."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             head = nn.Linear(feature_dim, embedding_dim)
-            scores = nn.Linear(embedding_dim, len(class_ids)) if classifier else None
-        return cls(backbone, head, scores, class_ids)
+        return cls(backbone, head, class_ids)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))

@@ -1,5 +1,6 @@
 """One update of all trainable layers: the chunked update of Section 4.1 of [1] for a
-batch objective, and accumulated cross-entropy for the softmax baseline.
+batch objective, and the accumulated chunks of a loss that is a mean over examples
+(softmax).
 
 References
 ----------
@@ -16,7 +17,7 @@ from dscl.objectives import Objective
 from dscl.training.distributed import gather_rows, rank_and_world, sync_context
 from dscl.training.guard import check_finite
 
-__all__ = ["chunked_step", "freeze_batchnorm", "softmax_step"]
+__all__ = ["chunked_step", "freeze_batchnorm", "summed_step"]
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -102,25 +103,30 @@ def chunked_step(
     return float(loss)
 
 
-def softmax_step(
+def summed_step(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     *,
-    classes: torch.Tensor,
+    objective: Objective,
     chunk_size: int,
     device: torch.device,
     amp: bool,
     batch_total: int,
 ) -> float:
-    """Cross-entropy over the batch (``batch_total`` examples over every process),
-    gradients accumulated chunk by chunk. ``model`` is an
-    :class:`~dscl.training.model.EmbeddingNet`, possibly DDP-wrapped. A non-finite loss
-    or gradient raises :class:`~dscl.training.guard.NonFiniteError` before the update."""
+    """One update of all trainable layers on an objective that is a mean over examples
+    (:attr:`dscl.objectives.Objective.per_example`: softmax), memory bounded by
+    ``chunk_size``: each chunk's share of the loss (its sum over ``batch_total``, the
+    examples over every process) is back-propagated directly, the gradients accumulated.
+    ``model`` may be DDP-wrapped. A non-finite loss or gradient raises
+    :class:`~dscl.training.guard.NonFiniteError` before the update.
+
+    Returns
+    -------
+    The loss on the whole batch, before the update.
+    """
     _, world = rank_and_world()
-    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    targets = torch.searchsorted(classes, labels.to(device))  # class ids -> 0..C-1
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
@@ -129,12 +135,14 @@ def softmax_step(
         with sync_context(model, last=i == len(chunks) - 1):
             with autocast:
                 emb = model(images[c].to(device, non_blocking=True))
-                scores = emb if net.classifier is None else net.classifier(emb)
-            loss = nn.functional.cross_entropy(scores.float(), targets[c.to(device)], reduction="sum")
+                loss = objective.summed_loss(emb, labels[c].to(device))
             (loss / batch_total).backward()
         total += loss.detach()
-    if world > 1:
+    if world > 1:  # the objective's own parameters are outside DDP: their gradients summed here
         dist.all_reduce(total)
+        for p in objective.module.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
     check_finite(total, optimizer)
     optimizer.step()
     return float(total) / batch_total

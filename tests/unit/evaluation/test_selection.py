@@ -9,7 +9,7 @@ from torch import nn
 
 from dscl.evaluation.selection import EarlyStopping, SelectionRule, carve_validation, validation_scores
 from dscl.objectives import make_objective
-from dscl.training import BatchSampler, OptimizerConfig, train_last_layer
+from dscl.training import BatchSampler, LoopOptions, OptimizerConfig, train_last_layer
 from dscl.training.checkpoint import Checkpointer
 
 
@@ -109,12 +109,7 @@ def _train_head(iterations, checkpointer, log, stopper_every=4):
     torch.manual_seed(0)
     head = nn.Linear(6, 5)
     stopper = EarlyStopping(validate, stopper_every)
-    head = train_last_layer(
-        head,
-        x,
-        y,
-        train_idx,
-        objective=make_objective("dscl"),
+    options = LoopOptions(
         iterations=iterations,
         batch_size=40,
         optim=OptimizerConfig("adam", 0.05),
@@ -124,6 +119,7 @@ def _train_head(iterations, checkpointer, log, stopper_every=4):
         log=log,
         stopper=stopper,
     )
+    head = train_last_layer(head, x, y, train_idx, make_objective("dscl"), options)
     return head, stopper
 
 
@@ -187,12 +183,7 @@ def _diverging_head(validate_every: int | None):
     start = head.weight.detach().clone()
     stopper = EarlyStopping(validate if validate_every else None, validate_every or 0)
     logged = []
-    head = train_last_layer(
-        head,
-        x,
-        y,
-        train_idx,
-        objective=make_objective("npairs"),
+    options = LoopOptions(
         iterations=30,
         batch_size=40,
         optim=OptimizerConfig("sgd", 1e30),
@@ -201,6 +192,7 @@ def _diverging_head(validate_every: int | None):
         log=lambda s, v: logged.append((s, v)),
         stopper=stopper,
     )
+    head = train_last_layer(head, x, y, train_idx, make_objective("npairs"), options)
     return head, stopper, start, logged
 
 

@@ -16,6 +16,7 @@ from dscl.objectives import make_objective
 from dscl.objectives.dscl import dscl_loss
 from dscl.training import (
     EmbeddingNet,
+    LoopOptions,
     OptimizerConfig,
     chunked_step,
     freeze_batchnorm,
@@ -153,20 +154,17 @@ def _train(iterations, prefetch, checkpointer=None, calls=None, fail_at=None):
 
     model = make_model()
     checkpointer = checkpointer or Checkpointer(None, "x", 1)
-    return train_on_images(
-        model,
-        _fake_fetch(calls, fail_at),
-        np.arange(40),
-        objective=DSCL,
+    options = LoopOptions(
         iterations=iterations,
         batch_size=12,
-        chunk_size=5,
         optim=OptimizerConfig(lr=0.05),
         seed=3,
-        checkpointer=checkpointer,
         device=CPU,
+        checkpointer=checkpointer,
+        chunk_size=5,
         prefetch=prefetch,
     )
+    return train_on_images(model, _fake_fetch(calls, fail_at), np.arange(40), DSCL, options)
 
 
 def test_prefetching_changes_nothing_and_resumes_exactly(tmp_path):
