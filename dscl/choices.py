@@ -11,16 +11,20 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 __all__ = [
+    "CLASS_SAMPLINGS",
     "CROP_MODES",
     "DECODERS",
     "DEVICES",
     "KMEANS_BACKENDS",
     "MARGIN_TYPES",
+    "OPTIMIZERS",
+    "ClassSampling",
     "CropMode",
     "Decoder",
     "Device",
     "KMeansBackend",
     "MarginType",
+    "Optimizer",
 ]
 
 Device = Literal["auto", "cpu", "cuda"]  # auto: CUDA when present (dscl.device)
@@ -28,9 +32,15 @@ CropMode = Literal["center", "random"]  # training crops (dscl.images)
 Decoder = Literal["auto", "cpu", "gpu"]  # auto: JPEGs decoded on the GPU on CUDA (dscl.images)
 KMeansBackend = Literal["auto", "faiss", "torch"]  # auto: faiss, or torch on a GPU without faiss-gpu
 MarginType = Literal["nmi", "ami", "ari", "vmeasure", "const"]  # the facility location's margin
+Optimizer = Literal["sgd", "adam"]  # dscl.training.optim
+ClassSampling = Literal[
+    "per_batch", "once"
+]  # new classes every batch, or drawn once (dscl.training.sampling)
 
 DEVICES: tuple[str, ...] = get_args(Device)
 CROP_MODES: tuple[str, ...] = get_args(CropMode)
 DECODERS: tuple[str, ...] = get_args(Decoder)
 KMEANS_BACKENDS: tuple[str, ...] = get_args(KMeansBackend)
 MARGIN_TYPES: tuple[str, ...] = get_args(MarginType)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+CLASS_SAMPLINGS: tuple[str, ...] = get_args(ClassSampling)

@@ -1,19 +1,19 @@
 """The schema of ``params.yaml``: one place that owns it, validated whole by :func:`load`.
 
-Every section is a frozen dataclass; a choice among names is a ``Literal`` (checked when
-the file is read, with the valid names in the message); a numeric range is declared with
-its field (``bounded(10, ge=1)``, :mod:`dscl.bounds`); a cross-field rule is the
-dataclass's ``__post_init__``. :func:`load` reads the file once and checks all of it:
-every section and every entry present (those of the experiment's ``datasets`` and
-``methods`` must be there), unknown keys at every level, keys written twice; it returns a
-:class:`Config`. Every stage calls it first, so a bad value fails within seconds of
-``dvc repro``, before any work, in one line naming the key, the value and what is allowed.
-
-Why dataclasses and not pydantic: the schema is small, the converter below is 60 lines
-that turn YAML values into these types with an error naming the key, and it keeps the
-configuration importable without a dependency; the library's own option classes
-(:class:`dscl.evaluation.selection.SelectionRule`, :class:`dscl.training.optim.OptimizerConfig`) are
-dataclasses too and nest here unchanged. Importing this module imports no torch.
+Every section is a frozen dataclass validated by pydantic (v2): a choice among names is a
+``Literal`` (the valid names in the message), a numeric range is declared on its field
+(``Field(10, ge=1)``; an item's range on the item's type, ``tuple[Seed, ...]``), unknown
+keys are refused (``extra="forbid"``), and a cross-field rule is the dataclass's
+``__post_init__``. Validation is strict, on the file's values as the JSON data they are
+(YAML's scalars, lists and mappings): a list is a tuple, an integer is a number, nothing
+else is converted (``"3"`` is not 3, ``true`` is not 1, ``.nan`` is no number).
+:func:`load` reads the file once and checks all of it: every section and every entry
+present (those of the experiment's ``datasets`` and ``methods`` must be there), unknown
+keys at every level, keys written twice; it returns a :class:`Config`. Every stage calls
+it first, so a bad value fails within seconds of ``dvc repro``, before any work, in one
+line naming the key, the value and what is allowed. The library's own option classes
+(:class:`dscl.evaluation.selection.SelectionRule`) are plain dataclasses that check
+themselves; they nest here unchanged. Importing this module imports no torch.
 
 Repetition in ``params.yaml`` is removed with YAML anchors and merge keys (``<<: *name``),
 read by PyYAML and by DVC alike: each stage still depends on its own fully resolved keys
@@ -24,24 +24,24 @@ read by PyYAML and by DVC alike: each stage still depends on its own fully resol
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
+import functools
+import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
+import pydantic
 import yaml
+from pydantic import Field
 
 from dscl.backbones import get_backbone
-from dscl.bounds import bounded, check, violation
-from dscl.choices import CropMode, Decoder, Device, KMeansBackend
+from dscl.choices import ClassSampling, CropMode, Decoder, Device, KMeansBackend, Optimizer
 from dscl.datasets import dataset_names, get_dataset
 from dscl.evaluation.selection import SelectionRule
 from dscl.methods import METHODS, Method
 from dscl.objectives import check_settings
-from dscl.training.optim import Optimizer, OptimizerConfig
-from dscl.training.sampling import ClassSampling
 
 __all__ = [
     "AblationConfig",
@@ -70,11 +70,19 @@ __all__ = [
     "VanillaConfig",
     "build",
     "convert",
+    "field_defaults",
     "load",
+    "method_config_type",
 ]
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
+
+# strict, closed and finite (the module's docstring says why strict)
+SCHEMA = pydantic.ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+section_class = functools.partial(pydantic.dataclasses.dataclass, frozen=True, config=SCHEMA)
+Seed = Annotated[int, Field(ge=0)]
+Dim = Annotated[int, Field(ge=1)]
 
 
 class ParamsError(ValueError):
@@ -84,32 +92,32 @@ class ParamsError(ValueError):
 # --------------------------------------------------------------------------------------
 # The sections
 # --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@section_class
 class PrepareConfig:
     datasets: dict  # per dataset: its own options ({} if none), read by Config.dataset_options
     root: str = "data/raw"  # downloads and extracted archives
     verify_checksum: bool = True  # false only for local test archives
 
 
-@dataclass(frozen=True)
+@section_class
 class ImageConfig:
     """``features.image``: how images are decoded and embedded (features, embed, validation)."""
 
-    batch_size: int = bounded(32, ge=1)  # small batches run fastest on a CPU
-    num_workers: int = bounded(2, ge=0)
+    batch_size: int = Field(32, ge=1)  # small batches run fastest on a CPU
+    num_workers: int = Field(2, ge=0)
     amp: bool = False  # bfloat16 autocast on CUDA (false: float32, the default)
     device: Device = "auto"
     decode: Decoder = "auto"  # auto: JPEGs decoded on the GPU on CUDA (dscl.images)
 
 
-@dataclass(frozen=True)
+@section_class
 class FeatureConfig:
     """``features.datasets.<dataset>``: the backbone and the decoding of Section 4.1."""
 
     backbone: str
     weights: str  # imagenet | none | path to a weights file
-    resize: int = bounded(256, ge=1)  # images resized to resize x resize ...
-    crop: int = bounded(227, ge=1)  # ... then cropped (centre crop for features and test)
+    resize: int = Field(256, ge=1)  # images resized to resize x resize ...
+    crop: int = Field(227, ge=1)  # ... then cropped (centre crop for features and test)
 
     def __post_init__(self):
         spec = get_backbone(self.backbone)  # an unknown name fails here, before any work
@@ -118,7 +126,7 @@ class FeatureConfig:
         spec.check_crop(self.crop)  # e.g. BN-Inception takes 227, not 299
 
 
-@dataclass(frozen=True)
+@section_class
 class TorchrunConfig:
     """The options of ``torchrun`` that launches the train stage (dvc.yaml unpacks this
     mapping into ``--key value`` flags; ``true`` gives ``--key``, ``false`` nothing).
@@ -126,18 +134,17 @@ class TorchrunConfig:
     ``standalone: false`` with ``nnodes``, ``node_rank`` or ``rdzv_*`` (docs)."""
 
     standalone: bool = True  # one machine, a free local port for the rendezvous
-    nproc_per_node: int = bounded(1, ge=1)
+    nproc_per_node: int = Field(1, ge=1)
     nnodes: int | str | None = None  # N, or MIN:MAX (elastic)
-    node_rank: int | None = bounded(None, ge=0)
+    node_rank: int | None = Field(None, ge=0)
     rdzv_backend: str | None = None  # c10d
     rdzv_endpoint: str | None = None  # host:port of the rendezvous
     rdzv_id: str | None = None  # the job's name, the same on every node
     master_addr: str | None = None
-    master_port: int | None = bounded(None, ge=1, le=65535)
-    max_restarts: int | None = bounded(None, ge=0)
+    master_port: int | None = Field(None, ge=1, le=65535)
+    max_restarts: int | None = Field(None, ge=0)
 
     def __post_init__(self):
-        check(self)
         several = [
             k
             for k in ("nnodes", "node_rank", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port")
@@ -150,21 +157,20 @@ class TorchrunConfig:
             )
 
 
-@dataclass(frozen=True)
+@section_class
 class CommonConfig:
     """``train.common``. One training run per seed (initialisation, batches, crops); the
     validation classes and the class pool are drawn once, with the first, so runs differ
     only in training."""
 
-    seeds: tuple[int, ...] = bounded((0,), ge=0)
+    seeds: tuple[Seed, ...] = (0,)
     device: Device = "auto"
     amp: bool = True  # bfloat16 autocast of the training passes on CUDA
-    checkpoint_every: int = bounded(10, ge=1)  # iterations between saved training states
+    checkpoint_every: int = Field(10, ge=1)  # iterations between saved training states
     selection: SelectionRule = field(default_factory=SelectionRule)
     torchrun: TorchrunConfig = field(default_factory=TorchrunConfig)
 
     def __post_init__(self):
-        check(self)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(self.seeds)}")
 
@@ -174,86 +180,68 @@ class CommonConfig:
         return self.seeds[0]
 
 
-@dataclass(frozen=True)
+@section_class
 class DatasetTrainConfig:
     """``train.datasets.<dataset>``: what every method shares on a dataset. The defaults
     are the paper's recipe (params.yaml's cub200 and cars196 entries write them out)."""
 
-    validation_classes: int = bounded(ge=0)  # carved from the training classes (seeded); no default
-    embedding_dim: int | None = bounded(None, ge=1)  # null: the number of training classes (the paper)
-    class_subsample: int | None = bounded(
-        None, ge=2
-    )  # batches drawn among this many random classes (SOP: 512)
+    validation_classes: int = Field(ge=0)  # carved from the training classes (seeded); no default
+    embedding_dim: int | None = Field(None, ge=1)  # null: the number of training classes (the paper)
+    class_subsample: int | None = Field(None, ge=2)  # batches drawn among this many random classes (SOP: 512)
     class_sampling: ClassSampling = "per_batch"  # per_batch: new classes every batch; once: fixed
     mirror: bool = True  # random horizontal mirroring of training images
 
-    def __post_init__(self):
-        check(self)
 
-
-@dataclass(frozen=True)
+@section_class
 class _Optimised:
     """What the methods that learn share: their objective's settings, their own seeds and
     embedding dimension (each null: the dataset's or ``train.common``'s)."""
 
     loss: dict[str, bool | float | str] = field(default_factory=dict)  # the objective's settings
-    seeds: tuple[int, ...] | None = bounded(None, ge=0)  # null: train.common.seeds
-    embedding_dim: int | None = bounded(None, ge=1)  # null: train.datasets.<dataset>.embedding_dim
+    seeds: tuple[Seed, ...] | None = None  # null: train.common.seeds
+    embedding_dim: int | None = Field(None, ge=1)  # null: train.datasets.<dataset>.embedding_dim
 
     def _check_seeds(self) -> None:
         seeds = self.seeds
         if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
             raise ValueError(f"seeds must be null or a list of distinct integers, got {list(seeds)}")
 
-    def optimizer_config(self) -> OptimizerConfig:
-        return OptimizerConfig(
-            self.optimizer,
-            self.lr,
-            self.momentum,
-            self.weight_decay,
-            backbone_lr=self.backbone_lr,
-        )
 
-
-@dataclass(frozen=True)
+@section_class
 class LastLayerConfig(_Optimised):
     """``train.<objective>_last.<dataset>``: the last layer on cached features."""
 
     backbone_lr: ClassVar[None] = None  # no pretrained layer is trained
-    iterations: int = bounded(200, ge=0)
-    batch_size: int = bounded(1260, ge=2)
+    iterations: int = Field(200, ge=0)
+    batch_size: int = Field(1260, ge=2)
     optimizer: Optimizer = "adam"
-    lr: float = bounded(0.001, gt=0)
-    momentum: float = bounded(0.9, ge=0, lt=1)
-    weight_decay: float = bounded(0.0, ge=0)
-    validate_every: int = bounded(10, ge=1)  # iterations between validations (and at step 0)
+    lr: float = Field(0.001, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    validate_every: int = Field(10, ge=1)  # iterations between validations (and at step 0)
 
     def __post_init__(self):
-        self.optimizer_config()  # refuses a bad learning rate
         self._check_seeds()
-        check(self)
 
 
-@dataclass(frozen=True)
+@section_class
 class ImageTrainConfig(_Optimised):
     """``train.<objective>_e2e.<dataset>``: all layers, on images (chunked update)."""
 
-    iterations: int = bounded(100, ge=0)
-    batch_size: int = bounded(1260, ge=2)  # n = 18 x 70
-    chunk_size: int = bounded(70, ge=1)  # sub-batch: memory is bounded by it, not by n
+    iterations: int = Field(100, ge=0)
+    batch_size: int = Field(1260, ge=2)  # n = 18 x 70
+    chunk_size: int = Field(70, ge=1)  # sub-batch: memory is bounded by it, not by n
     optimizer: Optimizer = "adam"
-    lr: float = bounded(0.001, gt=0)  # the learned last layer (and the softmax classifier)
-    backbone_lr: float | None = bounded(0.0001, gt=0)  # the pretrained layers; null: lr
-    momentum: float = bounded(0.9, ge=0, lt=1)
-    weight_decay: float = bounded(0.0, ge=0)
+    lr: float = Field(0.001, gt=0)  # the learned last layer (and the softmax classifier)
+    backbone_lr: float | None = Field(0.0001, gt=0)  # the pretrained layers; null: lr
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
     crop_mode: CropMode = "random"
-    num_workers: int = bounded(8, ge=0)
-    validate_every: int = bounded(10, ge=1)  # iterations between validations (and at step 0)
+    num_workers: int = Field(8, ge=0)
+    validate_every: int = Field(10, ge=1)  # iterations between validations (and at step 0)
 
     def __post_init__(self):
-        self.optimizer_config()  # refuses a bad learning rate
         self._check_seeds()
-        check(self)
 
     @property
     def pooled(self) -> bool:
@@ -261,7 +249,7 @@ class ImageTrainConfig(_Optimised):
         return False
 
 
-@dataclass(frozen=True)
+@section_class
 class SoftmaxConfig(ImageTrainConfig):
     """``train.softmax.<dataset>``. ``embedding``: the test embedding is the fine-tuned
     pooled feature ("GoogLeNet features fine-tuned for classification", Section 4.2) or
@@ -279,7 +267,7 @@ class SoftmaxConfig(ImageTrainConfig):
         return self.embedding == "pooled"
 
 
-@dataclass(frozen=True)
+@section_class
 class VanillaConfig:
     """The vanilla method has nothing to learn: one run, the pretrained feature."""
 
@@ -304,110 +292,96 @@ def method_config_type(method: Method) -> type:
     return SETTINGS_OF_METHOD.get(method.name, SETTINGS_OF_KIND[method.learns])
 
 
-@dataclass(frozen=True)
+@section_class
 class EmbedConfig:
-    batch_size: int = bounded(32, ge=1)
+    batch_size: int = Field(32, ge=1)
     device: Device = "auto"
 
 
-@dataclass(frozen=True)
+@section_class
 class NmiConfig:
     """``evaluate.nmi.<dataset>``: the test NMI is the mean over ``seeds`` k-means seeds
     (``evaluate.kmeans.seed`` and the next ones), each the best of ``restarts`` runs."""
 
-    seeds: int = bounded(50, ge=1)
-    restarts: int = bounded(10, ge=1)
-
-    def __post_init__(self):
-        check(self)
+    seeds: int = Field(50, ge=1)
+    restarts: int = Field(10, ge=1)
 
 
-@dataclass(frozen=True)
+@section_class
 class KMeansConfig:
     """``evaluate.kmeans``: k = the number of test classes; each k-means keeps the lowest
     objective of its runs seeded by k-means++ (:func:`dscl.evaluation.kmeans.kmeans`): validation's
     ``evaluate.kmeans_nredo``, the test NMI's ``evaluate.nmi`` (:class:`NmiConfig`)."""
 
-    niter: int = bounded(100, ge=1)
-    seed: int = bounded(0, ge=0)
+    niter: int = Field(100, ge=1)
+    seed: int = Field(0, ge=0)
     backend: KMeansBackend = "auto"
 
-    def __post_init__(self):
-        check(self)
 
-
-@dataclass(frozen=True)
+@section_class
 class NumericsConfig:
     """``numerics``: the numeric environment of every stage that computes
     (:func:`dscl.numerics.configure`): its thread count, and deterministic algorithms."""
 
-    threads: int = bounded(2, ge=1)
+    threads: int = Field(2, ge=1)
     deterministic: bool = True
 
-    def __post_init__(self):
-        check(self)
 
-
-@dataclass(frozen=True)
+@section_class
 class TsneConfig:
-    perplexity: float = bounded(30.0, gt=0)
-    max_points: int = bounded(3000, ge=2)
-    max_classes: int = bounded(30, ge=1)
-    seed: int = bounded(0, ge=0)
-    thumbnails: int = bounded(60, ge=0)  # images drawn at a seeded subsample of the points (0: dots only)
+    perplexity: float = Field(30.0, gt=0)
+    max_points: int = Field(3000, ge=2)
+    max_classes: int = Field(30, ge=1)
+    seed: int = Field(0, ge=0)
+    thumbnails: int = Field(60, ge=0)  # images drawn at a seeded subsample of the points (0: dots only)
 
 
-@dataclass(frozen=True)
+@section_class
 class GalleryConfig:
     """``report.gallery``: the retrieval figures (dscl.report.gallery)."""
 
-    queries: int = bounded(8, ge=1)  # seeded test queries, the same for every method
-    k: int = bounded(8, ge=1)  # neighbours shown per query
-    worst: int = bounded(4, ge=0)  # and the queries each method gets most wrong (lowest precision at k)
-    compare_queries: int = bounded(6, ge=0)  # the comparison figure: these many of the queries ...
-    compare_k: int = bounded(5, ge=1)  # ... with these many neighbours for each compared method
-    thumb: int = bounded(72, ge=1)  # thumbnail size in pixels
-    seed: int = bounded(0, ge=0)
+    queries: int = Field(8, ge=1)  # seeded test queries, the same for every method
+    k: int = Field(8, ge=1)  # neighbours shown per query
+    worst: int = Field(4, ge=0)  # and the queries each method gets most wrong (lowest precision at k)
+    compare_queries: int = Field(6, ge=0)  # the comparison figure: these many of the queries ...
+    compare_k: int = Field(5, ge=1)  # ... with these many neighbours for each compared method
+    thumb: int = Field(72, ge=1)  # thumbnail size in pixels
+    seed: int = Field(0, ge=0)
 
     def __post_init__(self):
-        check(self)
         if self.compare_queries > self.queries:
             raise ValueError(
                 f"compare_queries ({self.compare_queries}) must not exceed queries ({self.queries})"
             )
 
 
-@dataclass(frozen=True)
+@section_class
 class BootstrapConfig:
     """``report.bootstrap``: the confidence intervals over test classes (dscl.evaluation.bootstrap)."""
 
-    resamples: int = bounded(1000, ge=100)  # at least 100 for a 95% interval
-    level: float = bounded(0.95, gt=0, lt=1)
-    seed: int = bounded(0, ge=0)
-
-    def __post_init__(self):
-        check(self)
+    resamples: int = Field(1000, ge=100)  # at least 100 for a 95% interval
+    level: float = Field(0.95, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
 
 
-@dataclass(frozen=True)
+@section_class
 class ReportConfig:
     tsne: TsneConfig
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
 
 
-@dataclass(frozen=True)
+@section_class
 class AblationConfig:
     """``ablation.<dataset>``: these last-layer methods retrained at each embedding
     dimension of ``dims`` (:mod:`dscl.experiments.ablation`); ``seeds``: their training seeds (null:
     each method's own). No methods: no ablation."""
 
     methods: tuple[str, ...]
-    dims: tuple[int, ...] = bounded(ge=1)
-    seeds: tuple[int, ...] | None = bounded(None, ge=0)
+    dims: tuple[Dim, ...]
+    seeds: tuple[Seed, ...] | None = None
 
     def __post_init__(self):
-        check(self)
         if self.methods and not self.dims:
             raise ValueError(f"dims must list dimensions >= 1 for the methods {list(self.methods)}")
 
@@ -671,80 +645,103 @@ def node_at(raw: dict, dotted: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------
-# YAML values -> typed dataclasses
+# YAML values -> typed dataclasses, by pydantic
 # --------------------------------------------------------------------------------------
+@functools.cache
+def _adapter(tp: Any) -> pydantic.TypeAdapter:
+    """pydantic's validator of ``{"value": <a value of type tp>}``: the wrapper gives a
+    plain dataclass (a dataset's options, the selection rule) the schema's strictness,
+    as a section gives it to the dataclasses it holds."""
+    return pydantic.TypeAdapter(pydantic.create_model("Value", __config__=SCHEMA, value=(tp, ...)))
+
+
+# what a value must be, for pydantic's error types (the rest keep pydantic's words)
+_MUST = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "dataclass_type": "must be a mapping",
+    "greater_than": "must be > {gt:g}",
+    "greater_than_equal": "must be >= {ge:g}",
+    "less_than": "must be < {lt:g}",
+    "less_than_equal": "must be <= {le:g}",
+    "too_short": "must list at least {min_length} item(s)",
+}
+
+
+def _where(where: str, loc: tuple) -> str:
+    return where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+
+
+def _said(errors: list[dict], tp: Any, where: str) -> str:
+    """One line of params.yaml's error for pydantic's errors: unknown keys first (all of
+    one mapping's, with the keys it takes), otherwise the first error."""
+    unknown = [e for e in errors if e["type"] == "unexpected_keyword_argument"]
+    if unknown:
+        parent = tuple(unknown[0]["loc"][:-1])
+        keys = sorted(str(e["loc"][-1]) for e in unknown if tuple(e["loc"][:-1]) == parent)
+        return f"unknown key(s) {keys} in {_where(where, parent)}; expected {_keys(tp, parent)}"
+    err = errors[0]
+    kind, ctx = err["type"], err.get("ctx") or {}
+    at = _where(where, tuple(err["loc"]))
+    if kind in ("missing_argument", "missing"):
+        return f"missing key {at}"
+    if kind == "value_error":
+        return f"{at}: {ctx['error']}"
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx["expected"])
+        return f"{at} must be one of {choices}, got {err['input']!r}"
+    if kind in _MUST:
+        return f"{at} {_MUST[kind].format(**ctx)}, got {err['input']!r}"
+    return f"{at}: {err['msg']}, got {err['input']!r}"
+
+
+def _keys(tp: Any, loc: tuple) -> list[str]:
+    """The keys the mapping at ``loc`` inside ``tp`` takes (its dataclass's fields)."""
+    for part in loc:
+        if isinstance(part, int) or not dataclasses.is_dataclass(tp):
+            return []
+        hint = typing.get_type_hints(tp).get(part)
+        tp = next((a for a in (typing.get_args(hint) or (hint,)) if dataclasses.is_dataclass(a)), None)
+    return sorted(f.name for f in dataclasses.fields(tp)) if dataclasses.is_dataclass(tp) else []
+
+
 def convert(value: Any, tp: Any, where: str) -> Any:
-    """``value`` (as YAML gives it) as type ``tp``; ParamsError naming ``where`` otherwise."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return convert(value, option, where)
-            except ParamsError as exc:
-                errors.append(str(exc))
-        raise ParamsError(errors[0] if errors else f"{where}: unexpected value {value!r}")
-    if origin is typing.Literal:
-        if value not in typing.get_args(tp):
-            raise ParamsError(f"{where} must be one of {list(typing.get_args(tp))}, got {value!r}")
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, list):
-            raise ParamsError(f"{where} must be a list, got {value!r}")
-        item = typing.get_args(tp)[0]
-        return tuple(convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ParamsError(f"{where} must be a mapping, got {value!r}")
-        if tp is dict:  # a free-form mapping, checked by whoever reads it
-            return value
-        vt = typing.get_args(tp)[1]
-        return {k: convert(v, vt, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
-    checks = {
-        float: ((int, float), "a number"),
-        int: (int, "an integer"),
-        bool: (bool, "true or false"),
-        str: (str, "a string"),
-    }
-    if tp in checks:
-        types_, what = checks[tp]
-        if not isinstance(value, types_) or (tp is not bool and isinstance(value, bool)):
-            raise ParamsError(f"{where} must be {what}, got {value!r}")
-        if tp is float and not math.isfinite(value):
-            raise ParamsError(f"{where} must be a finite number, got {value!r}")
-        return float(value) if tp is float else value
-    raise TypeError(f"unsupported field type {tp!r} at {where}")
+    """``value`` (as YAML gives it) validated as type ``tp``; ParamsError naming ``where``
+    and what was expected otherwise."""
+    try:
+        data = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError):
+        what = "plain data (numbers, strings, lists, mappings)"
+        raise ParamsError(f"params.yaml: {where} must be {what}, got {value!r}") from None
+    try:
+        return _adapter(tp).validate_json(f'{{"value": {data}}}', strict=True).value
+    except pydantic.ValidationError as exc:
+        errors = [{**e, "loc": tuple(e["loc"])[1:]} for e in exc.errors()]
+        raise ParamsError(f"params.yaml: {_said(errors, tp, where)}") from None
 
 
 def build(cls: type[T], data: Any, where: str) -> T:
-    """Build dataclass ``cls`` from ``data``, refusing unknown and missing keys."""
+    """The dataclass ``cls`` of the mapping ``data``: unknown and missing keys refused,
+    every field's type and range checked, then the dataclass's own rules."""
     if not isinstance(data, dict):
         raise ParamsError(f"params.yaml: {where} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ParamsError(f"params.yaml: unknown key(s) {unknown} in {where}; expected {sorted(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ParamsError(f"params.yaml: missing key {where}.{name}")
-            continue
-        value = convert(data[name], hints[name], f"{where}.{name}")
-        problem = violation(f, value, f"{where}.{name}")  # before the dataclass says it less well
-        if problem is not None:
-            raise ParamsError(f"params.yaml: {problem}")
-        kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise ParamsError(f"params.yaml: {where}: {exc}") from None
+    return convert(data, cls, where)
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """The fields of a section that have a default value, and that value (a factory's
+    fields left out): what a run uses where params.yaml says nothing."""
+    from pydantic_core import PydanticUndefined
+
+    infos = getattr(cls, "__pydantic_fields__", None)
+    if infos is None:  # a plain dataclass
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    return {name: info.default for name, info in infos.items() if info.default is not PydanticUndefined}
 
 
 def section(raw: dict, dotted: str, cls: type[T]) -> T:

@@ -12,8 +12,8 @@ pipeline's prepared dataset and cached features.
 
 from dscl._lazy import lazy_names
 
-# where each public name lives; imported on first use, so that ``dscl.config`` can read
-# the option classes of ``dscl.training.optim`` without importing torch
+# where each public name lives; imported on first use, so that the modules that need no
+# torch (the model record, the optimiser's options) are read without it
 _HOMES = {
     "EmbeddingNet": "model",
     "ModelRecord": "record",

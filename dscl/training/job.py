@@ -20,6 +20,7 @@ from dscl.evaluation.selection import EarlyStopping, carve_validation, validatio
 from dscl.methods import Method
 from dscl.training.guard import NonFiniteError
 from dscl.training.loops import LoopOptions
+from dscl.training.optim import OptimizerConfig
 from dscl.training.sampling import training_pool
 
 __all__ = ["DataSettingError", "TrainingJob"]
@@ -154,7 +155,7 @@ class TrainingJob:
         return LoopOptions(
             iterations=s.iterations,
             batch_size=s.batch_size,
-            optim=s.optimizer_config(),
+            optim=OptimizerConfig(s.optimizer, s.lr, s.momentum, s.weight_decay, backbone_lr=s.backbone_lr),
             seed=seed,
             device=self.device,
             classes_per_batch=self.classes_per_batch,

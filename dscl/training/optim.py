@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING
+
+from dscl.choices import OPTIMIZERS, Optimizer
 
 if TYPE_CHECKING:
     import torch
@@ -11,9 +13,6 @@ if TYPE_CHECKING:
     from dscl.training.model import EmbeddingNet
 
 __all__ = ["OPTIMIZERS", "Optimizer", "OptimizerConfig", "make_optimizer", "parameter_groups"]
-
-Optimizer = Literal["sgd", "adam"]
-OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 @dataclass(frozen=True)

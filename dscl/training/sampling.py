@@ -7,13 +7,11 @@ References
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-__all__ = ["BatchSampler", "ClassSampling", "sample_batch", "training_pool"]
+from dscl.choices import ClassSampling
 
-ClassSampling = Literal["per_batch", "once"]
+__all__ = ["BatchSampler", "ClassSampling", "sample_batch", "training_pool"]
 
 
 def sample_batch(pool: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
