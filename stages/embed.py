@@ -59,8 +59,8 @@ def main(argv=None) -> None:
         # where each number came from: the training run's environment and this one's
         info["environment"] = {"train": records[0].environment, "embed": environment(device)}
         if len(records) > 1:  # each seed's run and the step it selected
-            info["seeds"] = [r.get("seed") for r in records]
-            info["selected_steps"] = [r.get("selected_step") for r in records]
+            info["seeds"] = [r.seed for r in records]
+            info["selected_steps"] = [r.selected_step for r in records]
         write_text(layout.info_file(tmp), json.dumps(info, indent=2) + "\n")
     print(f"embed@{args.dataset}: {len(runs)} run(s), d = {dims[0]} -> {args.out}")
 
