@@ -165,3 +165,34 @@ def test_every_module_is_on_an_api_page():
     assert modules - {"dscl"} <= shown, (
         f"modules on no page of docs/api/: {sorted(modules - {'dscl'} - shown)}"
     )
+
+
+def test_library_functions_are_short_and_take_few_positional_arguments():
+    """No function of the library runs over 60 lines of code (its docstring aside) or
+    takes more than 8 arguments that are not keyword-only: a longer one is split, a
+    wider one takes an options object or keyword-only settings."""
+    too_long, too_wide = [], []
+    for path in sorted((REPO / "dscl").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            body, doc = node.body, 0
+            if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                doc = body[0].end_lineno - body[0].lineno + 1
+            where = f"{path.relative_to(REPO)}:{node.lineno} {node.name}"
+            if node.end_lineno - node.lineno + 1 - doc > 60:
+                too_long.append(where)
+            positional = [
+                a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")
+            ]
+            if len(positional) > 8:
+                too_wide.append(where)
+    assert not too_long, f"functions over 60 lines of code: {too_long}"
+    assert not too_wide, f"functions with more than 8 positional arguments: {too_wide}"
+
+
+def test_the_configuration_imports_nothing_of_the_training_code():
+    """The schema sits below the library it configures: no import runs back up from
+    ``dscl.config`` into ``dscl.training`` (the choices it types with live in ``dscl.choices``)."""
+    imported = _imported_modules(REPO / "dscl" / "config.py")
+    assert not [m for m in imported if m.startswith("dscl.training")]
