@@ -24,15 +24,10 @@ read by PyYAML and by DVC alike: each stage still depends on its own fully resol
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-import pydantic
 import yaml
 from pydantic import Field
 
@@ -41,7 +36,8 @@ from dscl.choices import ClassSampling, CropMode, Decoder, Device, KMeansBackend
 from dscl.datasets import dataset_names, get_dataset
 from dscl.evaluation.selection import SelectionRule
 from dscl.methods import METHODS, Method
-from dscl.objectives import check_settings
+from dscl.objectives import OBJECTIVES
+from dscl.schema import SchemaError, schema_class, validate
 
 __all__ = [
     "AblationConfig",
@@ -78,9 +74,7 @@ __all__ = [
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
 
-# strict, closed and finite (the module's docstring says why strict)
-SCHEMA = pydantic.ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-section_class = functools.partial(pydantic.dataclasses.dataclass, frozen=True, config=SCHEMA)
+section_class = schema_class  # strict, closed and finite (the module's docstring says why strict)
 Seed = Annotated[int, Field(ge=0)]
 Dim = Annotated[int, Field(ge=1)]
 
@@ -256,11 +250,6 @@ class SoftmaxConfig(ImageTrainConfig):
     the class scores (logits)."""
 
     embedding: Literal["pooled", "logits"] = "pooled"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.loss:
-            raise ValueError(f"softmax has no loss settings, got {sorted(self.loss)}")
 
     @property
     def pooled(self) -> bool:
@@ -464,11 +453,8 @@ class Config:
             raise ParamsError(f"params.yaml: {err}") from None
         where = f"train.{name}.{dataset}"
         cfg = build(method_config_type(method), entry(self.raw, f"train.{name}", dataset), where)
-        if method.objective is not None:
-            try:
-                check_settings(method.objective, cfg.loss)
-            except ValueError as err:
-                raise ParamsError(f"params.yaml: {where}.loss: {err}") from None
+        if method.objective is not None:  # the objective's settings class (dscl.objectives.settings)
+            convert(cfg.loss, OBJECTIVES.get(method.objective), f"{where}.loss")
         return method, cfg
 
     def recall_ks(self, dataset: str) -> tuple[int, ...]:
@@ -645,84 +631,15 @@ def node_at(raw: dict, dotted: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------
-# YAML values -> typed dataclasses, by pydantic
+# YAML values -> typed dataclasses, by pydantic (dscl.schema)
 # --------------------------------------------------------------------------------------
-@functools.cache
-def _adapter(tp: Any) -> pydantic.TypeAdapter:
-    """pydantic's validator of ``{"value": <a value of type tp>}``: the wrapper gives a
-    plain dataclass (a dataset's options, the selection rule) the schema's strictness,
-    as a section gives it to the dataclasses it holds."""
-    return pydantic.TypeAdapter(pydantic.create_model("Value", __config__=SCHEMA, value=(tp, ...)))
-
-
-# what a value must be, for pydantic's error types (the rest keep pydantic's words)
-_MUST = {
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "finite_number": "must be a finite number",
-    "bool_type": "must be true or false",
-    "string_type": "must be a string",
-    "tuple_type": "must be a list",
-    "dict_type": "must be a mapping",
-    "dataclass_type": "must be a mapping",
-    "greater_than": "must be > {gt:g}",
-    "greater_than_equal": "must be >= {ge:g}",
-    "less_than": "must be < {lt:g}",
-    "less_than_equal": "must be <= {le:g}",
-    "too_short": "must list at least {min_length} item(s)",
-}
-
-
-def _where(where: str, loc: tuple) -> str:
-    return where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-
-
-def _said(errors: list[dict], tp: Any, where: str) -> str:
-    """One line of params.yaml's error for pydantic's errors: unknown keys first (all of
-    one mapping's, with the keys it takes), otherwise the first error."""
-    unknown = [e for e in errors if e["type"] == "unexpected_keyword_argument"]
-    if unknown:
-        parent = tuple(unknown[0]["loc"][:-1])
-        keys = sorted(str(e["loc"][-1]) for e in unknown if tuple(e["loc"][:-1]) == parent)
-        return f"unknown key(s) {keys} in {_where(where, parent)}; expected {_keys(tp, parent)}"
-    err = errors[0]
-    kind, ctx = err["type"], err.get("ctx") or {}
-    at = _where(where, tuple(err["loc"]))
-    if kind in ("missing_argument", "missing"):
-        return f"missing key {at}"
-    if kind == "value_error":
-        return f"{at}: {ctx['error']}"
-    if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", ctx["expected"])
-        return f"{at} must be one of {choices}, got {err['input']!r}"
-    if kind in _MUST:
-        return f"{at} {_MUST[kind].format(**ctx)}, got {err['input']!r}"
-    return f"{at}: {err['msg']}, got {err['input']!r}"
-
-
-def _keys(tp: Any, loc: tuple) -> list[str]:
-    """The keys the mapping at ``loc`` inside ``tp`` takes (its dataclass's fields)."""
-    for part in loc:
-        if isinstance(part, int) or not dataclasses.is_dataclass(tp):
-            return []
-        hint = typing.get_type_hints(tp).get(part)
-        tp = next((a for a in (typing.get_args(hint) or (hint,)) if dataclasses.is_dataclass(a)), None)
-    return sorted(f.name for f in dataclasses.fields(tp)) if dataclasses.is_dataclass(tp) else []
-
-
 def convert(value: Any, tp: Any, where: str) -> Any:
     """``value`` (as YAML gives it) validated as type ``tp``; ParamsError naming ``where``
     and what was expected otherwise."""
     try:
-        data = json.dumps(value, allow_nan=True)
-    except (TypeError, ValueError):
-        what = "plain data (numbers, strings, lists, mappings)"
-        raise ParamsError(f"params.yaml: {where} must be {what}, got {value!r}") from None
-    try:
-        return _adapter(tp).validate_json(f'{{"value": {data}}}', strict=True).value
-    except pydantic.ValidationError as exc:
-        errors = [{**e, "loc": tuple(e["loc"])[1:]} for e in exc.errors()]
-        raise ParamsError(f"params.yaml: {_said(errors, tp, where)}") from None
+        return validate(value, tp, where)
+    except SchemaError as err:
+        raise ParamsError(f"params.yaml: {err}") from None
 
 
 def build(cls: type[T], data: Any, where: str) -> T:

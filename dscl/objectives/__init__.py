@@ -26,8 +26,11 @@ its gradient with respect to F (one autograd pass on F alone, the closed form fo
 is back-propagated chunk by chunk exactly as for DSCL; a loss that is a mean over examples
 (softmax) is back-propagated chunk by chunk directly.
 
-Importing this module does not import torch (the pipeline's configuration checks
-settings against :data:`OBJECTIVES` before any tensor exists); building an objective does.
+Each objective's settings (their defaults and ranges) are a class of
+:mod:`dscl.objectives.settings`, registered in :data:`OBJECTIVES` under the objective's
+name by the :func:`objective` decorator; the class builds the objective. Importing this
+module does not import torch (the pipeline's configuration checks settings against
+:data:`OBJECTIVES` before any tensor exists); building an objective does.
 
 References
 ----------
@@ -36,173 +39,32 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dscl.choices import MARGIN_TYPES
-from dscl.registry import Registry
+from dscl.objectives.settings import OBJECTIVES, ObjectiveSettings, objective
+from dscl.schema import SchemaError, validate
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["OBJECTIVES", "Objective", "ObjectiveSpec", "check_settings", "make_objective"]
+__all__ = ["OBJECTIVES", "Objective", "ObjectiveSettings", "check_settings", "make_objective", "objective"]
 
-BatchLoss = Callable[["Tensor", "Tensor"], "Tensor"]
-Setting = bool | float | str  # a loss setting's value: its type is its default's
-
-
-@dataclass(frozen=True)
-class ObjectiveSpec:
-    """How to build one objective.
-
-    ``build(**settings)`` returns ``loss(F, labels)``; ``defaults`` are its settings (a
-    setting takes values of its default's type); ``normalized``: it measures l2-normalised
-    embeddings (then so do validation and evaluation); ``closed_form``: where given, returns
-    ``(loss, dLoss/dF)`` without autograd; ``choices``: the values a string setting may take;
-    ``learned``: where given, ``learned(class_ids, embedding_dim, **settings)`` builds the
-    objective's parameters as a module ``module(F, labels) -> loss`` (then ``build`` is
-    unused) and ``lr_setting`` names the setting that scales their learning rate;
-    ``per_example``: the loss is a mean over examples, and the module's ``summed(F, labels)``
-    gives a chunk's sum of them.
-    """
-
-    build: Callable[..., BatchLoss]
-    defaults: Mapping[str, Setting]
-    normalized: bool
-    closed_form: Callable[[], Callable[[Tensor, Tensor], tuple]] | None = None
-    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    learned: Callable[..., Any] | None = None
-    lr_setting: str | None = None
-    per_example: bool = False
-
-
-def _dscl() -> BatchLoss:
-    from dscl.objectives.dscl import dscl_loss
-
-    return dscl_loss
-
-
-def _dscl_closed_form():
-    from dscl.objectives.dscl import dscl_loss_and_gradient
-
-    return dscl_loss_and_gradient
-
-
-def _pair_loss(name: str) -> Callable[..., BatchLoss]:
-    def build(**settings) -> BatchLoss:
-        from dscl.objectives import pairs
-
-        fn = getattr(pairs, name)
-        return lambda f, y: fn(f, y, **settings)
-
-    return build
-
-
-def _npairs(l2_reg: float = 0.002) -> BatchLoss:
-    from pytorch_metric_learning import losses, regularizers
-
-    loss = losses.NPairsLoss(embedding_regularizer=regularizers.LpRegularizer(), embedding_reg_weight=l2_reg)
-    return lambda f, y: loss(f, y)
-
-
-def _multisim(alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, epsilon: float = 0.1) -> BatchLoss:
-    from pytorch_metric_learning import losses, miners
-
-    loss = losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
-    miner = miners.MultiSimilarityMiner(epsilon=epsilon)
-    return lambda f, y: loss(f, y, miner(f, y))
-
-
-def _facility(**settings) -> BatchLoss:
-    import torch.nn.functional as F
-
-    from dscl.objectives.facility import facility_location_loss
-
-    return lambda f, y: facility_location_loss(F.normalize(f, dim=1), y, **settings)
-
-
-OBJECTIVES: Registry[ObjectiveSpec] = Registry("objective")
-OBJECTIVES.register("dscl", ObjectiveSpec(lambda: _dscl(), {}, False, _dscl_closed_form))
-OBJECTIVES.register("triplet", ObjectiveSpec(_pair_loss("triplet_semihard_loss"), {"margin": 0.2}, True))
-OBJECTIVES.register(
-    "lifted", ObjectiveSpec(_pair_loss("lifted_structure_loss"), {"neg_margin": 1.0, "pos_margin": 0.0}, True)
-)
-OBJECTIVES.register("npairs", ObjectiveSpec(_npairs, {"l2_reg": 0.002}, False))
-OBJECTIVES.register(
-    "multisim", ObjectiveSpec(_multisim, {"alpha": 2.0, "beta": 50.0, "base": 0.5, "epsilon": 0.1}, True)
-)
-
-OBJECTIVES.register(
-    "facility",
-    ObjectiveSpec(
-        _facility,
-        {"margin_multiplier": 1.0, "enable_pam_finetuning": True, "margin_type": "nmi"},
-        True,
-        choices={"margin_type": MARGIN_TYPES},
-    ),
-)
-
-
-def _unbound(**settings) -> BatchLoss:
-    def loss(f, y):
-        raise RuntimeError("this objective has learned parameters: bind it to the classes (Objective.bind)")
-
-    return loss
-
-
-def _proxyanchor_module(class_ids, embedding_dim, margin=0.1, alpha=32.0, proxy_lr_multiplier=10.0):
-    from dscl.objectives.proxies import ProxyAnchor
-
-    return ProxyAnchor(class_ids, embedding_dim, margin=margin, alpha=alpha)
-
-
-# proxies: 10x the last layer's learning rate, which at the e2e recipe's 1e-3 is the 1e-2
-# that Kim et al. give them (their backbone's 1e-4 times 100)
-OBJECTIVES.register(
-    "proxyanchor",
-    ObjectiveSpec(
-        _unbound,
-        {"margin": 0.1, "alpha": 32.0, "proxy_lr_multiplier": 10.0},
-        True,
-        learned=_proxyanchor_module,
-        lr_setting="proxy_lr_multiplier",
-    ),
-)
-
-
-def _softmax_module(class_ids, embedding_dim):
-    from dscl.objectives.softmax import SoftmaxClassifier
-
-    return SoftmaxClassifier(class_ids, embedding_dim)
-
-
-OBJECTIVES.register("softmax", ObjectiveSpec(_unbound, {}, False, learned=_softmax_module, per_example=True))
+Setting = bool | float | str  # a loss setting's value (its field's type in the settings class)
 
 
 def check_settings(name: str, settings: Mapping[str, Setting] | None) -> dict[str, Setting]:
-    """``settings`` of objective ``name``, checked: an unknown name or setting, a value of
-    the wrong type or an unknown choice raises ValueError naming what was expected.
-    Returns the settings as a dict."""
-    spec = OBJECTIVES.get(name)
+    """``settings`` of objective ``name``, checked against its settings class
+    (:mod:`dscl.objectives.settings`): an unknown name or setting, a value of the wrong
+    type, out of its range or not among its choices raises ValueError naming what was
+    expected. Returns the settings as given, as a dict (the defaults are the class's)."""
+    cls = OBJECTIVES.get(name)
     settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(spec.defaults))
-    if unknown:
-        raise ValueError(
-            f"unknown loss setting(s) {unknown} for {name!r}; expected {sorted(spec.defaults) or 'none'}"
-        )
-    for key, value in settings.items():
-        default = spec.defaults[key]
-        if isinstance(default, bool | str):
-            ok = type(value) is type(default)
-        else:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok:
-            raise ValueError(
-                f"loss setting {key!r} of {name!r} must be a {type(default).__name__}, got {value!r}"
-            )
-        if key in spec.choices and value not in spec.choices[key]:
-            raise ValueError(f"{key} of {name!r} must be one of {list(spec.choices[key])}, got {value!r}")
+    try:
+        validate(settings, cls, name)
+    except SchemaError as err:
+        raise ValueError(f"loss settings: {err}") from None
     return settings
 
 
@@ -219,41 +81,39 @@ class Objective:
     module: Any = field(default=None, compare=False, repr=False)  # learned parameters (bind)
 
     def __post_init__(self):
-        spec = OBJECTIVES.get(self.name)
-        object.__setattr__(self, "_fn", spec.build(**{**spec.defaults, **self.settings}))
-        closed = spec.closed_form() if spec.closed_form is not None else None
+        spec = OBJECTIVES.get(self.name)(**self.settings)
+        object.__setattr__(self, "_spec", spec)
+        object.__setattr__(self, "_fn", None if self.learns_parameters else spec.loss())
+        closed = spec.closed_form()
         object.__setattr__(self, "_closed_form", closed)
 
     @property
     def learns_parameters(self) -> bool:
         """Whether the objective has parameters of its own (Proxy-Anchor's proxies)."""
-        return OBJECTIVES.get(self.name).learned is not None
+        return type(self._spec).learned is not ObjectiveSettings.learned
 
     @property
     def per_example(self) -> bool:
         """Whether the loss is a mean over examples (:meth:`summed_loss` gives a chunk's
         sum): the update of all layers then back-propagates chunk by chunk directly."""
-        return OBJECTIVES.get(self.name).per_example
+        return self._spec.per_example
 
     @property
     def lr_multiplier(self) -> float:
         """The learning rate of the objective's parameters, relative to the last layer's."""
-        spec = OBJECTIVES.get(self.name)
-        if spec.lr_setting is None:
-            return 1.0
-        return float({**spec.defaults, **self.settings}[spec.lr_setting])
+        setting = self._spec.lr_setting
+        return 1.0 if setting is None else float(getattr(self._spec, setting))
 
     def bind(self, class_ids, embedding_dim: int, seed: int = 0) -> Objective:
         """This objective with its parameters built for ``class_ids`` (initialised from
         ``seed``); itself when it has none."""
-        spec = OBJECTIVES.get(self.name)
-        if spec.learned is None:
+        if not self.learns_parameters:
             return self
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = spec.learned(class_ids, embedding_dim, **{**spec.defaults, **self.settings})
+            module = self._spec.learned(class_ids, embedding_dim)
         return Objective(self.name, self.settings, module)
 
     def parameter_group(self, lr: float) -> list[dict]:
@@ -279,13 +139,16 @@ class Objective:
     @property
     def normalized(self) -> bool:
         """Whether the objective measures l2-normalised embeddings."""
-        return OBJECTIVES.get(self.name).normalized
+        return self._spec.normalized
+
+    def _loss(self):
+        return self._fn if self._fn is not None else self._spec.loss()  # the latter: unbound, an error
 
     def __call__(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """The loss of the batch, shape (); differentiable in ``embeddings`` (n, d)."""
         if self.module is not None:
             return self.module(embeddings, labels)
-        return self._fn(embeddings, labels)
+        return self._loss()(embeddings, labels)
 
     def loss_and_gradient(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """``(loss, dLoss/dF)``, shapes () and (n, d), without a graph attached. With
@@ -305,7 +168,7 @@ class Objective:
             return loss.detach(), grads[0]
         with torch.enable_grad():
             f = embeddings.detach().requires_grad_(True)
-            loss = self._fn(f, labels)
+            loss = self._loss()(f, labels)
             if not loss.requires_grad:  # nothing to learn from this batch (no pairs)
                 return loss.detach(), torch.zeros_like(f)
             (grad,) = torch.autograd.grad(loss, f)

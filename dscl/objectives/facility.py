@@ -245,9 +245,9 @@ def facility_medoids(
 def facility_location_loss(
     embeddings: Tensor,
     labels: Tensor,
-    margin_multiplier: float = 1.0,
-    enable_pam_finetuning: bool = True,
-    margin_type: str = "nmi",
+    margin_multiplier: float,
+    enable_pam_finetuning: bool,
+    margin_type: str,
 ) -> Tensor:
     """The clustering loss of Song et al. [1] (``cluster_loss`` of the reference).
 

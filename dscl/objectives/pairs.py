@@ -42,7 +42,7 @@ def pair_masks(labels: Tensor) -> tuple[Tensor, Tensor] | None:
     return same, pos
 
 
-def triplet_semihard_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.2) -> Tensor:
+def triplet_semihard_loss(embeddings: Tensor, labels: Tensor, margin: float) -> Tensor:
     """Triplet loss with semi-hard negatives [2] (TensorFlow's ``triplet_semihard_loss``).
 
     On l2-normalised embeddings and squared Euclidean distances D: for every positive
@@ -76,9 +76,7 @@ def triplet_semihard_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.
     return torch.relu(d[a, p] - d[a, chosen[a, p]] + margin).mean()
 
 
-def lifted_structure_loss(
-    embeddings: Tensor, labels: Tensor, neg_margin: float = 1.0, pos_margin: float = 0.0
-) -> Tensor:
+def lifted_structure_loss(embeddings: Tensor, labels: Tensor, neg_margin: float, pos_margin: float) -> Tensor:
     """Lifted structured loss ([3], Eq. 4), on l2-normalised embeddings.
 
     For every positive pair (i, j), i < j:

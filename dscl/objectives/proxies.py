@@ -28,7 +28,7 @@ class ProxyAnchor(nn.Module):
         As ``pytorch_metric_learning.losses.ProxyAnchorLoss`` (the paper's 0.1 and 32).
     """
 
-    def __init__(self, class_ids, embedding_dim: int, margin: float = 0.1, alpha: float = 32.0):
+    def __init__(self, class_ids, embedding_dim: int, margin: float, alpha: float):
         super().__init__()
         from pytorch_metric_learning import losses
 

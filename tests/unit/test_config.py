@@ -140,12 +140,27 @@ def test_stage_command_line_prints_one_clear_line(workdir):
                 p["methods"].append("triplet_last"),
                 p["train"]["triplet_last"]["digits"]["loss"].update(margn=0.1),
             ),
-            r"train.triplet_last.digits.loss: unknown loss setting\(s\) \['margn'\] for 'triplet'; "
-            r"expected \['margin'\]",
+            r"unknown key\(s\) \['margn'\] in train.triplet_last.digits.loss; expected \['margin'\]",
         ),
         (
             lambda p: p["train"]["softmax"]["digits"].update(loss={"margin": 0.1}),
-            r"train.softmax.digits: softmax has no loss settings",
+            r"unknown key\(s\) \['margin'\] in train.softmax.digits.loss; expected \[\]",
+        ),
+        # a loss setting's range and choices, declared on its objective's settings class
+        (
+            lambda p: (
+                p["methods"].append("triplet_last"),
+                p["train"]["triplet_last"]["digits"]["loss"].update(margin=-0.1),
+            ),
+            r"train.triplet_last.digits.loss.margin must be >= 0, got -0.1",
+        ),
+        (
+            lambda p: (
+                p["methods"].append("facility_last"),
+                p["train"]["facility_last"]["digits"]["loss"].update(margin_type="f1"),
+            ),
+            r"train.facility_last.digits.loss.margin_type must be one of \['nmi', 'ami', 'ari', 'vmeasure', "
+            r"'const'\], got 'f1'",
         ),
         # what a newcomer mistypes: each value out of its declared range, in one line
         (

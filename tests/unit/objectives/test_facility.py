@@ -129,10 +129,10 @@ def test_single_cluster_and_single_class_edge_cases_match_scikit_learn():
 
 def test_invariant_to_batch_permutation_and_label_renaming():
     x, y = batch(seed=3)
-    loss = facility_location_loss(x, y, 1.0)
+    loss = facility_location_loss(x, y, 1.0, True, "nmi")
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(facility_location_loss(x[perm], y[perm], 1.0), loss)
-    torch.testing.assert_close(facility_location_loss(x, 100 + 7 * (3 - y), 1.0), loss)
+    torch.testing.assert_close(facility_location_loss(x[perm], y[perm], 1.0, True, "nmi"), loss)
+    torch.testing.assert_close(facility_location_loss(x, 100 + 7 * (3 - y), 1.0, True, "nmi"), loss)
 
 
 def test_gradcheck_where_the_medoids_are_fixed():
@@ -147,12 +147,12 @@ def test_gradcheck_where_the_medoids_are_fixed():
 
     assert torch.autograd.gradcheck(fixed, (x.clone().requires_grad_(True),))
     xv = x.clone().requires_grad_(True)
-    torch.testing.assert_close(facility_location_loss(xv, y, 1.0), torch.clamp(fixed(x), min=0))
+    torch.testing.assert_close(facility_location_loss(xv, y, 1.0, True, "nmi"), torch.clamp(fixed(x), min=0))
 
 
 def test_a_single_class_batch_has_zero_loss_and_gradient():
     x = torch.randn(8, 4, dtype=torch.float64).requires_grad_(True)
-    loss = facility_location_loss(x, torch.full((8,), 3), 1.0)
+    loss = facility_location_loss(x, torch.full((8,), 3), 1.0, True, "nmi")
     (g,) = torch.autograd.grad(loss, x)
     assert float(loss) == 0.0
     assert torch.count_nonzero(g) == 0
@@ -163,11 +163,11 @@ def test_the_objective_normalises_and_refuses_bad_settings():
     objective = make_objective("facility", {"margin_multiplier": 1.0})
     assert objective.normalized
     torch.testing.assert_close(
-        objective(x, y), facility_location_loss(torch.nn.functional.normalize(x), y, 1.0)
+        objective(x, y), facility_location_loss(torch.nn.functional.normalize(x), y, 1.0, True, "nmi")
     )
     _, grad = objective.loss_and_gradient(x.float(), y)
     assert grad.shape == x.shape and torch.isfinite(grad).all()
     with pytest.raises(ValueError, match="margin_type"):
         make_objective("facility", {"margin_type": "purity"})
-    with pytest.raises(ValueError, match="unknown loss setting"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \[.margin.\] in facility"):
         make_objective("facility", {"margin": 1.0})
