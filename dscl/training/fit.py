@@ -94,6 +94,7 @@ def train_method(
     strategy = strategy_for(method.learns)
     objective = None if method.objective is None else make_objective(method.objective, settings.loss)
     seeds = settings.seeds or common.seeds
+    base = _record(job)  # what every seed's model file says of the method, its data and sizes
     runs = []
     for i, seed in enumerate(seeds):
         run_key = hashlib.sha256(f"{key}/{seed}".encode()).hexdigest()
@@ -103,10 +104,10 @@ def train_method(
         if kept is None:
             saved = saver.load()
             log = _log(layout.live_dir(live, seed, i == 0), saved)
-            kept = _train_seed(job, strategy, objective, seed, saver, log)
+            kept = _train_seed(job, strategy, objective, base, seed, saver, log)
             if finished is not None and rank_and_world()[0] == 0:
                 save_torch(finished.path, {"fingerprint": run_key, **kept})
-        record = replace(_record(job), **kept["done"])
+        record = replace(base, **kept["done"])
         runs.append(TrainedRun(seed, kept["state"], record, kept.get("objective_state")))
     return runs
 
@@ -173,12 +174,19 @@ def _record(job: TrainingJob) -> ModelRecord:
 
 
 def _train_seed(
-    job: TrainingJob, strategy: Strategy, objective: Objective | None, seed: int, saver, log
+    job: TrainingJob,
+    strategy: Strategy,
+    objective: Objective | None,
+    record: ModelRecord,
+    seed: int,
+    saver,
+    log,
 ) -> dict:
-    """One training run with ``seed``: its learned state, what the record says of it
-    (``done``) and its objective's learned parameters (or None)."""
+    """One training run with ``seed`` (``record``: the run's model record before training):
+    its learned state, what the record says of it (``done``) and its objective's learned
+    parameters (or None)."""
     bound = None if objective is None else objective.bind(job.classes, job.dim, seed)
-    trained = strategy.train(job, _record(job), seed, saver, log, bound)
+    trained = strategy.train(job, record, seed, saver, log, bound)
     stopper, done = trained.stopper, dict(trained.outcome)
     selected = stopper.best_step if stopper.enabled else done["iterations"]
     done.update(selected_step=selected, environment=environment(job.device))

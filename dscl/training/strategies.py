@@ -15,7 +15,7 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -106,9 +106,12 @@ class AllLayers(Strategy, AllLayersNetwork):
         split = read_split(job.prepared, "train")
         initial = [p.detach().clone() for p in model.backbone.parameters()]
         w0 = float(model.head.weight.detach().norm())
-        options = job.loop_options(seed, checkpointer, log, job.stopper(self._validator(job, split)))
-        options.chunk_size, options.mirror = job.settings.chunk_size, job.data.mirror
-        options.amp = job.common.amp and job.device.type == "cuda"
+        options = replace(
+            job.loop_options(seed, checkpointer, log, job.stopper(self._validator(job, split))),
+            chunk_size=job.settings.chunk_size,
+            mirror=job.data.mirror,
+            amp=job.common.amp and job.device.type == "cuda",
+        )
         cfg = job.features_cfg
         transform = transform_for(cfg.backbone, cfg.resize, cfg.crop, crop_mode=job.settings.crop_mode)
         decoder = make_decoder(split, transform, job.settings.num_workers, job.device, job.image.decode)
