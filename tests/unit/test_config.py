@@ -371,8 +371,10 @@ def test_every_bad_value_is_refused_within_a_second(workdir):
 
 def test_no_default_in_the_code_differs_from_params_yaml():
     """A field left out of params.yaml takes the value params.yaml gives everywhere else:
-    the sections' defaults, and the methods' against the ``defaults`` anchors (the
-    selection rule's min_delta too: 0.5, the evidence on the model-selection page)."""
+    the sections' defaults, the methods' and the objectives' settings against the
+    ``defaults`` anchors (the selection rule's min_delta too: 0.5, the evidence on the
+    model-selection page)."""
+    from dscl.objectives import OBJECTIVES
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     sections = [
@@ -388,7 +390,10 @@ def test_no_default_in_the_code_differs_from_params_yaml():
         (config.TorchrunConfig, raw["train"]["common"]["torchrun"]),
         (config.LastLayerConfig, raw["defaults"]["last_layer"]),
         (config.ImageTrainConfig, raw["defaults"]["e2e"]),
+        # each objective's settings class against the loss anchor of params.yaml
+        *((OBJECTIVES.get(name), values) for name, values in raw["defaults"]["loss"].items()),
     ]
+    assert set(raw["defaults"]["loss"]) == set(OBJECTIVES) - {"dscl", "softmax"}  # the two without settings
     checked = 0
     for cls, values in sections:
         for name, default in config.field_defaults(cls).items():
@@ -399,7 +404,7 @@ def test_no_default_in_the_code_differs_from_params_yaml():
                 f"{cls.__name__}.{name}: {default!r} in the code, {values[name]!r} in params.yaml"
             )
             checked += 1
-    assert checked >= 40
+    assert checked >= 55
 
 
 def test_per_dataset_defaults_are_the_papers_recipe():

@@ -197,3 +197,12 @@ def test_the_configuration_imports_nothing_of_the_training_code():
     ``dscl.config`` into ``dscl.training`` (the choices it types with live in ``dscl.choices``)."""
     imported = _imported_modules(REPO / "dscl" / "config.py")
     assert not [m for m in imported if m.startswith("dscl.training")]
+
+
+def test_the_unit_tests_mirror_the_packages():
+    """Each package of the library has its folder of unit tests (tests/unit/<package>/);
+    the shared modules at the top of ``dscl/`` are tested at the top of tests/unit/."""
+    packages = {p.parent.name for p in (REPO / "dscl").glob("*/__init__.py")}
+    folders = {p.parent.name for p in (REPO / "tests" / "unit").glob("*/__init__.py")}
+    assert packages <= folders, f"packages without a tests/unit folder: {sorted(packages - folders)}"
+    assert folders <= packages, f"tests/unit folders of no package: {sorted(folders - packages)}"
