@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = [
     "FEATURE_VIEWS",
     "curves_dir",
+    "detail_file",
     "details_files",
     "details_folder",
     "done_file",
@@ -23,6 +24,7 @@ __all__ = [
     "labels_file",
     "live_dir",
     "loss_curve",
+    "metrics_file",
     "model_file",
     "model_files",
     "run_name",
@@ -123,6 +125,17 @@ def details_folder(folder: Path, run: int) -> Path:
     """``data/evaluation/<dataset>/<method>/run-<i>``: the per-query quantities of the
     ``i``-th run's evaluation (one ``<variant>.<name>.npy`` each, for the bootstrap)."""
     return Path(folder) / f"run-{run}"
+
+
+def detail_file(folder: Path, variant: str, name: str) -> Path:
+    """``<variant>.<name>.npy`` in a run's details folder (:func:`details_folder`)."""
+    return Path(folder) / f"{variant}.{name}.npy"
+
+
+def metrics_file(folder: Path, method: str) -> Path:
+    """``reports/metrics/<dataset>/<method>.json``: a method's test figures, in the
+    dataset's folder of metrics."""
+    return Path(folder) / f"{method}.json"
 
 
 def details_files(folder: Path) -> list[dict[str, dict[str, Path]]]:

@@ -45,7 +45,7 @@ def main(argv=None) -> None:
     boot = cfg.report.bootstrap
     print(f"{args.dataset}: {boot.resamples} test-class resamples, seed {boot.seed}, {boot.level:.0%}")
     metrics = Path("reports/metrics") / args.dataset
-    summaries = {m: json.loads((metrics / f"{m}.json").read_text()) for m in args.methods}
+    summaries = {m: json.loads(layout.metrics_file(metrics, m).read_text()) for m in args.methods}
     for method, summary in summaries.items():
         for variant in VARIANTS:
             cells = []

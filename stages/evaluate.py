@@ -39,7 +39,7 @@ def main(argv=None) -> None:
             folder.mkdir()
             for variant, arrays in details.items():
                 for name, values in arrays.items():
-                    np.save(folder / f"{variant}.{name}.npy", values)
+                    np.save(layout.detail_file(folder, variant, name), values)
     info_file = layout.info_file(args.embeddings)
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     out = summarize_runs(results, info.get("seeds") or [seed for seed, _ in runs])

@@ -58,7 +58,7 @@ def _best_baseline(methods: list[str], metrics: Path) -> str | None:
     import json
 
     scores = {
-        m: json.loads((metrics / f"{m}.json").read_text())["without_sc"]["recall@1"]
+        m: json.loads(layout.metrics_file(metrics, m).read_text())["without_sc"]["recall@1"]
         for m in methods
         if not m.startswith("dscl_") and m != "vanilla"
     }

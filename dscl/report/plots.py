@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dscl import layout
 from dscl.atomic import atomic_path
 from dscl.config import TsneConfig
 from dscl.evaluation.metrics import l2_normalize
@@ -24,7 +25,7 @@ def plot_methods(dataset: str, methods: list[str], metrics_dir: Path, out: Path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measured = {m: json.loads((metrics_dir / f"{m}.json").read_text()) for m in methods}
+    measured = {m: json.loads(layout.metrics_file(metrics_dir, m).read_text()) for m in methods}
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.42 * len(methods)), dpi=100, sharey=True)
     y = np.arange(len(methods))
     for ax, metric in zip(axes, ("recall@1", "nmi")):

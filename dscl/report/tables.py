@@ -99,7 +99,7 @@ def build_table(
     columns = metric_columns(ks)
     records = []
     for method in methods:
-        measured = json.loads((metrics_dir / f"{method}.json").read_text())
+        measured = json.loads(layout.metrics_file(metrics_dir, method).read_text())
         info_file = None if embeddings_dir is None else layout.info_file(embeddings_dir / method)
         info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else None
         step = selected_step(info)
@@ -253,8 +253,8 @@ def build_comparison(
         ours = COUNTERPART[METHODS.get(baseline).learns]
         if baseline.startswith("dscl_") or ours not in methods:
             continue
-        a = json.loads((metrics_dir / f"{ours}.json").read_text())
-        b = json.loads((metrics_dir / f"{baseline}.json").read_text())
+        a = json.loads(layout.metrics_file(metrics_dir, ours).read_text())
+        b = json.loads(layout.metrics_file(metrics_dir, baseline).read_text())
         for variant in VARIANTS:
             found = differences.get((ours, baseline), {}).get(variant, {})
             row = {"ours": ours, "baseline": baseline, "variant": variant}
