@@ -217,3 +217,49 @@ def test_importing_the_registries_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_objective_is_its_settings_class_registered_by_a_decorator():
+    """Each objective's settings are one class (dscl.objectives.settings): its fields the
+    settings with their defaults and ranges, checked before anything is built; a new
+    objective is a loss and one decorated class, and a name is registered once."""
+    import functools
+
+    from pydantic import Field
+
+    from dscl.objectives import ObjectiveSettings, check_settings, objective
+
+    for cls in OBJECTIVES.values():
+        assert issubclass(cls, ObjectiveSettings) and OBJECTIVES.get(cls.name) is cls
+        cls()  # every setting has its default
+    with pytest.raises(ValueError, match=r"triplet.margin must be >= 0, got -0.5"):
+        check_settings("triplet", {"margin": -0.5})
+    with pytest.raises(ValueError, match=r"multisim.alpha must be a number, got 'two'"):
+        check_settings("multisim", {"alpha": "two"})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['margin'\] in dscl; expected \[\]"):
+        check_settings("dscl", {"margin": 0.1})
+    assert check_settings("lifted", {"neg_margin": 2}) == {"neg_margin": 2}  # as given
+
+    def scaled_norm(f, y, scale):
+        return scale * f.norm()
+
+    try:
+
+        @objective("scaled_norm", normalized=False)
+        class ScaledNorm(ObjectiveSettings):
+            scale: float = Field(1.0, gt=0)
+
+            def loss(self):
+                return functools.partial(scaled_norm, scale=self.scale)
+
+        f, y = batch()
+        assert float(make_objective("scaled_norm", {"scale": 2.0})(f, y)) == pytest.approx(
+            2 * float(f.norm())
+        )
+        with pytest.raises(ValueError, match="registered twice"):
+            objective("scaled_norm", normalized=False)(type("Again", (ObjectiveSettings,), {}))
+    finally:
+        OBJECTIVES._entries.pop("scaled_norm", None)
+    with pytest.raises(ValueError, match="lr_setting 'rate' is not one of its fields"):
+        objective("no_rate", normalized=False, lr_setting="rate")(type("NoRate", (ObjectiveSettings,), {}))
+    assert "no_rate" not in OBJECTIVES
