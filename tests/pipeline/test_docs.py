@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -51,7 +52,11 @@ def test_every_shown_table_is_the_committed_report():
 def test_python_snippets_run(page, tmp_path, monkeypatch):
     """Every Python snippet of the page runs offline, in a scratch folder, in order (a
     later snippet of a page may use the names of an earlier one)."""
+    from dscl.objectives import OBJECTIVES
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "__snippet__", types.ModuleType("__snippet__"))  # a module of its own
+    monkeypatch.setattr(OBJECTIVES, "_entries", dict(OBJECTIVES._entries))  # what a page registers goes
     namespace = {"__name__": "__snippet__"}
     for i, code in enumerate(SNIPPET.findall(page.read_text())):
         exec(compile(code, f"{page.name} snippet {i + 1}", "exec"), namespace)
@@ -94,3 +99,8 @@ def test_the_docs_site_builds_without_a_warning(tmp_path):
     for page in (tmp_path / "site").rglob("*.html"):
         assert 'class="arithmatex"' not in page.read_text(), f"{page}: an equation left untypeset"
     assert "stylesheets/extra.css" in home  # the tables' style
+    # the objectives' settings table, written from their settings classes at build time
+    baselines = (tmp_path / "site/baselines/index.html").read_text()
+    assert "objective-settings" not in baselines
+    assert re.search(r"<code>multisim</code></td>\s*<td><code>base</code></td>", baselines)
+    assert "&gt;= -1, &lt;= 1" in baselines
