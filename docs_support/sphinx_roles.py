@@ -46,7 +46,26 @@ def render(text: str, obj, pkg) -> str:
                 return f"[`{shown}`][{candidate}]"
         return f"`{shown}`"
 
-    return CITATION.sub(r"\1[\2] ", ROLE.sub(role, text))
+    return _prose_types(_prose_returns(CITATION.sub(r"\1[\2] ", ROLE.sub(role, text))))
+
+
+# A numpy section: its title, a line of dashes, and its lines up to the next title.
+SECTION = re.compile(r"^(Returns|Yields)\n-+\n(.*?)(?=\n\n\S[^\n]*\n-{3,}\n|\Z)", re.M | re.S)
+
+
+def _prose_returns(text: str) -> str:
+    """A Returns section written as prose (no indented description under a type) becomes
+    a section of Markdown: the numpy parser would take its first line for a type and show
+    it as raw code, backticks and links included."""
+
+    def paragraph(m: re.Match) -> str:
+        body = m.group(2).rstrip()
+        if any(line[:1].isspace() for line in body.splitlines()[1:] if line.strip()):
+            return m.group(0)  # "type" then an indented description: the numpy form
+        title = "What it returns" if m.group(1) == "Returns" else "What it yields"
+        return f"{title}\n{'-' * len(title)}\n{body}"  # an unknown title: an admonition, Markdown
+
+    return SECTION.sub(paragraph, text)
 
 
 def _resolves(path: str, pkg) -> bool:
@@ -63,4 +82,16 @@ def _resolves(path: str, pkg) -> bool:
                 target = target.final_target
             except griffe.AliasResolutionError:
                 return False
-    return True
+    # mkdocstrings renders what has a docstring (and a public name): a link to anything
+    # else would have no target on the page
+    return target.is_module or (bool(target.docstring) and not parts[-1].startswith("_"))
+
+
+# "name : words with ``code`` or a link" in a parameter list: prose where numpy puts a type
+PROSE_TYPE = re.compile(r"^(\*{0,2}\w[\w, *]*) : (.*(?:``|\]\[).*)$", re.M)
+
+
+def _prose_types(text: str) -> str:
+    """A parameter whose "type" is prose (it holds code or a link) gets it as the first
+    line of its description, where it is rendered as Markdown rather than raw code."""
+    return PROSE_TYPE.sub(r"\1\n    \2", text)

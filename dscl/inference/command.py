@@ -4,18 +4,22 @@
     dscl embed MODEL IMAGES... -o embeddings.npy
     dscl search MODEL --gallery DIR --query IMAGE... [-k 8] [--json] [--figure out.png]
     dscl cluster MODEL DIR -k K [--no-sc] -o clusters.csv
+    dscl --version
 
 MODEL is a ``model.pt`` written by the train stage (``models/<dataset>-<method>/``) or
 fetched with ``dvc artifacts get``. Bad input (a file that is not an image or not one the
 model takes, an empty folder, a model file from elsewhere, ``-k`` out of range, an output
 that names a folder, an unreadable file) ends with a one-line error and exit status 2,
-before anything is written.
+before anything is written. Results (the tables, the JSON) go to standard output; what
+the command says about its work goes through :mod:`logging` to standard error (``-q``:
+warnings and errors only, ``-v``: everything).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -23,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["main"]
+
+log = logging.getLogger(__name__)
 
 # on the quick start's models and images (a test runs each); the testbed's models take
 # photographs: models/cub200_mini-dscl_e2e/model.pt with a folder of them
@@ -46,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES.values()),
     )
+    from dscl import __version__
+
+    parser.add_argument("--version", action="version", version=f"dscl {__version__}")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="say only warnings and errors")
+    talk.add_argument("-v", "--verbose", action="store_true", help="say everything (debug messages)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{info,embed,search,cluster}")
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
@@ -127,9 +139,11 @@ def _load(args):
 
 
 def _embed(model, sources, args) -> tuple[np.ndarray, list[Path]]:
-    done = model.embed_files(sources, batch_size=args.batch_size, skip_bad=args.skip_bad, progress=True)
+    done = model.embed_files(
+        sources, batch_size=args.batch_size, skip_bad=args.skip_bad, progress=not args.quiet
+    )
     for path in done.skipped:
-        print(f"skipped {path}: not a readable image, or not one this model takes", file=sys.stderr)
+        log.warning("skipped %s: not a readable image, or not one this model takes", path)
     return done.embeddings, done.paths
 
 
@@ -141,7 +155,7 @@ def _info(args) -> None:
     described = describe(record)
     width = max(map(len, described))
     for key, value in described.items():
-        print(f"{key:<{width}}  {json.dumps(value) if isinstance(value, dict) else value}")
+        _result(f"{key:<{width}}  {json.dumps(value) if isinstance(value, dict) else value}")
 
 
 def _embed_command(args) -> None:
@@ -154,7 +168,7 @@ def _embed_command(args) -> None:
         np.save(fh, emb)
     write_text(out.with_suffix(".paths.txt"), "".join(f"{p}\n" for p in paths))
     order = out.with_suffix(".paths.txt")
-    print(f"{len(paths)} images -> {out} ({emb.shape[0]} x {emb.shape[1]}); their order: {order}")
+    log.info("%d images -> %s (%d x %d); their order: %s", len(paths), out, *emb.shape, order)
 
 
 def _search(args) -> None:
@@ -179,13 +193,13 @@ def _search(args) -> None:
     if args.figure is not None:
         _figure(model, results, args)
     if args.json:
-        print(json.dumps(results, indent=2))
+        _result(json.dumps(results, indent=2))
         return
     for result in results:
-        print(f"query {result['query']}")
-        print(f"  {'rank':>4}  {'distance':>9}  path")
+        _result(f"query {result['query']}")
+        _result(f"  {'rank':>4}  {'distance':>9}  path")
         for n in result["neighbours"]:
-            print(f"  {n['rank']:>4}  {n['distance']:>9.4f}  {n['path']}")
+            _result(f"  {n['rank']:>4}  {n['distance']:>9.4f}  {n['path']}")
 
 
 def _figure(model, results, args) -> None:
@@ -210,7 +224,7 @@ def _figure(model, results, args) -> None:
             tiles.append(Tile(show(n["path"]), (folder(n["path"]), f"d = {n['distance']:.3f}"), same))
         rows.append((Path(q).name, tiles))
     draw_gallery(rows, args.figure, f"{args.model}: nearest gallery images (green: same folder as the query)")
-    print(f"figure: {args.figure}", file=sys.stderr)
+    log.info("figure: %s", args.figure)
 
 
 def _cluster(args) -> None:
@@ -224,7 +238,7 @@ def _cluster(args) -> None:
         raise UsageError(f"-k {args.k} is larger than the number of images ({len(paths)})")
     assignment = cluster(emb, args.k, spectral=not args.no_sc)
     write_text(args.out, "path,cluster\n" + "".join(f"{p},{c}\n" for p, c in zip(paths, assignment)))
-    print(f"{len(paths)} images in {args.k} clusters -> {args.out}")
+    log.info("%d images in %d clusters -> %s", len(paths), args.k, args.out)
     # a class-per-folder layout (one folder given, its images in sub-folders): the classes
     top = args.images[0] if len(args.images) == 1 and args.images[0].is_dir() else None
     parts = [p.relative_to(top).parts for p in paths] if top is not None else []
@@ -232,14 +246,21 @@ def _cluster(args) -> None:
     if len(folders) == len(paths) and len(set(folders)) > 1:  # score the clusters against it
         names = {f: i for i, f in enumerate(sorted(set(folders)))}
         score = nmi(np.array([names[f] for f in folders]), assignment)
-        print(f"NMI against the {len(names)} folders: {100 * score:.2f}")
+        _result(f"NMI against the {len(names)} folders: {100 * score:.2f}")
+
+
+def _result(line: str) -> None:
+    """One line of the command's result, on standard output (what a pipe reads)."""
+    sys.stdout.write(line + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)  # before torch is imported: --help and --version answer at once
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     from dscl.inference.embedding import ModelFileError
     from dscl.inference.model import ImageError
 
-    args = _parser().parse_args(argv)
     handlers = {"info": _info, "embed": _embed_command, "search": _search, "cluster": _cluster}
     try:
         _check_args(args)
@@ -253,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(args, message: str) -> int:
-    print(f"dscl {args.command}: error: {message}", file=sys.stderr)
+    log.error("dscl %s: error: %s", args.command, message)
     return 2
 
 

@@ -156,7 +156,10 @@ def test_chunked_update_equals_whole_batch_backprop(name, chunk_size):
         device=torch.device("cpu"),
     )
     for k, p in model.named_parameters():
-        assert torch.allclose(p.grad, dict(reference.named_parameters())[k].grad, rtol=1e-4, atol=1e-5), k
+        # float32 with other batch shapes: the same sums in another order, within 1e-4 of
+        # the gradient's own scale (a wrong chunk moves it by far more)
+        ref = dict(reference.named_parameters())[k].grad
+        assert torch.allclose(p.grad, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max())), k
     for k, p in objective.module.named_parameters() if objective.module else []:
         assert torch.allclose(p.grad, expected[k], rtol=1e-4, atol=1e-6), k
 
