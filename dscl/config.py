@@ -653,7 +653,7 @@ def build(cls: type[T], data: Any, where: str) -> T:
 def field_defaults(cls: type) -> dict[str, Any]:
     """The fields of a section that have a default value, and that value (a factory's
     fields left out): what a run uses where params.yaml says nothing."""
-    from pydantic_core import PydanticUndefined
+    from pydantic.fields import PydanticUndefined
 
     infos = getattr(cls, "__pydantic_fields__", None)
     if infos is None:  # a plain dataclass

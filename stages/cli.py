@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -34,6 +35,7 @@ def _one_line(message, category, filename, lineno, line=None) -> str:
 
 
 def run(main: Callable[[], None]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the library's messages
     if not os.environ.get("DSCL_TRACEBACK"):
         warnings.formatwarning = _one_line
     try:
