@@ -21,6 +21,15 @@ appends it to a file, e.g. GitHub's ``$GITHUB_STEP_SUMMARY``). Exit status: 0 pa
     python scripts/check_metrics.py
     python scripts/check_metrics.py --rev HEAD~1 --summary "$GITHUB_STEP_SUMMARY"
 
+With ``--report``, the output is the pull request's whole report (the CI workflow posts it
+as the job's summary): the gate's table, ``dvc params diff`` against the baseline, the
+results table of each dataset whose table changed, and the figures that changed (listed,
+copied to ``--figures-dir`` for upload, and the methods figure shown inline from
+``--figure-url``, a template with ``{path}``).
+
+    python scripts/check_metrics.py --report --summary "$GITHUB_STEP_SUMMARY" \
+        --figures-dir changed-figures --figure-url "https://github.com/OWNER/REPO/raw/SHA/{path}"
+
 Why not ``dvc metrics diff --json`` alone: it reports the figures of the stages that the
 current ``params.yaml`` declares, not every committed metrics file (the testbed's are
 committed while the default lists digits alone), and it drops non-numeric values, which
@@ -233,12 +242,70 @@ def _load(text: str, where) -> dict:
     return data
 
 
+def changed_files(rev: str, *paths: str) -> list[str]:
+    """The files under ``paths`` that differ between ``rev`` and the working tree, new
+    untracked files included."""
+    diff = _git("diff", "--name-only", rev, "--", *paths).split()
+    new = _git("ls-files", "--others", "--exclude-standard", "--", *paths).split()
+    return sorted(set(diff) | set(new))
+
+
+def params_diff(rev: str) -> str:
+    """``dvc params diff`` against ``rev`` as a Markdown table ("" when nothing changed)."""
+    out = subprocess.run(["dvc", "params", "diff", rev, "--md"], capture_output=True, text=True)
+    if out.returncode:
+        why = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"(`dvc params diff` failed: {why})"
+    return out.stdout.strip()
+
+
+def report(gate: str, params: str, tables: dict[str, str], figures: list[str], figure_url: str | None) -> str:
+    """The pull request's report: the gate's table, the parameters that changed, the
+    results tables that changed (``{path: Markdown}``) and the figures that changed."""
+    parts = ["## Metrics", "", gate.rstrip(), "", "## Parameters", ""]
+    parts.append(params or "No parameter changed.")
+    parts += ["", "## Results that changed", ""]
+    if not tables:
+        parts.append("No results table changed.")
+    for path, text in tables.items():
+        parts += [f"### `{path}`", "", text.rstrip(), ""]
+    parts += ["", "## Figures that changed", ""]
+    if not figures:
+        parts.append("No figure changed.")
+    else:
+        parts.append("In the job's artifact `changed-figures`:")
+        parts += [f"- `{f}`" for f in figures]
+        inline = [f for f in figures if Path(f).name == "methods.png"]
+        for f in inline if figure_url else []:
+            parts += ["", f"![{f}]({figure_url.format(path=f)})"]
+    return "\n".join(parts) + "\n"
+
+
+def pull_request_report(rev: str, gate: str, figures_dir: Path | None, figure_url: str | None) -> str:
+    """:func:`report` of the working tree against ``rev``; the changed figures copied to
+    ``figures_dir`` (their paths kept) for upload."""
+    tables = {
+        p: Path(p).read_text()
+        for p in changed_files(rev, "reports/tables")
+        if p.endswith(".md") and Path(p).is_file()
+    }
+    figures = [p for p in changed_files(rev, "reports") if p.endswith(".png") and Path(p).is_file()]
+    if figures_dir is not None:
+        for f in figures:
+            (figures_dir / f).parent.mkdir(parents=True, exist_ok=True)
+            (figures_dir / f).write_bytes(Path(f).read_bytes())
+    return report(gate, params_diff(rev), tables, figures, figure_url)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", help="the baseline's git revision (default: merge base with main)")
     parser.add_argument("--metrics", type=Path, default=Path("reports/metrics"), help="metrics folder")
     parser.add_argument("--noise", type=Path, default=Path("reports/noise"), help="measured tolerances")
     parser.add_argument("--summary", type=Path, help="also append the table to this file")
+    parser.add_argument("--report", action="store_true", help="the pull request's whole report")
+    parser.add_argument("--figures-dir", type=Path, help="with --report: copy the changed figures here")
+    parser.add_argument("--figure-url", help="with --report: the URL of a figure, '{path}' in it")
     args = parser.parse_args(argv)
     try:
         if args.rev:
@@ -253,6 +320,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     table = markdown(rows, label)
+    if args.report:
+        table = pull_request_report(rev, table, args.figures_dir, args.figure_url)
     print(table)
     if args.summary:
         with open(args.summary, "a") as f:

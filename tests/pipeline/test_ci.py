@@ -14,6 +14,7 @@ import yaml
 from tests.conftest import REPO
 
 WORKFLOW = REPO / ".github/workflows/ci.yml"
+WORKFLOWS = sorted((REPO / ".github/workflows").glob("*.yml"))
 
 
 def _readme_commands() -> list[str]:
@@ -23,30 +24,58 @@ def _readme_commands() -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("check-jsonschema") is None, reason="check-jsonschema is not installed")
-def test_the_workflow_is_valid_for_github():
+def test_the_workflows_are_valid_for_github():
+    assert [w.name for w in WORKFLOWS] == ["ci.yml", "docs.yml"]
     out = subprocess.run(
-        ["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        ["check-jsonschema", "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
         capture_output=True,
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def _steps(workflow):
+    return [s for job in yaml.safe_load(workflow.read_text())["jobs"].values() for s in job["steps"]]
+
+
 def test_every_action_is_pinned_to_a_commit():
-    steps = [s for job in yaml.safe_load(WORKFLOW.read_text())["jobs"].values() for s in job["steps"]]
-    used = [s["uses"] for s in steps if "uses" in s]
+    used = [s["uses"] for w in WORKFLOWS for s in _steps(w) if "uses" in s]
     assert used and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in used), used
 
 
 def test_the_workflow_runs_the_readmes_commands_and_the_gate_of_ci_run():
-    steps = [s for job in yaml.safe_load(WORKFLOW.read_text())["jobs"].values() for s in job["steps"]]
-    run = "\n".join(s.get("run", "") for s in steps)
+    run = "\n".join(s.get("run", "") for s in _steps(WORKFLOW))
+    ci_run = (REPO / ".ci/run").read_text()
     install, repro = _readme_commands()[0].split(" && ")
     assert install in run and repro in run
     assert "python -m pytest -q" in _readme_commands() and "python -m pytest -q" in run
-    gate = "scripts/check_metrics.py"
-    assert gate in run and gate in (REPO / ".ci/run").read_text()
-    assert "$GITHUB_STEP_SUMMARY" in run  # the gate's table is posted on the pull request
+    for command in ("pytest -q -m slow", "scripts/check_metrics.py", "scripts/check_wheel.sh"):
+        assert command in run and command in ci_run, command
+    assert '--report --summary "$GITHUB_STEP_SUMMARY"' in run  # the report is the job's summary
+    workflow = yaml.safe_load(WORKFLOW.read_text())["jobs"]["pipeline"]
+    assert workflow["strategy"]["matrix"]["python"] == ["3.11", "3.12"]
+    assert workflow["env"]["TORCH_INDEX_URL"].endswith("/whl/cpu")  # no CUDA build for a CPU job
+    cached = [s["with"]["path"] for s in workflow["steps"] if s.get("uses", "").startswith("actions/cache@")]
+    assert cached == [".dvc/cache"]
+    assert any(s.get("with", {}).get("cache") == "pip" for s in workflow["steps"])
+
+
+def test_the_docs_are_published_from_a_strict_build():
+    steps = _steps(REPO / ".github/workflows/docs.yml")
+    build = "\n".join(s.get("run", "") for s in steps)
+    assert "mkdocs build --strict" in build and " -q" not in build
+    assert any(s.get("uses", "").startswith("actions/deploy-pages@") for s in steps)
+
+
+def test_the_projects_addresses_agree():
+    """The repository and site named by the package, the citation and the docs site."""
+    import tomllib
+
+    urls = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    mkdocs = (REPO / "mkdocs.yml").read_text()
+    assert urls["Repository"] == cff["repository-code"] and f'"{urls["Repository"]}"' in mkdocs
+    assert urls["Documentation"] == cff["url"] and f'"{urls["Documentation"]}"' in mkdocs
 
 
 @pytest.mark.skipif(shutil.which("check-jsonschema") is None, reason="check-jsonschema is not installed")
@@ -58,4 +87,9 @@ def test_the_citation_file_is_valid_and_the_license_is_the_projects():
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert (REPO / "LICENSE").read_text().startswith("MIT License")
-    assert yaml.safe_load((REPO / "CITATION.cff").read_text())["license"] == "MIT"
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["license"] == "MIT"
+    for key in ("repository-code", "url", "date-released"):  # a formatted citation needs its year
+        assert cff.get(key), key
+    paper = cff["preferred-citation"]
+    assert (paper["start"], paper["end"], paper["year"]) == (1985, 1994, 2017)

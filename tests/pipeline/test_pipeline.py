@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -177,6 +179,10 @@ def test_dvc_repro_end_to_end(digits_run, tmp_path):
                 data = rev.get("data", {})
                 exps[rev.get("name")] = data
     assert {"lr-0.2", "cub-archive"} <= set(exps), sorted(exps)
+    # DVC's own viewer fits a terminal: what the two experiments changed, at most 60 columns
+    table = dvc(tmp_path, "exp", "show", "--only-changed", "--csv")
+    header = next(csv.reader(io.StringIO(table[table.index("Experiment,") :])))
+    assert len(header) <= 60, (len(header), header)
     data = exps["lr-0.2"]
     assert data["params"]["params.yaml"]["data"]["train"]["dscl_last"]["digits"]["lr"] == 0.2
     metrics = data["metrics"]["reports/metrics/digits/dscl_last.json"]["data"]

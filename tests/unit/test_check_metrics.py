@@ -128,3 +128,76 @@ def test_main_reads_the_branch_point_of_main_and_the_workspace(tmp_path, monkeyp
     assert check_metrics.main(["--rev", "HEAD"]) == 1  # a figure that is not a number is missing
     (tmp_path / "reports/metrics/d/m.json").write_text("{not json")
     assert check_metrics.main(["--rev", "HEAD"]) == 2
+
+
+@pytest.mark.slow
+def test_main_writes_the_pull_requests_report(tmp_path, monkeypatch, capsys):
+    """--report against main: the parameter, the table and the figure that the branch
+    changed, and the figure copied for upload."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*cmd):
+        subprocess.run(list(cmd), check=True, capture_output=True)
+
+    def git(*cmd):
+        run("git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd)
+
+    files = {
+        "reports/metrics/d/m.json": json.dumps(metrics()),
+        "reports/noise/d.json": json.dumps(
+            {"methods": {"m": {"tolerance": {"with_sc.nmi": 1.0, "with_sc.recall@1": 1.0}}}}
+        ),
+        "reports/tables/d.md": "| Method | NMI |\n| m | 50.00 |\n",
+        "reports/tables/e.md": "| Method | NMI |\n| m | 60.00 |\n",
+        "reports/plots/d/methods.png": "png",
+        "reports/plots/e/methods.png": "png",
+        "params.yaml": "lr: 0.1\n",
+        "dvc.yaml": "stages:\n  s:\n    cmd: 'true'\n    params: [lr]\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git("init", "-q", "-b", "main")
+    run("dvc", "init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "main")
+    git("checkout", "-qb", "branch")
+    (tmp_path / "params.yaml").write_text("lr: 0.2\n")
+    (tmp_path / "reports/tables/d.md").write_text("| Method | NMI |\n| m | 51.00 |\n")
+    (tmp_path / "reports/plots/d/methods.png").write_text("png, redrawn")
+    out = tmp_path / "changed"
+    url = "https://example.org/{path}"
+    assert check_metrics.main(["--report", "--figures-dir", str(out), "--figure-url", url]) == 0
+    text = capsys.readouterr().out
+    assert "**Metrics gate: pass**" in text
+    assert "| lr" in text and "0.1" in text and "0.2" in text  # dvc params diff's table
+    assert "| m | 51.00 |" in text and "reports/tables/e.md" not in text
+    assert "![reports/plots/d/methods.png](https://example.org/reports/plots/d/methods.png)" in text
+    assert "reports/plots/e/" not in text
+    assert (out / "reports/plots/d/methods.png").read_text() == "png, redrawn"
+
+
+def test_the_report_holds_the_gate_params_tables_and_figures():
+    text = check_metrics.report(
+        "**Metrics gate: pass** ...",
+        "| Path | Param | HEAD | workspace |",
+        {"reports/tables/digits.md": "| Method | NMI |"},
+        ["reports/plots/digits/methods.png", "reports/plots/digits/tsne_vanilla.png"],
+        "https://example.org/raw/abc/{path}",
+    )
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections == ["## Metrics", "## Parameters", "## Results that changed", "## Figures that changed"]
+    assert "| Param |" in text and "### `reports/tables/digits.md`" in text and "| Method | NMI |" in text
+    assert "- `reports/plots/digits/tsne_vanilla.png`" in text
+    # the methods figure inline, the others listed only
+    assert (
+        "![reports/plots/digits/methods.png](https://example.org/raw/abc/reports/plots/digits/methods.png)"
+        in text
+    )
+    assert text.count("![") == 1
+    quiet = check_metrics.report("gate", "", {}, [], None)
+    assert (
+        "No parameter changed." in quiet
+        and "No results table changed." in quiet
+        and "No figure changed." in quiet
+    )

@@ -80,7 +80,9 @@ def test_requires_python_agrees_with_the_pins():
         needs = metadata(pin.split("==")[0]).get("Requires-Python")
         if needs:
             assert lowest in SpecifierSet(needs), f"{pin} needs Python {needs}; pyproject says {ours}"
-    classifiers = [c for c in PROJECT["classifiers"] if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    classifiers = [
+        c for c in PROJECT["classifiers"] if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
     assert all(c.rsplit(" ", 1)[1] in ours for c in classifiers) and classifiers
 
 
