@@ -5,7 +5,7 @@ class, as the SOP test set); NMI, Recall@{1,10,100,1000}, MAP@R and R-Precision 
 exact neighbour search gives the last three), with and without spectral clustering,
 each step timed. Run: ``python benchmarks/bench_eval.py``.
 
-k-means is timed twice, side by side: the evaluation's (:func:`dscl.evaluation.kmeans.kmeans`:
+k-means is timed twice, side by side: the evaluation's (:func:`dscl.scoring.kmeans.kmeans`:
 k-means++ seeding and Lloyd's iterations to a fixed point, the best of ``--nredo`` runs,
 each of ``--seeds``: SOP's setting is one run, ``evaluate.kmeans_nredo.sop``) and, for
 comparison, the single faiss run from random centroids (20 iterations) that the
@@ -26,9 +26,11 @@ import numpy as np
 import torch
 
 from dscl.evaluation.bootstrap import class_resamples, interval, resampled_scores
-from dscl.evaluation.kmeans import kmeans
-from dscl.evaluation.metrics import l2_normalize, nmi, retrieval_details, scores_from_details
-from dscl.evaluation.spectral import spectral_embedding
+from dscl.linalg import l2_normalize
+from dscl.scoring.kmeans import kmeans
+from dscl.scoring.nmi import nmi
+from dscl.scoring.retrieval import query_scores, retrieval_details
+from dscl.scoring.spectral import spectral_embedding
 
 LABELS = {"map@r": "MAP@R", "r_precision": "RP"}
 
@@ -92,7 +94,7 @@ def main() -> None:
         before = nmi(y, random_init_faiss(rep, args.classes, seed=0))
         t3 = time.perf_counter()
         details = retrieval_details(rep, y, max(args.ks))
-        ret = scores_from_details(details, args.ks)
+        ret = query_scores(details, args.ks)
         t4 = time.perf_counter()
         ours = (t2 - t1) / len(args.seeds)
         print(

@@ -1,7 +1,7 @@
 """What the test NMI over k-means seeds costs, side by side on the same embeddings: one
 k-means of 200 runs (validation's, and the evaluation before), the evaluation's 50 seeds
 of 10 runs computed as one batch (``dscl.evaluation.evaluate_test``), and the same 50
-seeds one after another (``dscl.evaluation.kmeans.kmeans`` per seed).
+seeds one after another (``dscl.scoring.kmeans.kmeans`` per seed).
 
     dvc repro && python benchmarks/bench_nmi.py                     # digits' embeddings
     python benchmarks/bench_nmi.py --dataset cub200_mini --methods dscl_last vanilla
@@ -23,10 +23,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dscl import layout
-from dscl.evaluation.kmeans import kmeans
-from dscl.evaluation.metrics import evaluate_embedding, l2_normalize
 from dscl.evaluation.protocol import evaluate_test
-from dscl.evaluation.spectral import spectral_embedding
+from dscl.linalg import l2_normalize
+from dscl.scoring.kmeans import kmeans
+from dscl.scoring.scores import evaluate_embedding
+from dscl.scoring.spectral import spectral_embedding
 
 
 def timed(fn, *args, **kwargs) -> float:

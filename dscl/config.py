@@ -12,7 +12,7 @@ present (those of the experiment's ``datasets`` and ``methods`` must be there), 
 keys at every level, keys written twice; it returns a :class:`Config`. Every stage calls
 it first, so a bad value fails within seconds of ``dvc repro``, before any work, in one
 line naming the key, the value and what is allowed. The library's own option classes
-(:class:`dscl.evaluation.selection.SelectionRule`) are plain dataclasses that check
+(:class:`dscl.scoring.selection.SelectionRule`) are plain dataclasses that check
 themselves; they nest here unchanged. Importing this module imports no torch.
 
 Repetition in ``params.yaml`` is removed with YAML anchors and merge keys (``<<: *name``),
@@ -34,10 +34,10 @@ from pydantic import Field
 from dscl.backbones import get_backbone
 from dscl.choices import ClassSampling, CropMode, Decoder, Device, KMeansBackend, Optimizer
 from dscl.datasets import dataset_names, get_dataset
-from dscl.evaluation.selection import SelectionRule
 from dscl.methods import METHODS, Method
 from dscl.objectives import OBJECTIVES
 from dscl.schema import SchemaError, schema_class, validate
+from dscl.scoring.selection import SelectionRule
 
 __all__ = [
     "AblationConfig",
@@ -299,7 +299,7 @@ class NmiConfig:
 @section_class
 class KMeansConfig:
     """``evaluate.kmeans``: k = the number of test classes; each k-means keeps the lowest
-    objective of its runs seeded by k-means++ (:func:`dscl.evaluation.kmeans.kmeans`): validation's
+    objective of its runs seeded by k-means++ (:func:`dscl.scoring.kmeans.kmeans`): validation's
     ``evaluate.kmeans_nredo``, the test NMI's ``evaluate.nmi`` (:class:`NmiConfig`)."""
 
     niter: int = Field(100, ge=1)
@@ -467,7 +467,7 @@ class Config:
 
     def kmeans_options(self, dataset: str) -> dict:
         """``evaluate.kmeans`` and ``evaluate.kmeans_nredo.<dataset>`` as the keyword
-        arguments of :func:`dscl.evaluation.metrics.evaluate_embedding`: validation during training
+        arguments of :func:`dscl.scoring.scores.evaluate_embedding`: validation during training
         (the test evaluation: :meth:`test_kmeans_options`)."""
         where = f"evaluate.kmeans_nredo.{dataset}"
         nredo = convert(entry(self.raw, "evaluate.kmeans_nredo", dataset), int, where)
@@ -482,12 +482,12 @@ class Config:
 
     def nmi(self, dataset: str) -> NmiConfig:
         """``evaluate.nmi.<dataset>``: the k-means seeds whose NMIs the test evaluation
-        averages and the runs of each (:func:`dscl.evaluation.evaluate_test`)."""
+        averages and the runs of each (:func:`dscl.evaluation.protocol.evaluate_test`)."""
         return build(NmiConfig, entry(self.raw, "evaluate.nmi", dataset), f"evaluate.nmi.{dataset}")
 
     def test_kmeans_options(self, dataset: str) -> dict:
         """``evaluate.kmeans`` and ``evaluate.nmi.<dataset>`` as the keyword arguments of
-        :func:`dscl.evaluation.evaluate_test` (the test evaluation and the ablation)."""
+        :func:`dscl.evaluation.protocol.evaluate_test` (the test evaluation and the ablation)."""
         nmi = self.nmi(dataset)
         return {
             "seed": self.kmeans.seed,

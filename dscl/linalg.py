@@ -1,12 +1,24 @@
-"""The rank-truncated thin SVD shared by the loss (Eq. 10) and test-time spectral
-clustering (Algorithm 2)."""
+"""Linear algebra shared across the library: the rank-truncated thin SVD of the loss
+(Eq. 10) and of test-time spectral clustering (Algorithm 2), and the rows' l2
+normalisation of the embeddings (training, embedding, evaluation)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["rank_truncated_svd"]
+from dscl._arrays import as_float_matrix
+
+__all__ = ["l2_normalize", "rank_truncated_svd"]
+
+
+def l2_normalize(embeddings):
+    """Rows scaled to unit Euclidean norm (zero rows stay zero); keeps the array type."""
+    was_numpy = isinstance(embeddings, np.ndarray)
+    x = as_float_matrix(embeddings)
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    return x.cpu().numpy() if was_numpy else x
 
 
 def rank_truncated_svd(

@@ -32,10 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dscl import layout
-from dscl.evaluation.kmeans import NITER
-from dscl.evaluation.metrics import l2_normalize, nmi
 from dscl.evaluation.protocol import best_partitions
-from dscl.evaluation.spectral import spectral_embedding
+from dscl.linalg import l2_normalize
+from dscl.scoring.kmeans import NITER
+from dscl.scoring.nmi import nmi
+from dscl.scoring.spectral import spectral_embedding
 
 
 def random_init_kmeans(x: np.ndarray, k: int, seed: int, nredo: int) -> np.ndarray:

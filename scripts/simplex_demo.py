@@ -20,8 +20,8 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from dscl.atomic import atomic_path
-from dscl.evaluation.kmeans import kmeans
 from dscl.experiments.simplex import run_simplex_demo
+from dscl.scoring.kmeans import kmeans
 
 
 def to_plane(p: np.ndarray) -> np.ndarray:

@@ -35,7 +35,8 @@ def _one_line(message, category, filename, lineno, line=None) -> str:
 
 
 def run(main: Callable[[], None]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the library's messages
+    logging.basicConfig(format="%(message)s")  # the library's messages (its loggers: info)
+    logging.getLogger("dscl").setLevel(logging.INFO)
     if not os.environ.get("DSCL_TRACEBACK"):
         warnings.formatwarning = _one_line
     try:

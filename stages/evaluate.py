@@ -12,9 +12,10 @@ import numpy as np
 
 from dscl import config, layout
 from dscl.atomic import atomic_dir, write_text
-from dscl.evaluation.metrics import in_percent, summarize_runs
+from dscl.evaluation.metrics import summarize_runs
 from dscl.evaluation.protocol import evaluate_test, kmeans_spread
 from dscl.numerics import configure, environment
+from dscl.scoring.scores import in_percent
 from stages.cli import run
 
 

@@ -1,12 +1,12 @@
-"""Evaluation: what the pipeline measures of an embedding.
+"""The test evaluation: what the tables report of a test embedding.
 
 The test protocol (:mod:`~dscl.evaluation.protocol`: NMI as the mean over k-means seeds,
-with and without spectral clustering) on top of the metrics
-(:mod:`~dscl.evaluation.metrics`: NMI, Recall@K, MAP@R), spectral clustering
-(:mod:`~dscl.evaluation.spectral`, Algorithm 2 of the paper), k-means
-(:mod:`~dscl.evaluation.kmeans`), nearest neighbours (:mod:`~dscl.evaluation.neighbors`),
-intervals over test classes (:mod:`~dscl.evaluation.bootstrap`) and model selection on
-validation classes (:mod:`~dscl.evaluation.selection`).
+with and without spectral clustering), the table of test metrics
+(:mod:`~dscl.evaluation.metrics`) and the intervals over test classes
+(:mod:`~dscl.evaluation.bootstrap`). What an embedding's scores are made of (Algorithm 2,
+k-means, neighbours, NMI, the per-query retrieval quantities) is :mod:`dscl.scoring`,
+which training's validation computes too: a change here re-runs evaluations and reports,
+never a training.
 
 Importing the package imports none of them: a stage imports the modules it uses.
 """

@@ -7,8 +7,9 @@ check (Musgrave et al. 2020) argues intervals should. Per-query quantities keep 
 neighbours each query has in the full test set, and the k-means partition is the full
 set's: the intervals are those of the test set's class sample given the trained model and
 the clustering (not of re-running k-means). What a resample changes is computed
-from quantities saved once by the evaluation (:func:`dscl.evaluation.metrics.evaluate_embedding` with
-``return_details``), without searching neighbours or running k-means again:
+from quantities saved once by the evaluation (:func:`dscl.scoring.scores.evaluate_embedding` with
+``return_details``), without searching neighbours or running k-means again, for each
+metric of :data:`dscl.evaluation.metrics.METRICS`:
 
 * Recall@K, MAP@R and R-Precision: per-query values (each query's neighbours in the full
   test set), summed per class: a resample's score is ``(W @ sums) / (W @ counts)`` with W
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+
+from dscl.evaluation.metrics import METRICS
 
 __all__ = ["Interval", "class_resamples", "interval", "paired_difference", "resampled_scores"]
 
@@ -92,7 +95,7 @@ def resampled_scores(
     labels : array-like of shape (n,)
     details : mapping
         One variant's per-query quantities and k-means ``assignment``: (n,), or
-        (seeds, n) whose NMIs are averaged (:func:`dscl.evaluation.evaluate_test`).
+        (seeds, n) whose NMIs are averaged (:func:`dscl.evaluation.protocol.evaluate_test`).
     weights : ndarray of shape (B, C)
         :func:`class_resamples`.
     ks : sequence of int
@@ -111,15 +114,17 @@ def resampled_scores(
         with np.errstate(invalid="ignore"):
             return (weights @ sums) / (weights @ counts)
 
-    # the NMI of every k-means seed's partition, averaged as the evaluation averages them
-    partitions = np.atleast_2d(np.asarray(details["assignment"]))  # (seeds, n)
-    out = {"nmi": np.mean([_resampled_nmi(inverse, a, weights) for a in partitions], axis=0)}
-    for k in ks:
-        out[f"recall@{k}"] = rate((np.asarray(details["first_hit"]) < k).astype(np.float64))
-    if "ap" in details:
-        kept = np.asarray(details["r"]) > 0
-        out["map@r"] = rate(np.asarray(details["ap"]), kept)
-        out["r_precision"] = rate(np.asarray(details["rp"]), kept)
+    arrays = {key: np.asarray(value) for key, value in details.items()}
+    out = {}
+    for metric in METRICS:
+        if metric.query is None:  # NMI: every k-means seed's partition, averaged as the evaluation does
+            partitions = np.atleast_2d(arrays["assignment"])  # (seeds, n)
+            out[metric.name] = np.mean([_resampled_nmi(inverse, a, weights) for a in partitions], axis=0)
+            continue
+        if not metric.query.computable(arrays):  # MAP@R and RP where they were computed
+            continue
+        for k, name in zip(ks if "{k}" in metric.name else [0], metric.names(ks), strict=True):
+            out[name] = rate(*metric.query.values(arrays, k))
     return out
 
 

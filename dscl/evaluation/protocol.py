@@ -1,5 +1,5 @@
 """The test evaluation: NMI as the mean over several k-means seeds, with its spread, beside
-Recall@K, MAP@R and R-Precision (:func:`dscl.evaluation.metrics.evaluate_embedding`).
+Recall@K, MAP@R and R-Precision (:func:`dscl.scoring.scores.evaluate_embedding`).
 
 Why a mean over seeds rather than one k-means, however many its restarts: on the testbed's
 25 test classes the NMI of one fixed embedding moves by 1.5 to 2.6 points from one
@@ -20,7 +20,7 @@ Each seed's k-means keeps the best of ``restarts`` runs (10; 4 were tried, shari
 200 runs of validation's k-means among 50 seeds: so few restarts let a rare poor
 partition drag the mean, by 1.1 points on one digits row). Validation during training
 keeps one k-means of ``evaluate.kmeans_nredo`` runs
-(:func:`dscl.evaluation.selection.validation_scores`): its NMI is a curve, and model selection reads
+(:func:`dscl.scoring.scores.validation_scores`): its NMI is a curve, and model selection reads
 Recall@1 by default.
 """
 
@@ -32,9 +32,11 @@ import numpy as np
 import torch
 
 from dscl._arrays import as_float_matrix
-from dscl.evaluation.kmeans import BUDGET, KMEANS_BACKENDS, NITER, kmeans, lloyd, objectives, seed_centroids
-from dscl.evaluation.metrics import evaluate_embedding, l2_normalize, nmi
-from dscl.evaluation.spectral import spectral_embedding
+from dscl.linalg import l2_normalize
+from dscl.scoring.kmeans import BUDGET, KMEANS_BACKENDS, NITER, kmeans, lloyd, objectives, seed_centroids
+from dscl.scoring.nmi import nmi
+from dscl.scoring.scores import evaluate_embedding
+from dscl.scoring.spectral import spectral_embedding
 
 __all__ = ["NMI_RESTARTS", "NMI_SEEDS", "best_partitions", "evaluate_test", "kmeans_spread"]
 
@@ -55,7 +57,7 @@ def evaluate_test(
     restarts: int = NMI_RESTARTS,
     backend: str = "auto",
 ):
-    """The scores of :func:`dscl.evaluation.metrics.evaluate_embedding`, with and without SC, where
+    """The scores of :func:`dscl.scoring.scores.evaluate_embedding`, with and without SC, where
     the NMI is the mean over k-means seeds ``seed, seed + 1, ..., seed + seeds - 1``.
 
     Parameters
@@ -65,17 +67,17 @@ def evaluate_test(
     ks : sequence of int
         The K of Recall@K.
     seed, kmeans_niter, kmeans_backend :
-        k-means settings (:func:`dscl.evaluation.kmeans.kmeans`).
+        k-means settings (:func:`dscl.scoring.kmeans.kmeans`).
     seeds : int
         k-means seeds whose NMIs are averaged; 1 gives one k-means, as validation clusters.
     restarts : int
         Runs of each seed's k-means, the lowest objective kept.
     backend : {"auto", "faiss", "torch"}
-        Nearest-neighbour backend, see :func:`dscl.evaluation.neighbors.iter_neighbors`.
+        Nearest-neighbour backend, see :func:`dscl.scoring.neighbors.iter_neighbors`.
 
     Returns
     -------
-    ``(scores, details, nmis)``: ``scores`` as :func:`~dscl.evaluation.metrics.evaluate_embedding`
+    ``(scores, details, nmis)``: ``scores`` as :func:`~dscl.scoring.scores.evaluate_embedding`
     (fractions; ``nmi`` the mean over seeds); ``details`` per variant, its per-query
     quantities and ``assignment``, (seeds, n): each seed's partition, what the
     report's bootstrap resamples; ``nmis`` per variant, each seed's NMI (fractions).
@@ -110,12 +112,12 @@ def evaluate_test(
 
 
 def best_partitions(x, n_clusters: int, seeds, restarts: int, niter: int, backend: str) -> np.ndarray:
-    """For each k-means seed of ``seeds``, the partition :func:`dscl.evaluation.kmeans.kmeans` keeps
+    """For each k-means seed of ``seeds``, the partition :func:`dscl.scoring.kmeans.kmeans` keeps
     (the lowest objective of ``restarts`` runs seeded by k-means++ from that seed's
     streams, the first on a tie), all seeds' runs computed as one batch of tensor
     operations: the per-call cost of a small k-means (the seeding's and Lloyd's Python
     steps) is paid once rather than once per seed (7 times less time on digits). The
-    faiss backend runs one seed at a time (:func:`dscl.evaluation.kmeans.kmeans`).
+    faiss backend runs one seed at a time (:func:`dscl.scoring.kmeans.kmeans`).
 
     Returns
     -------

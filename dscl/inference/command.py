@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 
 __all__ = ["main"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dscl.command")  # named, not __name__: `python -m` makes that "__main__"
 
 # on the quick start's models and images (a test runs each); the testbed's models take
 # photographs: models/cub200_mini-dscl_e2e/model.pt with a folder of them
@@ -229,8 +230,8 @@ def _figure(model, results, args) -> None:
 
 def _cluster(args) -> None:
     from dscl.atomic import write_text
-    from dscl.evaluation.metrics import nmi
     from dscl.inference.model import cluster
+    from dscl.scoring.nmi import nmi
 
     model = _load(args)
     emb, paths = _embed(model, args.images, args)
@@ -249,6 +250,17 @@ def _cluster(args) -> None:
         _result(f"NMI against the {len(names)} folders: {100 * score:.2f}")
 
 
+def _log_to_stderr(level: int) -> None:
+    """The library's messages (the ``dscl`` loggers) on stderr, one line each; other
+    libraries' loggers keep Python's default (warnings and errors)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("dscl")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 def _result(line: str) -> None:
     """One line of the command's result, on standard output (what a pipe reads)."""
     sys.stdout.write(line + "\n")
@@ -256,8 +268,7 @@ def _result(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # before torch is imported: --help and --version answer at once
-    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    _log_to_stderr(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
     from dscl.inference.embedding import ModelFileError
     from dscl.inference.model import ImageError
 
@@ -268,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, ImageError, ValueError) as exc:
         message = re.sub(r" \(Weights only load failed.*", "", str(exc), flags=re.S)  # torch's advice
         return _fail(args, message.splitlines()[0])
+    except BrokenPipeError:  # the reader of stdout stopped (`dscl info ... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # unreadable or unwritable files: named, with the system's reason
         return _fail(args, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
     return 0

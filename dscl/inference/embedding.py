@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dscl.config import FeatureConfig, ImageConfig
-from dscl.evaluation.metrics import l2_normalize
+from dscl.linalg import l2_normalize
 from dscl.training.kinds import TestData, kind_for
 from dscl.training.record import ModelFileError, ModelRecord
 

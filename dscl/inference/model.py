@@ -33,9 +33,9 @@ from tqdm import tqdm
 
 from dscl.backbones import get_backbone
 from dscl.device import resolve_device
-from dscl.evaluation.metrics import l2_normalize
 from dscl.images import ImageTransform, transform_for
 from dscl.inference.embedding import ModelFileError, load_model
+from dscl.linalg import l2_normalize
 from dscl.training.kinds import kind_for
 from dscl.training.record import ModelRecord
 
@@ -345,8 +345,8 @@ def cluster(embeddings: np.ndarray, k: int, spectral: bool = True, seed: int = 0
     """Cluster ids (n,) of ``embeddings`` into ``k`` groups: Algorithm 2 of the paper
     (spectral: mean-centre, left singular vectors, l2-normalised rows) then k-means, or
     k-means on the l2-normalised embeddings (``spectral=False``), as the evaluation does."""
-    from dscl.evaluation.kmeans import kmeans
-    from dscl.evaluation.spectral import spectral_embedding
+    from dscl.scoring.kmeans import kmeans
+    from dscl.scoring.spectral import spectral_embedding
 
     x = np.asarray(embeddings, dtype=np.float32)
     if not 1 <= k <= len(x):

@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from dscl import layout
+from dscl.evaluation.metrics import label as metric_label
+from dscl.evaluation.metrics import metric_names
 from dscl.methods import METHODS
 from dscl.report.paper import reported
 
@@ -42,19 +44,11 @@ METHOD_NAMES = {name: method.title for name, method in METHODS.items()}
 VARIANTS = {"with_sc": "with SC", "without_sc": "without SC"}
 
 
-RETRIEVAL = ("map@r", "r_precision")  # Musgrave et al. 2020; the paper has no such column
-LABELS = {"nmi": "NMI", "map@r": "MAP@R", "r_precision": "RP"}
-
-
 # The NMI is the mean over evaluate.nmi's k-means seeds (dscl.evaluation.protocol); where that
 # mean may move by more than this (points) with the seeds (twice its standard error), the
 # cell is marked with the standard deviation of one k-means' NMI.
 NMI_STEADY = 0.5
 KMEANS_MARK = "k-means sd "
-
-
-def metric_label(name: str) -> str:
-    return LABELS.get(name, name.replace("recall@", "R@"))
 
 
 TEST_SELECTED = "†"
@@ -72,8 +66,9 @@ def selected_step(info: dict | None) -> str:
 
 
 def metric_columns(ks: tuple[int, ...]) -> list[str]:
-    """The figures of a table, in order: NMI, Recall@K of each K, MAP@R, R-Precision."""
-    return ["nmi"] + [f"recall@{k}" for k in ks] + list(RETRIEVAL)
+    """The figures of a table, in the order of the metrics' table
+    (:data:`dscl.evaluation.metrics.METRICS`): NMI, Recall@K of each K, MAP@R, R-Precision."""
+    return metric_names(ks)
 
 
 def build_table(

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dscl._arrays import to_numpy32
-from dscl.evaluation.kmeans import faiss_gpu_available
+from dscl.scoring.kmeans import faiss_gpu_available
 
 __all__ = ["iter_neighbors"]
 

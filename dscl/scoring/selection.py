@@ -30,7 +30,6 @@ __all__ = [
     "SelectionRule",
     "carve_validation",
     "flatten_scores",
-    "validation_scores",
 ]
 
 Split = Literal["validation", "test", "none"]
@@ -71,15 +70,6 @@ def carve_validation(labels, n_classes: int, seed: int) -> tuple[np.ndarray, np.
     held = rng.choice(classes, n_classes, replace=False) if n_classes else classes[:0]
     is_val = np.isin(labels, held)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-
-
-def validation_scores(embeddings, labels, seed: int = 0, **kmeans) -> Scores:
-    """NMI, R@1, MAP@R and R-Precision with and without SC, in percent (rounded to 0.01)
-    as the reports; ``kmeans``: the k-means options of
-    :func:`dscl.evaluation.metrics.evaluate_embedding` (``kmeans_nredo``, ...)."""
-    from dscl.evaluation.metrics import evaluate_embedding, in_percent
-
-    return in_percent(evaluate_embedding(embeddings, labels, ks=(1,), seed=seed, **kmeans))
 
 
 def flatten_scores(scores: Scores, prefix: str = "val") -> dict[str, float]:

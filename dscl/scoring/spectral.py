@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from dscl._arrays import as_float_matrix
-from dscl.evaluation.kmeans import kmeans
 from dscl.linalg import rank_truncated_svd
+from dscl.scoring.kmeans import kmeans
 
 __all__ = ["spectral_clustering", "spectral_embedding"]
 

@@ -78,7 +78,7 @@ def train_method(
     the prepared dataset and its cached backbone features; ``live`` the DVCLive folder
     (curves, summary) and ``checkpoint`` the folder of resumable state; ``kmeans`` the
     k-means options of the validation's NMI (the keyword arguments of
-    :func:`dscl.evaluation.metrics.evaluate_embedding`; the evaluation's own, ``seed`` aside).
+    :func:`dscl.scoring.scores.evaluate_embedding`; the evaluation's own, ``seed`` aside).
 
     Returns the runs in seed order (on processes other than rank 0 under torchrun, the
     runs carry no record worth saving: only rank 0 writes). :class:`DataSettingError`,

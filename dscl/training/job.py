@@ -15,9 +15,10 @@ import torch
 
 from dscl import layout
 from dscl.config import CommonConfig, DatasetTrainConfig, FeatureConfig, ImageConfig, MethodConfig
-from dscl.evaluation.metrics import l2_normalize
-from dscl.evaluation.selection import EarlyStopping, carve_validation, validation_scores
+from dscl.linalg import l2_normalize
 from dscl.methods import Method
+from dscl.scoring.scores import validation_scores
+from dscl.scoring.selection import EarlyStopping, carve_validation
 from dscl.training.guard import NonFiniteError
 from dscl.training.loops import LoopOptions
 from dscl.training.optim import OptimizerConfig
@@ -56,7 +57,7 @@ class TrainingJob:
         The prepared dataset and its cached backbone features.
     device : torch.device
     kmeans : dict
-        The validation NMI's k-means options (:func:`dscl.evaluation.metrics.evaluate_embedding`).
+        The validation NMI's k-means options (:func:`dscl.scoring.scores.evaluate_embedding`).
     feature_dim : int
         The backbone's pooled feature.
     train_labels : ndarray (N,)

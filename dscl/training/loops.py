@@ -3,7 +3,7 @@
 The loops know nothing of files or DVC: they take data, an objective and one
 :class:`LoopOptions` (the schedule, the optimiser, the seed and the callbacks: ``log``
 receives ``(step, {name: value})``; a :class:`dscl.training.checkpoint.Checkpointer` makes
-them resumable; an :class:`dscl.evaluation.selection.EarlyStopping` validates and keeps the
+them resumable; an :class:`dscl.scoring.selection.EarlyStopping` validates and keeps the
 best state).
 
 References
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dscl.evaluation.selection import EarlyStopping
 from dscl.objectives import Objective
+from dscl.scoring.selection import EarlyStopping
 from dscl.training.checkpoint import Checkpointer
 from dscl.training.distributed import data_parallel, rank_and_world
 from dscl.training.guard import DivergedError, NonFiniteError, check_finite

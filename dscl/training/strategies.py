@@ -23,9 +23,9 @@ from torch import nn
 
 from dscl import layout
 from dscl.datasets import read_split
-from dscl.evaluation.selection import EarlyStopping
 from dscl.images import ImageDataset, embed_dataset, make_decoder, transform_for
 from dscl.registry import Registry
+from dscl.scoring.selection import EarlyStopping
 from dscl.training.job import TrainingJob
 from dscl.training.kinds import AllLayersNetwork, Kind, LastLayerNetwork, PretrainedFeature
 from dscl.training.loops import train_last_layer, train_on_images

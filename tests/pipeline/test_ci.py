@@ -49,7 +49,12 @@ def test_the_workflow_runs_the_readmes_commands_and_the_gate_of_ci_run():
     install, repro = _readme_commands()[0].split(" && ")
     assert install in run and repro in run
     assert "python -m pytest -q" in _readme_commands() and "python -m pytest -q" in run
-    for command in ("pytest -q -m slow", "scripts/check_metrics.py", "scripts/check_wheel.sh"):
+    for command in (
+        "pytest -q -m slow",
+        "scripts/check_metrics.py",
+        "scripts/check_wheel.sh",
+        "scripts/touch_modules.py --check",
+    ):
         assert command in run and command in ci_run, command
     assert '--report --summary "$GITHUB_STEP_SUMMARY"' in run  # the report is the job's summary
     workflow = yaml.safe_load(WORKFLOW.read_text())["jobs"]["pipeline"]

@@ -83,9 +83,11 @@ def test_dvc_repro_end_to_end(digits_run, tmp_path):
 
     assert ran(dvc(tmp_path, "repro")) == set()  # nothing to redo
 
-    # dvc plots show: one figure for the dataset, every method's curves in it
+    # dvc plots show: one figure of curves for the dataset, every method's in it, and every
+    # figure of the report
     shown = json.loads(dvc(tmp_path, "plots", "show", "--json"))["data"]
-    assert list(shown) == ["reports/curves/digits.tsv"]
+    pngs = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "reports/plots").rglob("*.png"))
+    assert sorted(shown) == sorted(["reports/curves/digits.tsv", *pngs]) and len(pngs) > 8
     (figure,) = shown["reports/curves/digits.tsv"]
     rows = figure["content"]["data"]["values"]
     assert {r["method"] for r in rows} == set(methods)
@@ -179,7 +181,9 @@ def test_dvc_repro_end_to_end(digits_run, tmp_path):
                 data = rev.get("data", {})
                 exps[rev.get("name")] = data
     assert {"lr-0.2", "cub-archive"} <= set(exps), sorted(exps)
-    # DVC's own viewer fits a terminal: what the two experiments changed, at most 60 columns
+    # DVC's own viewer fits a terminal: what a one-parameter experiment changed, at most 60
+    # columns (the other experiment, another dataset, removed first)
+    dvc(tmp_path, "exp", "remove", "cub-archive")
     table = dvc(tmp_path, "exp", "show", "--only-changed", "--csv")
     header = next(csv.reader(io.StringIO(table[table.index("Experiment,") :])))
     assert len(header) <= 60, (len(header), header)

@@ -75,6 +75,9 @@ def test_embed_gives_the_pipelines_test_embedding(digits):
     csv_file.write_text("path\n" + "".join(f"{split.image_path(i)}\n" for i in range(len(split))))
     out = dscl("embed", model, csv_file, "-o", digits / "emb.npy")
     assert out.returncode == 0, out.stderr
+    assert out.stdout == "" and f"{len(split)} images -> " in out.stderr  # a log line, not a result
+    quiet = dscl("-q", "embed", model, csv_file, "-o", digits / "emb.npy")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr  # no log line, no progress bar
     emb = np.load(digits / "emb.npy")
     expected = np.load(digits / "data/embeddings/digits/dscl_last/test.npy")
     np.testing.assert_allclose(emb, expected, rtol=1e-5, atol=1e-6)

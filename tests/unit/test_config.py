@@ -7,7 +7,7 @@ import yaml
 
 from dscl import config
 from dscl.config import LastLayerConfig, ParamsError, build
-from dscl.evaluation.selection import SelectionRule
+from dscl.scoring.selection import SelectionRule
 from tests.conftest import REPO, small_params
 
 
@@ -269,8 +269,8 @@ def test_choices_are_listed_once_and_the_library_refuses_others():
 
     from dscl import choices
     from dscl.device import resolve_device
-    from dscl.evaluation.kmeans import kmeans
     from dscl.objectives import check_settings
+    from dscl.scoring.kmeans import kmeans
 
     assert config.Device is choices.Device and config.CropMode is choices.CropMode
     assert config.KMeansBackend is choices.KMeansBackend

@@ -206,3 +206,32 @@ def test_the_unit_tests_mirror_the_packages():
     folders = {p.parent.name for p in (REPO / "tests" / "unit").glob("*/__init__.py")}
     assert packages <= folders, f"packages without a tests/unit folder: {sorted(packages - folders)}"
     assert folders <= packages, f"tests/unit folders of no package: {sorted(folders - packages)}"
+
+
+def test_the_library_logs_and_never_prints():
+    """Messages go through logging (the stages and `dscl` set it up; -q and -v reach them);
+    a result the command prints is written to stdout by its own function."""
+    printing = [
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for path in sorted((REPO / "dscl").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+    ]
+    assert not printing, printing
+
+
+def test_no_test_time_module_is_a_dependency_of_training_or_embedding():
+    """The cache follows meaning: a change of a test metric, of the intervals or of the
+    report (dscl/evaluation, dscl/report) re-runs evaluations and reports, never a training
+    or an embedding (scripts/touch_modules.py measures it with dvc status, in CI)."""
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name in ("train", "embed", "features", "prepare"):
+        deps = [d.rstrip("/") for d in stages[name].get("do", stages[name])["deps"]]
+        for package in ("dscl/evaluation", "dscl/report"):
+            crossing = [
+                d for d in deps if d == package or d.startswith(package + "/") or package.startswith(d + "/")
+            ]
+            assert not crossing, f"{name} depends on {crossing}: a change of {package} would re-run it"
+        assert "dscl" not in deps

@@ -6,7 +6,8 @@ import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
 from dscl.evaluation.bootstrap import class_resamples, interval, paired_difference, resampled_scores
-from dscl.evaluation.metrics import evaluate_embedding, retrieval_details, scores_from_details
+from dscl.scoring.retrieval import query_scores, retrieval_details
+from dscl.scoring.scores import evaluate_embedding
 
 
 def data(seed=0, n_classes=6, per=7, d=4):
@@ -30,7 +31,7 @@ def test_resampled_scores_equal_the_metrics_of_each_resample():
             [np.flatnonzero(labels == c) for c, m in zip(classes, w) for _ in range(int(m))]
         )
         sub = {key: value[rows] for key, value in found.items() if key != "assignment"}
-        expected = scores_from_details(sub, (1, 2, 4))
+        expected = query_scores(sub, (1, 2, 4))
         for name, value in expected.items():
             assert got[name][b] == pytest.approx(value, abs=1e-12)
         assert got["nmi"][b] == pytest.approx(
@@ -69,6 +70,4 @@ def test_retrieval_details_are_what_the_scores_average():
     x, labels = data(1)
     details = retrieval_details(x, labels, 4)
     assert set(details) == {"first_hit", "r", "ap", "rp"}
-    assert scores_from_details(details, (1, 4))["recall@1"] == pytest.approx(
-        np.mean(details["first_hit"] < 1)
-    )
+    assert query_scores(details, (1, 4))["recall@1"] == pytest.approx(np.mean(details["first_hit"] < 1))

@@ -3,7 +3,10 @@ import pytest
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from dscl.evaluation.metrics import evaluate_embedding, l2_normalize, nmi, recall_at_k, retrieval_scores
+from dscl.evaluation.metrics import recall_at_k, retrieval_scores
+from dscl.linalg import l2_normalize
+from dscl.scoring.nmi import nmi
+from dscl.scoring.scores import evaluate_embedding
 
 
 def brute_force_recall(x, y, ks):
@@ -158,7 +161,7 @@ def _naive_kmeans_plusplus(x: np.ndarray, k: int, rng) -> np.ndarray:
 
 
 def test_kmeans_plusplus_seeding_is_the_greedy_rule():
-    from dscl.evaluation.kmeans import seed_centroids
+    from dscl.scoring.kmeans import seed_centroids
 
     x, _ = _blobs(n=300, centers=8, std=3.0, seed=4)
     got = seed_centroids(torch.from_numpy(x), 8, [np.random.default_rng([5, r]) for r in range(3)])
@@ -171,7 +174,7 @@ def test_kmeans_plusplus_seeding_is_the_greedy_rule():
 def test_batched_lloyd_is_each_run_alone_and_chunking_changes_nothing(monkeypatch):
     from sklearn.metrics import adjusted_rand_score
 
-    import dscl.evaluation.kmeans as km
+    import dscl.scoring.kmeans as km
 
     x, y = _blobs()
     t = torch.from_numpy(x)
@@ -188,7 +191,7 @@ def test_batched_lloyd_is_each_run_alone_and_chunking_changes_nothing(monkeypatc
 def test_faiss_and_torch_refine_the_same_seeding_alike():
     from sklearn.metrics import adjusted_rand_score
 
-    from dscl.evaluation.kmeans import kmeans
+    from dscl.scoring.kmeans import kmeans
 
     x, y = _blobs()
     by_faiss = kmeans(x, 30, seed=0, nredo=5, backend="faiss")
@@ -200,7 +203,7 @@ def test_faiss_and_torch_refine_the_same_seeding_alike():
 def test_restarts_keep_the_lowest_objective():
     from sklearn.metrics import adjusted_rand_score
 
-    from dscl.evaluation.kmeans import kmeans, objectives
+    from dscl.scoring.kmeans import kmeans, objectives
 
     x, y = _blobs(n=600, centers=6, std=0.5, seed=1)
     assert adjusted_rand_score(y, kmeans(x, 6, seed=0, nredo=3)) == 1.0
@@ -218,7 +221,7 @@ def test_restarts_keep_the_lowest_objective():
 def test_the_nmi_of_an_ambiguous_embedding_does_not_move_with_the_seed():
     """Overlapping clusters: one k-means run's NMI moves with its seed; the lowest
     objective of 200 runs does not (the evaluation's default)."""
-    from dscl.evaluation.kmeans import kmeans
+    from dscl.scoring.kmeans import kmeans
 
     x, y = _blobs(n=500, centers=8, std=6.0, seed=7)
     once = [normalized_mutual_info_score(y, kmeans(x, 8, seed=s, nredo=1)) for s in range(8)]
@@ -228,7 +231,7 @@ def test_the_nmi_of_an_ambiguous_embedding_does_not_move_with_the_seed():
 
 
 def test_kmeans_empty_clusters_and_bad_input():
-    from dscl.evaluation.kmeans import kmeans
+    from dscl.scoring.kmeans import kmeans
 
     x = np.repeat(np.eye(3, dtype=np.float32), 4, axis=0)  # 12 points, 3 distinct
     for backend in ("torch", "faiss"):
@@ -242,3 +245,46 @@ def test_kmeans_empty_clusters_and_bad_input():
         kmeans(x, 2, backend="sklearn")
     with pytest.raises(ValueError, match="niter and nredo must be >= 1"):
         kmeans(x, 2, nredo=0)
+
+
+# -- the metrics' table: one entry per metric, read by the scores, the bootstrap and the report
+def test_the_table_names_labels_and_orders_every_metric():
+    from dscl.evaluation.metrics import METRICS, label, metric_names
+    from dscl.report.tables import metric_columns
+    from dscl.scoring.selection import SELECT_METRICS
+
+    names = metric_names((1, 10, 100))
+    assert names == ["nmi", "recall@1", "recall@10", "recall@100", "map@r", "r_precision"]
+    assert metric_columns((1, 10, 100)) == names
+    assert [label(n) for n in names] == ["NMI", "R@1", "R@10", "R@100", "MAP@R", "RP"]
+    assert set(SELECT_METRICS) <= set(metric_names((1,)))  # what validation gives, in the table
+    assert [m.name for m in METRICS if not m.paper] == ["map@r", "r_precision"]
+    with pytest.raises(ValueError, match="unknown metric 'recall@x'"):
+        label("recall@x")
+
+
+def test_the_point_scores_and_the_bootstrap_follow_the_table(monkeypatch):
+    """A metric added to the table is computed by the bootstrap and shown by the report,
+    with nothing else to change."""
+    from dscl.evaluation import bootstrap, metrics
+    from dscl.report.tables import metric_columns
+    from dscl.scoring.retrieval import QueryMetric
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(8), 6)
+    x = (rng.normal(size=(8, 5))[y] + 0.5 * rng.normal(size=(48, 5))).astype(np.float32)
+    scores, details = evaluate_embedding(x, y, ks=(1, 4), return_details=True)
+    hits = metrics.Metric(
+        "hit@{k}", "H@{k}", QueryMetric("hit@{k}", lambda d, k: (d["first_hit"] < k, None), ("first_hit",))
+    )
+    monkeypatch.setattr(metrics, "METRICS", (*metrics.METRICS, hits))
+    monkeypatch.setattr(bootstrap, "METRICS", metrics.METRICS)
+    weights = bootstrap.class_resamples(y, resamples=50, seed=1)
+    out = bootstrap.resampled_scores(y, details["without_sc"], weights, (1, 4))
+    assert list(out) == ["nmi", "recall@1", "recall@4", "map@r", "r_precision", "hit@1", "hit@4"]
+    np.testing.assert_array_equal(out["hit@4"], out["recall@4"])
+    assert metric_columns((1, 4))[-2:] == ["hit@1", "hit@4"] and metrics.label("hit@4") == "H@4"
+    # the unweighted resample is the point estimate
+    same = bootstrap.resampled_scores(y, details["without_sc"], np.ones((1, 8)), (1, 4))
+    for name in ("recall@1", "recall@4", "map@r", "r_precision"):
+        assert same[name][0] == pytest.approx(scores["without_sc"][name])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dscl.evaluation.bootstrap import class_resamples, resampled_scores
-from dscl.evaluation.metrics import evaluate_embedding
 from dscl.evaluation.protocol import evaluate_test, kmeans_spread
+from dscl.scoring.scores import evaluate_embedding
 
 OPTIONS = {"seed": 3, "kmeans_niter": 50, "kmeans_backend": "torch"}
 
@@ -76,8 +76,8 @@ def test_seeds_and_restarts_are_at_least_one():
 
 @pytest.mark.parametrize("backend", ["torch", "faiss"])
 def test_the_seeds_in_one_batch_keep_what_kmeans_keeps_for_each(backend):
-    from dscl.evaluation.kmeans import kmeans
     from dscl.evaluation.protocol import best_partitions
+    from dscl.scoring.kmeans import kmeans
 
     x, _ = blobs(1.5, seed=4)
     got = best_partitions(x, 5, [7, 8, 9], 4, 50, backend)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from dscl.evaluation.kmeans import kmeans
 from dscl.experiments.simplex import project_to_simplex, run_simplex_demo
+from dscl.scoring.kmeans import kmeans
 
 
 def test_project_to_simplex():

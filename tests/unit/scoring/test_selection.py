@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from dscl.evaluation.selection import EarlyStopping, SelectionRule, carve_validation, validation_scores
 from dscl.objectives import make_objective
+from dscl.scoring.scores import validation_scores
+from dscl.scoring.selection import EarlyStopping, SelectionRule, carve_validation
 from dscl.training import BatchSampler, LoopOptions, OptimizerConfig, train_last_layer
 from dscl.training.checkpoint import Checkpointer
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from dscl.evaluation.kmeans import kmeans
-from dscl.evaluation.spectral import spectral_clustering, spectral_embedding
+from dscl.scoring.kmeans import kmeans
+from dscl.scoring.spectral import spectral_clustering, spectral_embedding
 
 
 def blobs(n_per, k, d, spread, seed):
