@@ -32,7 +32,7 @@ import yaml
 from pydantic import Field
 
 from dscl.backbones import get_backbone
-from dscl.choices import ClassSampling, CropMode, Decoder, Device, KMeansBackend, Optimizer
+from dscl.choices import ClassSampling, CropMode, Decoder, Device, KMeansBackend, KMeansSeeding, Optimizer
 from dscl.datasets import dataset_names, get_dataset
 from dscl.methods import METHODS, Method
 from dscl.objectives import OBJECTIVES
@@ -290,10 +290,14 @@ class EmbedConfig:
 @section_class
 class NmiConfig:
     """``evaluate.nmi.<dataset>``: the test NMI is the mean over ``seeds`` k-means seeds
-    (``evaluate.kmeans.seed`` and the next ones), each the best of ``restarts`` runs."""
+    (``evaluate.kmeans.seed`` and the next ones), each the best of ``restarts`` runs,
+    seeded by ``seeding`` (k-means++; ``random``: faiss's k points drawn at random, for
+    many clusters) with at most ``niter`` Lloyd iterations (null: ``evaluate.kmeans.niter``)."""
 
     seeds: int = Field(50, ge=1)
     restarts: int = Field(10, ge=1)
+    seeding: KMeansSeeding = "kmeans++"
+    niter: int | None = Field(None, ge=1)
 
 
 @section_class
@@ -491,10 +495,11 @@ class Config:
         nmi = self.nmi(dataset)
         return {
             "seed": self.kmeans.seed,
-            "kmeans_niter": self.kmeans.niter,
+            "kmeans_niter": nmi.niter or self.kmeans.niter,
             "kmeans_backend": self.kmeans.backend,
             "seeds": nmi.seeds,
             "restarts": nmi.restarts,
+            "seeding": nmi.seeding,
         }
 
     def ablation(self, dataset: str) -> AblationConfig:

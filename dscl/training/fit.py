@@ -190,8 +190,8 @@ def _train_seed(
     stopper, done = trained.stopper, dict(trained.outcome)
     selected = stopper.best_step if stopper.enabled else done["iterations"]
     done.update(selected_step=selected, environment=environment(job.device))
+    # the environment is in the model's record, not in the summary DVC shows as metrics
     summary = {"selected_step": selected, "selected_on": job.common.selection.split}
-    summary["environment"] = done["environment"]
     if stopper.diverged is not None:  # stopped there; the best state before it is kept
         done.update(diverged_at=stopper.diverged)
         summary["diverged_at"] = stopper.diverged

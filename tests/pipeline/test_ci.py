@@ -98,3 +98,30 @@ def test_the_citation_file_is_valid_and_the_license_is_the_projects():
         assert cff.get(key), key
     paper = cff["preferred-citation"]
     assert (paper["start"], paper["end"], paper["year"]) == (1985, 1994, 2017)
+
+
+def test_dvc_shows_figures_only_in_the_digits_metrics():
+    """DVC's viewers list every value of a declared metrics file: the committed digits
+    metrics (the evaluation's and the training summaries) hold numbers only, the
+    environment they were computed in beside them."""
+    import json
+
+    files = sorted((REPO / "reports/metrics/digits").glob("*.json"))
+    files += sorted((REPO / "reports/train").glob("digits-*/metrics.json"))
+    assert len(files) >= 18
+
+    def leaves(node):
+        if isinstance(node, dict):
+            for value in node.values():
+                yield from leaves(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from leaves(value)
+        else:
+            yield node
+
+    for path in files:
+        data = json.loads(path.read_text())
+        assert "environment" not in data, path
+        text = [v for v in leaves(data) if isinstance(v, str)]
+        assert text in ([], ["validation"]), (path, text)  # selected_on: the split model selection read

@@ -102,6 +102,8 @@ def test_tiny_image_dataset_all_methods(tmp_path, monkeypatch):
                 f"reports/metrics/cub200/{method}.json",
                 "--details",
                 f"data/evaluation/cub200/{method}",
+                "--environment",
+                f"reports/environment/cub200/{method}.json",
             ]
         )
     # the saved end-to-end model

@@ -82,6 +82,8 @@ def evaluate_digits(method):
             f"reports/metrics/digits/{method}.json",
             "--details",
             f"data/evaluation/digits/{method}",
+            "--environment",
+            f"reports/environment/digits/{method}.json",
         ]
     )
 
@@ -167,8 +169,10 @@ def test_train_embed_evaluate_report_every_method(workdir):
         assert steps[0] == 0 and summary["selected_step"] in steps
         evaluate_digits(method)
         metrics = json.loads((root / f"reports/metrics/digits/{method}.json").read_text())
-        assert set(metrics) == {"with_sc", "without_sc", "kmeans", "environment"}
-        assert set(metrics["environment"]) == {"train", "embed", "evaluate"}  # where each step ran
+        assert set(metrics) == {"with_sc", "without_sc", "kmeans"}  # figures, for DVC's viewers
+        where = json.loads((root / f"reports/environment/digits/{method}.json").read_text())
+        assert set(where) == {"train", "embed", "evaluate"}  # where each step ran, beside them
+        assert "environment" not in summary  # nor in the training summary: in the model's record
         kmeans = metrics["kmeans"]  # the NMI: the mean over the k-means seeds it records
         assert (kmeans["seeds"], kmeans["restarts"]) == (50, 10) and len(kmeans["nmi"][0]["with_sc"]) == 50
         assert abs(np.mean(kmeans["nmi"][0]["without_sc"]) - metrics["without_sc"]["nmi"]) < 0.02
@@ -529,6 +533,8 @@ def test_a_diverging_run_ends_with_one_warning_line_or_names_the_setting(workdir
                 "reports/metrics/digits/dscl_last.json",
                 "--details",
                 "data/evaluation/digits/dscl_last",
+                "--environment",
+                "reports/environment/digits/dscl_last.json",
             ],
             r"^error: .*data/embeddings/digits/dscl_last.*: No such file or directory \(the stage that",
         ),

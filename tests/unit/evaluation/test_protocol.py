@@ -83,3 +83,29 @@ def test_the_seeds_in_one_batch_keep_what_kmeans_keeps_for_each(backend):
     got = best_partitions(x, 5, [7, 8, 9], 4, 50, backend)
     want = np.stack([kmeans(x, 5, seed=s, niter=50, nredo=4, backend=backend) for s in (7, 8, 9)])
     np.testing.assert_array_equal(got, want)
+
+
+def test_random_seeding_is_the_libraries_kmeans_beside_the_same_search():
+    """seeding="random" (SOP's many clusters): each variant's partition is faiss's k-means
+    from k random points (the anchors' practice), the retrieval figures those of the
+    k-means++ protocol (one search), and the partitions are kept for the bootstrap."""
+    from dscl.evaluation.protocol import sampled_kmeans
+    from dscl.linalg import l2_normalize
+    from dscl.scoring.nmi import nmi
+
+    rng = np.random.default_rng(5)
+    y = np.concatenate([np.arange(60), rng.integers(0, 60, 240)])
+    x = (rng.normal(size=(60, 16))[y] + 0.6 * rng.normal(size=(300, 16))).astype(np.float32)
+    scores, details, nmis = evaluate_test(
+        x, y, ks=(1, 4), seeds=2, restarts=1, seeding="random", kmeans_niter=20
+    )
+    plusplus, _, _ = evaluate_test(x, y, ks=(1, 4), seeds=1, restarts=1)
+    expected = [nmi(y, sampled_kmeans(l2_normalize(x), 60, seed=s, niter=20)) for s in (0, 1)]
+    assert nmis["without_sc"] == expected
+    assert scores["without_sc"]["nmi"] == pytest.approx(np.mean(expected))
+    assert details["without_sc"]["assignment"].shape == (2, 300)
+    for variant in ("with_sc", "without_sc"):
+        for name in ("recall@1", "recall@4", "map@r", "r_precision"):
+            assert scores[variant][name] == plusplus[variant][name]
+    with pytest.raises(ValueError, match="seeding must be one of"):
+        evaluate_test(x, y, seeding="kmeans||")
