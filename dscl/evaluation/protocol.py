@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dscl._arrays import as_float_matrix, as_label_vector, to_numpy32
+from dscl._arrays import as_float_matrix, to_numpy32
 from dscl.choices import KMEANS_SEEDINGS
 from dscl.linalg import l2_normalize
 from dscl.scoring.kmeans import (
@@ -45,7 +45,6 @@ from dscl.scoring.kmeans import (
     seed_centroids,
 )
 from dscl.scoring.nmi import nmi
-from dscl.scoring.retrieval import query_scores, retrieval_details
 from dscl.scoring.scores import evaluate_embedding
 from dscl.scoring.spectral import spectral_embedding
 
@@ -133,21 +132,17 @@ def evaluate_test(
 
 
 def _evaluate_sampled(embeddings, labels, ks, seeds, restarts: int, niter: int, backend: str):
-    """:func:`evaluate_test` with k-means seeded by faiss (:func:`sampled_kmeans`): each
-    variant's one neighbour search and its k-means per seed, nothing else."""
-    x = as_float_matrix(embeddings)
-    y = as_label_vector(labels, x.shape[0])
-    k = int(np.unique(y).size)
-    if k < 2:
-        raise ValueError(f"labels must contain at least 2 classes, got {k}")
-    ks = sorted({int(v) for v in ks})
-    scores, details, nmis = {}, {}, {}
-    for variant, rep in (("with_sc", spectral_embedding(x)), ("without_sc", l2_normalize(x))):
-        found = retrieval_details(rep, y, ks[-1] if ks else 0, backend=backend)
-        partitions = np.stack([sampled_kmeans(rep, k, seed=s, niter=niter, nredo=restarts) for s in seeds])
-        nmis[variant] = [nmi(y, a) for a in partitions]
-        scores[variant] = {"nmi": float(np.mean(nmis[variant])), **query_scores(found, ks)}
-        details[variant] = {**found, "assignment": partitions}
+    """:func:`evaluate_test` with k-means seeded by faiss (:func:`sampled_kmeans`), one
+    partition per seed: each variant's one neighbour search and its k-means, nothing else."""
+
+    def partition(rep, k: int) -> np.ndarray:
+        return np.stack([sampled_kmeans(rep, k, seed=s, niter=niter, nredo=restarts) for s in seeds])
+
+    scores, details = evaluate_embedding(
+        embeddings, labels, ks=ks, backend=backend, return_details=True, partition=partition
+    )
+    y = np.asarray(labels)
+    nmis = {variant: [nmi(y, a) for a in found["assignment"]] for variant, found in details.items()}
     return scores, details, nmis
 
 

@@ -11,7 +11,7 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ def evaluate_embedding(
     kmeans_backend: str = "auto",
     map_at_r: bool = True,
     return_details: bool = False,
+    partition: Callable[[object, int], np.ndarray] | None = None,
 ):
     """NMI and Recall@K of a test embedding "with SC" and "without SC", as in [1], and
     MAP@R and R-Precision [2] (see :func:`dscl.evaluation.metrics.retrieval_scores`).
@@ -64,6 +65,9 @@ def evaluate_embedding(
     return_details : bool
         Also return, per variant, the per-query quantities of :func:`dscl.scoring.retrieval.retrieval_details`
         and the k-means ``assignment`` (n,): what :mod:`dscl.evaluation.bootstrap` resamples.
+    partition : callable, optional
+        ``partition(representation, k)``: the partition (n,), or several (R, n) whose NMIs
+        are averaged, in place of the k-means above (the test protocol's many-cluster k-means).
 
     Returns
     -------
@@ -80,13 +84,17 @@ def evaluate_embedding(
     if ks and (ks[0] < 1 or ks[-1] >= x.shape[0]):
         raise ValueError(f"every K must be in [1, {x.shape[0] - 1}], got {ks}")
     results, details = {}, {}
+    if partition is None:
+
+        def partition(rep, k: int) -> np.ndarray:
+            return kmeans(rep, k, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo, backend=kmeans_backend)
+
     for variant, rep in (("with_sc", spectral_embedding(x)), ("without_sc", l2_normalize(x))):
-        assignment = kmeans(
-            rep, n_classes, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo, backend=kmeans_backend
-        )
+        assignment = np.asarray(partition(rep, n_classes), dtype=np.int64)  # (n,) or (R, n)
         found = retrieval_details(rep, y, ks[-1] if ks else 0, map_at_r=map_at_r, backend=backend)
-        results[variant] = {"nmi": nmi(y, assignment), **query_scores(found, ks)}
-        details[variant] = {**found, "assignment": np.asarray(assignment, dtype=np.int64)}
+        score = float(np.mean([nmi(y, a) for a in np.atleast_2d(assignment)]))
+        results[variant] = {"nmi": score, **query_scores(found, ks)}
+        details[variant] = {**found, "assignment": assignment}
     return (results, details) if return_details else results
 
 
