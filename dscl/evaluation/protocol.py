@@ -151,8 +151,9 @@ def sampled_kmeans(x, n_clusters: int, seed: int, niter: int = 20, nredo: int = 
     (pytorch-metric-learning's ``AccuracyCalculator``): faiss's ``Kmeans`` from k distinct
     points drawn at random (seeded), ``niter`` Lloyd iterations, the lowest objective of
     ``nredo`` runs, every point used. On SOP's 11,316 test classes greedy k-means++
-    seeding is 11,316 sequential steps over all points; this seeding costs nothing and
-    the NMI of so many clusters does not move with it (docs, "Benchmarks").
+    seeding is 11,316 sequential steps over all points; this seeding costs nothing, and
+    its partitions score a lower NMI than greedy k-means++'s (docs, "Benchmarks": by
+    7.7 points at a quarter of SOP's size), as the NMI the literature reports for SOP.
 
     Returns
     -------
