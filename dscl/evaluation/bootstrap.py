@@ -32,6 +32,7 @@ import numpy as np
 from scipy import sparse
 
 from dscl.evaluation.metrics import METRICS
+from dscl.scoring.retrieval import each_k
 
 __all__ = ["Interval", "class_resamples", "interval", "paired_difference", "resampled_scores"]
 
@@ -123,7 +124,7 @@ def resampled_scores(
             continue
         if not metric.query.computable(arrays):  # MAP@R and RP where they were computed
             continue
-        for k, name in zip(ks if "{k}" in metric.name else [0], metric.names(ks), strict=True):
+        for k, name in each_k(metric.name, ks):
             out[name] = rate(*metric.query.values(arrays, k))
     return out
 

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from dscl._arrays import as_float_matrix
-from dscl.scoring.retrieval import MAP_AT_R, R_PRECISION, RECALL, QueryMetric, query_scores, retrieval_details
+from dscl.scoring.retrieval import (
+    MAP_AT_R,
+    R_PRECISION,
+    RECALL,
+    QueryMetric,
+    each_k,
+    query_scores,
+    retrieval_details,
+)
 
 __all__ = [
     "METRICS",
@@ -45,7 +53,7 @@ class Metric:
     paper: bool = True
 
     def names(self, ks: Sequence[int]) -> list[str]:
-        return [self.name.format(k=k) for k in ks] if "{k}" in self.name else [self.name]
+        return [name for _, name in each_k(self.name, ks)]
 
 
 METRICS = (

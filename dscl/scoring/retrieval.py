@@ -18,7 +18,7 @@ import numpy as np
 from dscl._arrays import as_float_matrix, as_label_vector
 from dscl.scoring.neighbors import iter_neighbors
 
-__all__ = ["MAP_AT_R", "RECALL", "R_PRECISION", "QueryMetric", "query_scores", "retrieval_details"]
+__all__ = ["MAP_AT_R", "RECALL", "R_PRECISION", "QueryMetric", "each_k", "query_scores", "retrieval_details"]
 
 
 def retrieval_details(
@@ -85,6 +85,12 @@ def retrieval_details(
 Details = Mapping[str, np.ndarray]
 
 
+def each_k(name: str, ks: Sequence[int]) -> list[tuple[int, str]]:
+    """``(K, the metric's name at K)`` for each K of ``ks`` where ``name`` holds ``{k}``
+    (``recall@{k}``), else the one ``(0, name)``."""
+    return [(k, name.format(k=k)) for k in ks] if "{k}" in name else [(0, name)]
+
+
 @dataclass(frozen=True)
 class QueryMetric:
     """A retrieval metric: the mean over queries of a per-query value.
@@ -101,8 +107,8 @@ class QueryMetric:
     def computable(self, details: Details) -> bool:
         return all(key in details for key in self.needs)
 
-    def names(self, ks: Sequence[int]) -> list[str]:
-        return [self.name.format(k=k) for k in ks] if "{k}" in self.name else [self.name]
+    def each(self, ks: Sequence[int]) -> list[tuple[int, str]]:
+        return each_k(self.name, ks)
 
 
 def _recall(details: Details, k: int):
@@ -128,7 +134,7 @@ def query_scores(details: Details, ks: Sequence[int]) -> dict[str, float]:
     ks = sorted({int(k) for k in ks})
     scores = {}
     for metric in (m for m in (RECALL, MAP_AT_R, R_PRECISION) if m.computable(details)):
-        for k, name in zip(ks if "{k}" in metric.name else [0], metric.names(ks), strict=True):
+        for k, name in metric.each(ks):
             values, kept = metric.values(details, k)
             scores[name] = float(np.mean(values if kept is None else values[kept]))
     return scores
