@@ -1,8 +1,9 @@
-"""Run a stage module under ``torchrun``: ``python -m stages.launch [torchrun options]
--m stages.train [stage options]``.
+"""Run a stage module under ``torchrun``: ``python -m stages.launch -m stages.train
+[stage options]``.
 
-The options are torchrun's own (``params.yaml``: ``train.common.torchrun``, unpacked by
-dvc.yaml). With several processes or machines this is torchrun itself
+torchrun's options are read here from ``params.yaml`` (``train.common.torchrun``,
+validated), never from the command line DVC builds: no value of the file reaches a shell.
+With several processes or machines this is torchrun itself
 (``torch.distributed.run``), so a multi-GPU run is a DVC stage like any other; a failed
 process's message is shown once, without torchrun's traceback of its own launcher. One
 process on one machine (the default) runs the module in place: no launcher process, no
@@ -11,10 +12,14 @@ rendezvous port, the same result.
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 import sys
 
 from torch.distributed import run as torchrun
+
+from dscl import config
+from dscl.config import TorchrunConfig
 
 
 def single_process(args) -> bool:
@@ -22,9 +27,22 @@ def single_process(args) -> bool:
     return str(args.nproc_per_node) == "1" and str(args.nnodes) in ("1", "1:1") and args.rdzv_endpoint == ""
 
 
+def torchrun_options(options: TorchrunConfig) -> list[str]:
+    """``train.common.torchrun`` as torchrun's flags: ``--key=value`` for each set field,
+    ``--key`` for true, nothing for false or unset (one argument each: nothing is split)."""
+    flags = []
+    for field in dataclasses.fields(options):
+        value = getattr(options, field.name)
+        if value is True:
+            flags.append(f"--{field.name}")
+        elif value is not None and value is not False:
+            flags.append(f"--{field.name}={value}")
+    return flags
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = torchrun.parse_args(argv)
+    args = torchrun.parse_args([*torchrun_options(config.load().common.torchrun), *argv])
     if not args.module:
         raise SystemExit("stages.launch runs a module: [torchrun options] -m <module> [options]")
     if single_process(args):

@@ -61,7 +61,7 @@ def main(argv=None) -> None:
         )
     except DataSettingError as err:  # the library's error, said with the key in params.yaml
         raise ParamsError(f"params.yaml: {err.where(args.dataset)}: {err}") from None
-    except DivergedError as err:  # nothing validated to keep: the setting to change
+    except DivergedError as err:  # nothing validated to keep (NaN or collapse): the setting to change
         raise ParamsError(f"train@{args.dataset}-{args.method}: {err}: {lower}") from None
     if world > 1:
         dist.barrier()
@@ -72,9 +72,9 @@ def main(argv=None) -> None:
     for r in runs:  # one line each: the run ended early, keeping the best state before it
         if r.record.diverged_at is not None:
             print(
-                f"warning: train@{args.dataset}-{args.method} (seed {r.seed}): the loss or a gradient "
-                f"became NaN or infinite at step {r.record.diverged_at}; kept the model validated "
-                f"at step {r.record.selected_step} ({lower} to train further)",
+                f"warning: train@{args.dataset}-{args.method} (seed {r.seed}): {r.record.stopped_by} "
+                f"at step {r.record.diverged_at}; kept the model validated at step "
+                f"{r.record.selected_step} ({lower} to train further)",
                 file=sys.stderr,
             )
     steps = ", ".join(str(r.record.selected_step) for r in runs)

@@ -117,7 +117,8 @@ class EarlyStopping:
     ``validate(model)`` returns :data:`Scores`. A later step must beat the best score by
     more than the rule's ``min_delta`` (a tie keeps the earlier step). With ``validate``
     None nothing is validated and the last state is the result. ``diverged`` is the step
-    at which training met a non-finite loss or gradient and stopped (None: it did not).
+    at which training met an unusable state and stopped (None: it did not), and
+    ``stopped_by`` says what it was (a non-finite loss, collapsed embeddings).
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class EarlyStopping:
         self.best_state: dict | None = None
         self.since_best = 0
         self.diverged: int | None = None
+        self.stopped_by: str | None = None
 
     @property
     def enabled(self) -> bool:

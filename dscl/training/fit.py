@@ -193,8 +193,8 @@ def _train_seed(
     # the environment is in the model's record, not in the summary DVC shows as metrics
     summary = {"selected_step": selected, "selected_on": job.common.selection.split}
     if stopper.diverged is not None:  # stopped there; the best state before it is kept
-        done.update(diverged_at=stopper.diverged)
-        summary["diverged_at"] = stopper.diverged
+        done.update(diverged_at=stopper.diverged, stopped_by=stopper.stopped_by)
+        summary.update(diverged_at=stopper.diverged, stopped_by=stopper.stopped_by)
     if stopper.best_scores is not None:
         summary["selected"] = stopper.best_scores
         done.update(selected_scores=stopper.best_scores)

@@ -1,33 +1,62 @@
-"""Catching a diverging run at the step where it diverges.
+"""Catching a run that diverges or collapses, at the step where it does.
 
 An update step checks its loss and every parameter's gradient before it changes any
-parameter (:func:`check_finite`); a non-finite one raises :class:`NonFiniteError`, and
-the loops of :mod:`dscl.training.loops` end training there, keeping the best state
-validated before it, or raise :class:`DivergedError` when nothing was validated yet.
+parameter (:func:`check_finite`); each validation checks that the embeddings still spread
+(:func:`check_embeddings`: finite, not overflowing, not constant, not on a line). Any
+failure is an
+:class:`UnusableError`; the loops of :mod:`dscl.training.loops` end training there,
+keeping the best state validated before it, or raise :class:`DivergedError` when
+nothing was validated yet.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-__all__ = ["DivergedError", "NonFiniteError", "check_finite"]
+__all__ = [
+    "CollapsedError",
+    "DivergedError",
+    "NonFiniteError",
+    "UnusableError",
+    "check_embeddings",
+    "check_finite",
+    "check_spread",
+]
+
+# the embeddings' spread about their mean, relative to their size, below which they have
+# collapsed (float32 rounding of a constant embedding leaves about 1e-7)
+SPREAD_FLOOR = 1e-4
+# the largest embedding value whose square float32 holds (distances, Gram matrices)
+VALUE_CEILING = float(np.sqrt(np.finfo(np.float32).max))
 
 
-class NonFiniteError(ArithmeticError):
-    """A non-finite loss, gradient or validation embedding; ``what`` names which."""
+class UnusableError(ArithmeticError):
+    """A state training cannot go on from; ``what`` says what happened to it."""
 
     def __init__(self, what: str):
-        super().__init__(f"non-finite {what}")
+        super().__init__(what)
         self.what = what
 
 
+class NonFiniteError(UnusableError):
+    """A non-finite loss, gradient or validation embedding."""
+
+    def __init__(self, name: str):
+        super().__init__(f"the {name} became NaN or infinite")
+
+
+class CollapsedError(UnusableError):
+    """Validation embeddings that lost their spread (constant, or on one line)."""
+
+
 class DivergedError(ArithmeticError):
-    """Training met a non-finite value at ``step`` before any state was validated."""
+    """Training met an unusable state at ``step`` before any state was validated."""
 
     def __init__(self, step: int, what: str):
-        super().__init__(f"the {what} became NaN or infinite at step {step}, before any validated state")
+        super().__init__(f"{what} at step {step}, before any validated state")
         self.step = step
         self.what = what
 
@@ -40,3 +69,39 @@ def check_finite(loss, optimizer: torch.optim.Optimizer) -> None:
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
         raise NonFiniteError("gradient")
+
+
+def check_embeddings(embeddings: np.ndarray, normalized: bool) -> None:
+    """Raise :class:`UnusableError` unless validation ``embeddings`` (n, d) are usable:
+    finite, within :data:`VALUE_CEILING` (beyond it their squares overflow float32), and
+    spread (:func:`check_spread`, on the rows l2-normalised when the objective measures
+    them so)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise NonFiniteError("validation embedding")
+    largest = float(np.abs(x).max(initial=0.0))
+    if largest > VALUE_CEILING:
+        raise UnusableError(
+            f"the validation embeddings grew to {largest:.1e} (past {VALUE_CEILING:.1e}, where float32 squares overflow)"
+        )
+    if normalized:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    check_spread(x)
+
+
+def check_spread(embeddings: np.ndarray) -> None:
+    """Raise :class:`CollapsedError` when the rows of ``embeddings`` (n, d) have collapsed:
+    their spread about the mean below :data:`SPREAD_FLOOR` of their size, or, with d >= 2,
+    centred rank below 2 (every row on one line; the threshold of
+    :func:`dscl.linalg.rank_truncated_svd`)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    size = float(np.linalg.norm(x))
+    spread = float(np.linalg.norm(centred))
+    if size == 0 or spread <= SPREAD_FLOOR * size:
+        raise CollapsedError(f"the validation embeddings collapsed to a point (spread {spread / max(size, 1e-300):.1e} of their size)")
+    if x.shape[1] >= 2 and len(x) >= 2:
+        s = np.linalg.svd(centred, compute_uv=False)
+        rank = int((s > max(x.shape) * np.finfo(np.float32).eps * s[0]).sum())
+        if rank < 2:
+            raise CollapsedError("the validation embeddings collapsed onto a line (centred rank 1)")

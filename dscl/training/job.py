@@ -19,7 +19,7 @@ from dscl.linalg import l2_normalize
 from dscl.methods import Method
 from dscl.scoring.scores import validation_scores
 from dscl.scoring.selection import EarlyStopping, carve_validation
-from dscl.training.guard import NonFiniteError
+from dscl.training.guard import check_embeddings
 from dscl.training.loops import LoopOptions
 from dscl.training.optim import OptimizerConfig
 from dscl.training.sampling import training_pool
@@ -138,9 +138,8 @@ class TrainingJob:
 
     def scores(self, emb: np.ndarray) -> dict:
         """Validation scores of an embedding, l2-normalised as its objective measures it
-        (a non-finite embedding: the run diverged)."""
-        if not np.isfinite(emb).all():
-            raise NonFiniteError("validation embedding")
+        (:mod:`dscl.training.guard`: a non-finite or collapsed embedding ends the run)."""
+        check_embeddings(emb, self.method.normalized)
         if self.method.normalized:
             emb = l2_normalize(emb)
         return validation_scores(emb, self.val_labels, self.common.seed, **self.kmeans)

@@ -26,7 +26,7 @@ from dscl.objectives import Objective
 from dscl.scoring.selection import EarlyStopping
 from dscl.training.checkpoint import Checkpointer
 from dscl.training.distributed import data_parallel, rank_and_world
-from dscl.training.guard import DivergedError, NonFiniteError, check_finite
+from dscl.training.guard import DivergedError, UnusableError, check_finite
 from dscl.training.model import EmbeddingNet
 from dscl.training.optim import OptimizerConfig, make_optimizer, parameter_groups
 from dscl.training.sampling import BatchSampler
@@ -107,9 +107,10 @@ def _run(model: nn.Module, tracked: nn.Module, optimizer, start: int, step: Step
     """Steps ``start`` .. ``iterations`` of ``step(it) -> (loss, random state to checkpoint)``,
     validated where due, logged and checkpointed; then the best validated state restored.
 
-    A non-finite loss, gradient or validation embedding at a step ends training there: the
-    step is recorded (``stopper.diverged``) and the best state validated before it kept, or
-    :class:`dscl.training.guard.DivergedError` is raised when none was validated."""
+    A non-finite loss or gradient, or a non-finite or collapsed validation embedding, at a
+    step ends training there: the step and what happened are recorded
+    (``stopper.diverged``, ``stopper.stopped_by``) and the best state validated before it
+    kept, or :class:`dscl.training.guard.DivergedError` is raised when none was validated."""
     rank, _ = rank_and_world()
     stopper, total = options.stopper, options.iterations
     for it in tqdm(range(start, total), desc=desc, initial=start, total=total, disable=rank != 0):
@@ -120,10 +121,10 @@ def _run(model: nn.Module, tracked: nn.Module, optimizer, start: int, step: Step
             values = {"loss": loss}
             if stopper.due(it + 1, total):
                 values.update(stopper(it + 1, model))
-        except NonFiniteError as err:
+        except UnusableError as err:
             if stopper.best_state is None:
                 raise DivergedError(it + 1, err.what) from None
-            stopper.diverged = it + 1
+            stopper.diverged, stopper.stopped_by = it + 1, err.what
             break
         options.log(it + 1, values)
         if rank == 0:
@@ -137,7 +138,10 @@ def _resume(tracked: nn.Module, model: nn.Module, optimizer, rng, options: LoopO
     """The step to start from (a checkpoint's, or 0 after validating the initial state)."""
     start = options.checkpointer.resume(tracked, optimizer, rng, extra=options.stopper)
     if start == 0 and options.stopper.enabled:
-        options.log(0, options.stopper(0, model))
+        try:
+            options.log(0, options.stopper(0, model))
+        except UnusableError as err:  # the initial state itself: nothing to keep
+            raise DivergedError(0, err.what) from None
     return start
 
 

@@ -28,7 +28,7 @@ class ModelFileError(ValueError):
 
 # the outcome of a run that only some kinds of learning have: written only where set
 _ONLY_WHEN_SET = frozenset(
-    {"weights", "embedding", "backbone_relative_change", "diverged_at", "selected_scores", "seed"}
+    {"weights", "embedding", "backbone_relative_change", "diverged_at", "stopped_by", "selected_scores", "seed"}
 )
 
 
@@ -68,8 +68,9 @@ class ModelRecord:
         How far the pretrained layers moved (relative Frobenius norm).
     environment : dict
         The numeric environment of the run (:func:`dscl.numerics.environment`).
-    diverged_at : int, optional
-        The step whose loss or gradient was not finite (training stopped there).
+    diverged_at, stopped_by : int and str, optional
+        The step whose state was unusable, and what it was (a non-finite loss or gradient,
+        collapsed embeddings): training stopped there.
     selected_scores : dict, optional
         The validation scores of the step selected.
     seed : int, optional
@@ -98,6 +99,7 @@ class ModelRecord:
     selected_step: int | None = None
     environment: dict | None = None
     diverged_at: int | None = None
+    stopped_by: str | None = None
     selected_scores: dict | None = None
     seed: int | None = None
 

@@ -218,3 +218,73 @@ def test_dvc_repro_on_your_own_photographs(tmp_path):
         metrics = json.loads((tmp_path / f"reports/metrics/imagefolder/{m}.json").read_text())
         assert 0 < metrics["without_sc"]["recall@1"] <= 100
     assert "imagefolder" in (tmp_path / "reports/tables/imagefolder.md").read_text().lower()
+
+
+# One refused value in each section of params.yaml, and the words its message must hold.
+REFUSED = [
+    ("datasets", ["nowhere"], "unknown datasets"),
+    ("methods", ["dscl"], "unknown methods"),
+    ("prepare.verify_checksum", "yes", "prepare.verify_checksum"),
+    ("features.image.batch_size", 0, "features.image.batch_size"),
+    ("train.common.torchrun", {"x;touch planted;": 1}, "train.common.torchrun"),
+    ("train.dscl_last.digits.lr", "1e30", "train.dscl_last.digits.lr"),
+    ("embed.batch_size", -1, "embed.batch_size"),
+    ("evaluate.kmeans.niter", 0, "evaluate.kmeans.niter"),
+    ("report.tsne.perplexity", -3, "report.tsne.perplexity"),
+    ("ablation.digits", {"methods": ["vanilla"], "dims": [8]}, "ablation.digits.methods"),
+    ("numerics.threads", "two", "numerics.threads"),
+]
+
+
+def _set(params: dict, dotted: str, value) -> dict:
+    *path, last = dotted.split(".")
+    node = params
+    for key in path:
+        node = node[key]
+    node[last] = value
+    return params
+
+
+def _outputs(root) -> dict:
+    """Every file of the run's outputs, with its bytes' digest."""
+    import hashlib
+
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for top in ("data", "models", "reports", "checkpoints")
+        for p in sorted((root / top).rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_refused_setting_loses_nothing(digits_run, tmp_path):
+    """A bad value in each section of params.yaml: ``dvc repro`` stops at the check stage
+    in one line naming the key, before DVC removes any output. Every output keeps its
+    bytes, ``git status`` shows params.yaml alone, ``dvc status`` is what it was before
+    the run, and no params value reached a shell (the planted key runs nothing)."""
+    run, _ = digits_run
+    root = copy_run(run, tmp_path / "project")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "add", "-f", "reports")
+    sh(root, "git", "commit", "-qm", "results")
+    assert sh(root, "git", "status", "--porcelain") == ""
+    outputs = _outputs(root)
+    assert len(outputs) > 50
+    good = (root / "params.yaml").read_text()
+    for key, value, words in REFUSED:
+        (root / "params.yaml").write_text(yaml.safe_dump(_set(yaml.safe_load(good), key, value)))
+        status = dvc(root, "status", "--json")
+        res = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro"], cwd=root, env=ENV, capture_output=True, text=True
+        )
+        assert res.returncode != 0, key
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and words in errors[0], (key, res.stderr)
+        assert "Traceback" not in res.stdout + res.stderr, key
+        assert ran(res.stdout) == {"check"}, (key, res.stdout)
+        assert _outputs(root) == outputs, key
+        assert sh(root, "git", "status", "--porcelain").splitlines() == [" M params.yaml"], key
+        assert dvc(root, "status", "--json") == status, key
+        assert not (root / "planted").exists()
+    (root / "params.yaml").write_text(good)
+    assert json.loads(dvc(root, "status", "--json")) == {}

@@ -496,7 +496,7 @@ def test_a_diverging_run_ends_with_one_warning_line_or_names_the_setting(workdir
     assert out.returncode == 0, out.stderr
     warnings = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "Traceback" not in out.stderr
-    assert "became NaN or infinite at step" in warnings[0]
+    assert "the loss became NaN or infinite at step" in warnings[0]
     assert "kept the model validated at step 0" in warnings[0]
     record = torch.load(root / "models/digits-npairs_last/model.pt", weights_only=True)["record"]
     assert record["selected_step"] == 0 and 1 <= record["diverged_at"] <= 20
@@ -512,6 +512,47 @@ def test_a_diverging_run_ends_with_one_warning_line_or_names_the_setting(workdir
     assert line.startswith("error: train@digits-npairs_last: the loss became NaN or infinite at step")
     assert line.endswith("lower train.npairs_last.digits.lr (1e+30)")
     assert not (root / "models/digits-npairs_last").exists()
+
+
+LEARNING = [m for m in REGISTRY.names() if REGISTRY.get(m).learns != "nothing"]
+
+
+def test_every_method_at_an_absurd_learning_rate_keeps_a_model_or_says_none_was_usable(workdir):
+    """At lr 1e30 every method diverges (NaN) or collapses (constant embeddings) within a
+    few steps: each ends either with a kept model and one warning naming the key, or
+    with one line saying no step was usable and naming it; never a traceback, never a
+    model of collapsed embeddings."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    params = small_params()
+    params["methods"] = LEARNING
+    for m in LEARNING:
+        params["train"][m]["digits"].update(lr=1e30, iterations=6, validate_every=2)
+    root = workdir(params)
+    run_until_features(root)
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    outcomes = {}
+    for m in LEARNING:
+        out = subprocess.run(
+            [sys.executable, "-m", "stages.train", *train_args(m)], cwd=root, capture_output=True, text=True, env=env
+        )
+        key = f"train.{m}.digits.lr (1e+30)"
+        assert "Traceback" not in out.stderr, (m, out.stderr)
+        lines = [line for line in out.stderr.splitlines() if line.startswith(("warning:", "error:"))]
+        assert len(lines) == 1 and key in lines[0], (m, out.stderr)
+        if out.returncode == 0:
+            assert lines[0].startswith(f"warning: train@digits-{m}") and "kept the model validated at step" in lines[0]
+            state = torch.load(root / f"models/digits-{m}/model.pt", weights_only=True)
+            assert state["record"]["stopped_by"] in lines[0]
+            outcomes[m] = "kept"
+        else:
+            assert out.returncode == 2 and "before any validated state" in lines[0], (m, out.stderr)
+            assert not (root / f"models/digits-{m}").exists()
+            outcomes[m] = "none usable"
+    assert set(outcomes) == set(LEARNING)
 
 
 @pytest.mark.parametrize(

@@ -278,3 +278,22 @@ def test_the_fingerprint_covers_the_code_and_the_data(tmp_path):
     assert files_digest([moved]) == files_digest([tmp_path / "g"])
     digest = code_digest()
     assert len(digest) == 64 and digest == code_digest()
+
+
+def test_collapsed_embeddings_are_caught_and_spread_ones_pass():
+    """The guard's two tests: a point (constant rows, or float32 rounding of one) and a
+    line; real embeddings, however small their scale, pass."""
+    from dscl.training.guard import CollapsedError, check_spread
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8)).astype(np.float32)
+    check_spread(x)
+    check_spread(1e-20 * x.astype(np.float64))  # scale does not matter
+    for bad, words in (
+        (np.ones((50, 8), np.float32), "to a point"),
+        (np.zeros((50, 8), np.float32), "to a point"),
+        (np.float32(1e6) + np.float32(1e-2) * x, "to a point"),  # rounding noise around one point
+        (np.outer(rng.normal(size=50), rng.normal(size=8)) + 3.0, "onto a line"),
+    ):
+        with pytest.raises(CollapsedError, match=words):
+            check_spread(bad)
