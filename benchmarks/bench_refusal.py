@@ -65,7 +65,9 @@ def pipeline(way: str) -> dict:
 def run(cwd: Path, *args: str) -> tuple[int, float]:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     start = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     return res.returncode, time.perf_counter() - start
 
 

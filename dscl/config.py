@@ -605,15 +605,47 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# what a params file may be: this project's is 15 KB and expands to about 4,000 values
+MAX_BYTES = 1 << 20
+MAX_VALUES = 1_000_000
+
+
 def read_yaml(path: Path) -> Any:
-    """The YAML file at ``path`` (safe types only), duplicated keys refused."""
+    """The YAML file at ``path`` (safe types only), duplicated keys refused, and so are a
+    file over :data:`MAX_BYTES` and one whose aliases expand past :data:`MAX_VALUES`
+    values (a "billion laughs" document is refused before anything walks it)."""
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise ParamsError(f"{path}: {size:,} bytes; a params file is at most {MAX_BYTES:,}")
     try:
-        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
+        data = yaml.load(
+            path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader
+        )  # a SafeLoader: plain data
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ParamsError(f"{path}: not valid YAML{line}: {problem}") from None
+    values = _expanded_size(data, {})
+    if values > MAX_VALUES:
+        raise ParamsError(f"{path}: its aliases expand to {values:,} values; at most {MAX_VALUES:,}")
+    return data
+
+
+def _expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """How many values ``node`` holds once every alias is written out (each shared node
+    counted once per use, each computed once); ParamsError for a node inside itself."""
+    if not isinstance(node, dict | list):
+        return 1
+    if memo.get(id(node)) == -1:
+        raise ParamsError("params.yaml: an alias refers to a node that holds it (a recursive value)")
+    if id(node) not in memo:
+        memo[id(node)] = -1  # being counted
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        memo[id(node)] = 1 + sum(_expanded_size(child, memo) for child in children)
+    return memo[id(node)]
 
 
 def check_keys(node: Any, where: str, valid) -> None:

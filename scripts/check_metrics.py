@@ -76,7 +76,8 @@ class Row:
 
 def figures(metrics: dict) -> dict[str, float]:
     """``{"with_sc.nmi": 28.87, ...}``: the figures of one metrics file (means over seeds
-    where there are several), numbers only; NaN and infinities are kept."""
+    where there are several); NaN and infinities are kept, and so is a value that is not
+    a number (the gate then names it)."""
     out = {}
 
     def walk(node: dict, prefix: str) -> None:
@@ -88,9 +89,15 @@ def figures(metrics: dict) -> dict[str, float]:
                 walk(value, name + ".")
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 out[name] = float(value)
+            else:  # a string, a list, null or a boolean where a figure belongs: kept, to be named
+                out[name] = value
 
     walk(metrics, "")
     return out
+
+
+def _not_number(value) -> bool:
+    return value is not None and not isinstance(value, float)
 
 
 def tolerance_for(tolerances: dict, dataset: str, method: str, figure: str) -> tuple[float, bool]:
@@ -123,6 +130,12 @@ def compare(baseline: dict[str, dict], current: dict[str, dict], tolerances: dic
             continue
         for figure in sorted(set(old_figures) | set(new_figures)):
             old, new = old_figures.get(figure), new_figures.get(figure)
+            odd = [(side, v) for side, v in (("now", new), ("in the baseline", old)) if _not_number(v)]
+            if odd:
+                side, value = odd[0]
+                shown = [v if isinstance(v, float) else None for v in (old, new)]
+                rows.append(Row(name, figure, *shown, None, "FAIL", f"not a number {side}: {value!r}"[:80]))
+                continue
             if name not in baseline:
                 verdict, reason = ("FAIL", "not finite") if not math.isfinite(new) else ("new", "new method")
                 rows.append(Row(name, figure, None, new, None, verdict, reason))
@@ -209,7 +222,18 @@ def default_baseline() -> tuple[str, str]:
 
 def read_workspace(root: Path) -> dict[str, dict]:
     """Every metrics file under ``root``, keyed ``<dataset>/<method>.json``."""
-    return {str(p.relative_to(root)): _load(p.read_text(), p) for p in sorted(root.glob("*/*.json"))}
+    out = {}
+    for p in sorted(root.glob("*/*.json")):
+        if not p.is_file():
+            raise ValueError(
+                f"{p}: expected a metrics file, found a {'folder' if p.is_dir() else 'special file'}"
+            )
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"{p}: cannot be read as a metrics file ({err})") from None
+        out[str(p.relative_to(root))] = _load(text, p)
+    return out
 
 
 def read_revision(rev: str, root: Path) -> dict[str, dict]:

@@ -239,8 +239,15 @@ def _extract_into(archive: Path, out: Path) -> None:
             return
         with tarfile.open(archive) as tf:
             members = tf.getmembers()  # reads the whole index: a truncated file fails here
+            held = set()
             for m in members:
                 _check_member(m.name)
+                if m.islnk() and PurePosixPath(m.linkname).as_posix() not in held:
+                    raise ArchiveError(
+                        f"archive member {m.name!r} is a hard link to {m.linkname!r}, which the archive "
+                        f"does not hold before it"
+                    )
+                held.add(PurePosixPath(m.name).as_posix())
                 if (m.issym() or m.islnk()) and (
                     PurePosixPath(m.linkname).is_absolute() or ".." in PurePosixPath(m.linkname).parts
                 ):

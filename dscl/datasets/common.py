@@ -6,7 +6,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
@@ -55,6 +55,47 @@ def split_by_class(rows: list[tuple[str, int]], classes: ClassSplit) -> dict[str
     for row in rows:
         tables[classes.side(row[1])].append(row)
     return tables
+
+
+def read_rows(path: Path, fields: int, what: str, source: str) -> list[tuple[int, list[str]]]:
+    """The non-blank lines of a dataset's list file, each split into ``fields`` fields
+    (the last takes the rest of the line), with their line numbers; DatasetError naming
+    the file, the line and the expected ``what`` for a file missing, not text, or a line
+    of another form. ``source``: the archive it comes from."""
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing from the {source} archive")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); expected lines of {what}") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            parts = line.split(maxsplit=fields - 1)
+            if len(parts) != fields:
+                raise DatasetError(f"{path}, line {number}: expected {what}, got {line.strip()!r}")
+            rows.append((number, parts))
+    return rows
+
+
+def as_int(value: str, where: str, what: str) -> int:
+    """``int(value)``, or DatasetError naming ``where`` (the file and line) and ``what``."""
+    try:
+        return int(value)
+    except ValueError:
+        raise DatasetError(f"{where}: {what} must be an integer, got {value!r}") from None
+
+
+def check_listed(image_root: Path, paths: list[str]) -> None:
+    """DatasetError for a listed image path that would lead outside ``image_root``
+    (absolute, ``..``, or through a link), before any is read."""
+    root = image_root.resolve()
+    for rel in paths:
+        p = PurePosixPath(rel)
+        if p.is_absolute() or ".." in p.parts or not (root / rel).resolve().is_relative_to(root):
+            raise DatasetError(
+                f"{image_root}: the list names {rel!r}, which lies outside the dataset's folder"
+            )
 
 
 def check_images(image_root: Path, paths: list[str], num_workers: int = 4) -> None:
@@ -118,6 +159,7 @@ def finish(
         warnings.warn(message + " (an unverified archive: continuing)", stacklevel=2)
     if not tables["train"] or not tables["test"]:
         raise DatasetError(f"{name}: the split is empty ({counts})")
+    check_listed(image_root, [rel for rows in tables.values() for rel, _ in rows])
     missing = [p for split in tables.values() for p, _ in split if not (image_root / p).is_file()]
     if missing:
         raise DatasetError(

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from dscl.atomic import atomic_path
 from dscl.datasets.archive import DatasetError, RemoteFile, extract, fetch, file_digest
-from dscl.datasets.common import ClassSplit, finish, split_by_class
+from dscl.datasets.common import ClassSplit, as_int, finish, read_rows, split_by_class
 from dscl.datasets.registry import DatasetSpec, register
 
 __all__ = ["CUB200", "CUB200_MINI", "CubVariant", "make_subset", "parse"]
@@ -90,14 +90,10 @@ CUB200_MINI = CubVariant(
 
 
 def _read_pairs(path: Path) -> dict[int, str]:
-    if not path.is_file():
-        raise DatasetError(f"{path} is missing from the CUB-200-2011 archive")
-    pairs = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            key, value = line.split(maxsplit=1)
-            pairs[int(key)] = value.strip()
-    return pairs
+    rows = read_rows(path, 2, "2 fields: an image id and its value", "CUB-200-2011")
+    return {
+        as_int(key, f"{path}, line {number}", "the image id"): value.strip() for number, (key, value) in rows
+    }
 
 
 def parse(base: Path) -> list[tuple[str, int]]:
@@ -106,7 +102,8 @@ def parse(base: Path) -> list[tuple[str, int]]:
     labels = _read_pairs(base / "image_class_labels.txt")
     if images.keys() != labels.keys():
         raise DatasetError("images.txt and image_class_labels.txt list different image ids")
-    return [(images[i], int(labels[i])) for i in sorted(images)]
+    path = base / "image_class_labels.txt"
+    return [(images[i], as_int(labels[i], f"{path}, image {i}", "the class id")) for i in sorted(images)]
 
 
 def prepare_cub(variant: CubVariant, out_dir: Path, root: Path, verify_checksum: bool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dscl.datasets.archive import DatasetError, RemoteFile, extract, fetch
-from dscl.datasets.common import finish
+from dscl.datasets.common import as_int, finish, read_rows
 from dscl.datasets.registry import DatasetSpec, register
 
 # The authors' Google Drive copy of the same archive (their repository names it; it is
@@ -34,12 +34,11 @@ EXPECTED = {"train_images": 59551, "test_images": 60502, "train_classes": 11318,
 
 def parse_list(path: Path) -> list[tuple[str, int]]:
     """Rows of ``Ebay_{train,test}.txt``: header ``image_id class_id super_class_id path``."""
-    if not path.is_file():
-        raise DatasetError(f"{path} is missing from the Stanford Online Products archive")
-    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    if not lines or lines[0] != ["image_id", "class_id", "super_class_id", "path"]:
+    what = "4 fields: image_id class_id super_class_id path"
+    rows = read_rows(path, 4, what, "Stanford Online Products")
+    if not rows or rows[0][1] != ["image_id", "class_id", "super_class_id", "path"]:
         raise DatasetError(f"{path}: expected the header 'image_id class_id super_class_id path'")
-    return [(row[3], int(row[1])) for row in lines[1:]]
+    return [(row[3], as_int(row[1], f"{path}, line {number}", "class_id")) for number, row in rows[1:]]
 
 
 def prepare_sop(out_dir: Path, root: Path, verify_checksum: bool) -> None:

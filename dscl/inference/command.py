@@ -18,6 +18,8 @@ warnings and errors only, ``-v``: everything).
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import logging
 import os
@@ -160,15 +162,17 @@ def _info(args) -> None:
 
 
 def _embed_command(args) -> None:
-    from dscl.atomic import atomic_path, write_text
+    from dscl.atomic import atomic_path
 
     model = _load(args)
     emb, paths = _embed(model, args.images, args)
     out = args.out
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, emb)
-    write_text(out.with_suffix(".paths.txt"), "".join(f"{p}\n" for p in paths))
     order = out.with_suffix(".paths.txt")
+    # both written aside, then both put in place: a failure leaves the old pair whole
+    with atomic_path(out) as tmp, atomic_path(order) as tmp_order:
+        with open(tmp, "wb") as fh:
+            np.save(fh, emb)
+        tmp_order.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8", newline="\n")
     log.info("%d images -> %s (%d x %d); their order: %s", len(paths), out, *emb.shape, order)
 
 
@@ -238,7 +242,10 @@ def _cluster(args) -> None:
     if args.k > len(paths):
         raise UsageError(f"-k {args.k} is larger than the number of images ({len(paths)})")
     assignment = cluster(emb, args.k, spectral=not args.no_sc)
-    write_text(args.out, "path,cluster\n" + "".join(f"{p},{c}\n" for p, c in zip(paths, assignment)))
+    table = io.StringIO(newline="")
+    writer = csv.writer(table, lineterminator="\n")  # a comma or quote in a name is quoted
+    writer.writerows([("path", "cluster"), *((str(p), int(c)) for p, c in zip(paths, assignment))])
+    write_text(args.out, table.getvalue())
     log.info("%d images in %d clusters -> %s", len(paths), args.k, args.out)
     # a class-per-folder layout (one folder given, its images in sub-folders): the classes
     top = args.images[0] if len(args.images) == 1 and args.images[0].is_dir() else None

@@ -9,6 +9,7 @@ network is built from it as what it learns says (:mod:`dscl.training.kinds`).
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ def load_model(path: Path) -> tuple[ModelRecord, dict | None]:
         raise ModelFileError(f"{path} cannot be read ({exc.strerror})") from None
     if head[:2] != b"PK":  # PyTorch's format is a zip archive (torch.save since 1.6)
         raise ModelFileError(f"{path} {what}: not a PyTorch file (a model.pt is a zip archive)")
+    _check_archive(path, what)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -53,6 +55,35 @@ def load_model(path: Path) -> tuple[ModelRecord, dict | None]:
     if not (state is None if record.learns == "nothing" else isinstance(state, dict)):
         raise ModelFileError(f"{path} {what}: its state_dict does not fit what it learns ({record.learns})")
     return record, state
+
+
+# torch.save stores each member as it is (no compression): what a file declares it
+# unpacks to is at most its own size, plus this much for the archive's own records
+_ARCHIVE_SLACK = 1 << 20
+MAX_MEMBERS = 100_000
+
+
+def _check_archive(path: Path, what: str) -> None:
+    """ModelFileError, before anything is unpacked, for an archive torch.save does not
+    write: compressed members (a zip bomb), more declared bytes than the file holds,
+    more members than a model has tensors."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} {what}: damaged or truncated ({exc.__class__.__name__})") from None
+    packed = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED]
+    declared = sum(i.file_size for i in infos)
+    if packed:
+        raise ModelFileError(
+            f"{path} {what}: it holds compressed members ({packed[0]!r}), which torch.save never writes"
+        )
+    if declared > size + _ARCHIVE_SLACK or len(infos) > MAX_MEMBERS:
+        raise ModelFileError(
+            f"{path} {what}: it declares {declared:,} bytes in {len(infos):,} members "
+            f"in a file of {size:,} bytes"
+        )
 
 
 def embed_test(

@@ -60,34 +60,67 @@ class ImageError(ValueError):
 
 def image_paths(sources: Iterable[str | Path]) -> list[Path]:
     """The image files named by ``sources``: files, folders (their image files, recursively,
-    sorted) or CSV files of paths (the first column; a header ``path`` is skipped)."""
+    sorted) or CSV files of paths (the first column; a header ``path`` is skipped).
+
+    A folder's linked folders are followed, each real folder once (a link back to a
+    parent, a loop, adds nothing); only regular files are taken (a FIFO or a device
+    named ``x.jpg`` is left out). Every name must be text a listing can hold: valid
+    UTF-8 with no line break (ImageError otherwise, before anything is embedded)."""
     out: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            found = []
-            for folder, dirs, files in os.walk(source, followlinks=True):  # linked folders too
-                dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden ones left out
-                found += [
-                    Path(folder) / f
-                    for f in files
-                    if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
-                ]
-            found.sort()
+            found = _walk_images(source)
             if not found:
                 raise ImageError(f"{source} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             out += found
-        elif source.suffix.lower() == ".csv":
-            with open(source, newline="") as fh:
+        elif source.suffix.lower() == ".csv" and source.is_file():
+            with open(source, newline="", encoding="utf-8", errors="surrogateescape") as fh:
                 rows = [r[0] for r in csv.reader(fh) if r and r[0].strip()]
             rows = rows[1:] if rows and rows[0].strip().lower() == "path" else rows
             out += [Path(r) if Path(r).is_absolute() else source.parent / r for r in rows]
         elif source.is_file():
             out.append(source)
+        elif source.exists():
+            raise ImageError(f"{source} is not a regular file (a FIFO, a device or a socket)")
         else:
             raise ImageError(f"{source} does not exist")
     if not out:
         raise ImageError("no images given")
+    for path in out:
+        _check_name(path)
     return out
+
+
+def _walk_images(top: Path) -> list[Path]:
+    """The regular image files under ``top``, sorted; linked folders followed, each real
+    folder once; hidden files and folders left out."""
+    seen: set[tuple[int, int]] = set()
+    found = []
+    for folder, dirs, files in os.walk(top, followlinks=True):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a link: already listed
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            path = Path(folder) / f
+            if not f.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
+def _check_name(path: Path) -> None:
+    """ImageError for a name a listing cannot hold: not UTF-8, or with a line break."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ImageError(
+            f"{name.encode('utf-8', 'surrogateescape')!r}: the file name is not valid UTF-8; rename it"
+        ) from None
+    if "\n" in name or "\r" in name:
+        raise ImageError(f"{name!r}: the file name holds a line break; rename it")
 
 
 def input_shape(record: ModelRecord) -> tuple[int, int, int]:

@@ -82,7 +82,8 @@ def check_embeddings(embeddings: np.ndarray, normalized: bool) -> None:
     largest = float(np.abs(x).max(initial=0.0))
     if largest > VALUE_CEILING:
         raise UnusableError(
-            f"the validation embeddings grew to {largest:.1e} (past {VALUE_CEILING:.1e}, where float32 squares overflow)"
+            f"the validation embeddings grew to {largest:.1e} "
+            f"(past {VALUE_CEILING:.1e}, where float32 squares overflow)"
         )
     if normalized:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.finfo(np.float64).tiny)
@@ -99,7 +100,10 @@ def check_spread(embeddings: np.ndarray) -> None:
     size = float(np.linalg.norm(x))
     spread = float(np.linalg.norm(centred))
     if size == 0 or spread <= SPREAD_FLOOR * size:
-        raise CollapsedError(f"the validation embeddings collapsed to a point (spread {spread / max(size, 1e-300):.1e} of their size)")
+        raise CollapsedError(
+            f"the validation embeddings collapsed to a point "
+            f"(spread {spread / max(size, 1e-300):.1e} of their size)"
+        )
     if x.shape[1] >= 2 and len(x) >= 2:
         s = np.linalg.svd(centred, compute_uv=False)
         rank = int((s > max(x.shape) * np.finfo(np.float32).eps * s[0]).sum())

@@ -28,7 +28,7 @@ from dscl.datasets import read_split
 from dscl.images import ImageDataset, embed_dataset, transform_for
 from dscl.registry import Registry
 from dscl.training.model import EmbeddingNet
-from dscl.training.record import ModelRecord
+from dscl.training.record import ModelFileError, ModelRecord
 
 __all__ = [
     "KINDS",
@@ -72,7 +72,15 @@ class Kind:
         """The learned module of a model file."""
         module = self.build(record)
         if module is not None:
-            module.load_state_dict(state)
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as exc:  # a tensor missing, unexpected or of another shape
+                first = str(exc).strip().splitlines()
+                detail = " ".join(line.strip() for line in first[1:3]) or first[0]
+                raise ModelFileError(
+                    f"{record.dataset}-{record.method}: the model file's tensors do not fit the network "
+                    f"its record describes ({detail})"
+                ) from None
         return module
 
     def network(self, record: ModelRecord, state: dict | None, weights: str) -> nn.Module:

@@ -28,7 +28,15 @@ class ModelFileError(ValueError):
 
 # the outcome of a run that only some kinds of learning have: written only where set
 _ONLY_WHEN_SET = frozenset(
-    {"weights", "embedding", "backbone_relative_change", "diverged_at", "stopped_by", "selected_scores", "seed"}
+    {
+        "weights",
+        "embedding",
+        "backbone_relative_change",
+        "diverged_at",
+        "stopped_by",
+        "selected_scores",
+        "seed",
+    }
 )
 
 
@@ -142,7 +150,24 @@ class ModelRecord:
             raise ModelFileError(
                 f"{where} {what}: its record has fields {unknown} this version does not know"
             )
+        _check_sizes(raw, f"{where} {what}")
         return cls(**raw)
+
+
+# what a record may say of its sizes, checked before a network of them is built
+MAX_SIZE = 1 << 24  # a dimension, a side in pixels, a count of classes
+MAX_LAYER = 1 << 28  # the learned layer's weights (feature_dim x embedding_dim): 1 GiB
+
+
+def _check_sizes(raw: dict, where: str) -> None:
+    for key in ("feature_dim", "embedding_dim", "resize", "crop"):
+        if not 1 <= raw[key] <= MAX_SIZE:
+            raise ModelFileError(f"{where}: its record says {key} {raw[key]:,} (1 to {MAX_SIZE:,} expected)")
+    if raw["learns"] != "nothing" and raw["feature_dim"] * raw["embedding_dim"] > MAX_LAYER:
+        raise ModelFileError(
+            f"{where}: its record describes a layer of {raw['feature_dim']:,} x {raw['embedding_dim']:,} "
+            f"weights (at most {MAX_LAYER:,})"
+        )
 
 
 def _fits(value: object, hint: object) -> bool:

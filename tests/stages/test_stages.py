@@ -537,14 +537,21 @@ def test_every_method_at_an_absurd_learning_rate_keeps_a_model_or_says_none_was_
     outcomes = {}
     for m in LEARNING:
         out = subprocess.run(
-            [sys.executable, "-m", "stages.train", *train_args(m)], cwd=root, capture_output=True, text=True, env=env
+            [sys.executable, "-m", "stages.train", *train_args(m)],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env=env,
         )
         key = f"train.{m}.digits.lr (1e+30)"
         assert "Traceback" not in out.stderr, (m, out.stderr)
         lines = [line for line in out.stderr.splitlines() if line.startswith(("warning:", "error:"))]
         assert len(lines) == 1 and key in lines[0], (m, out.stderr)
         if out.returncode == 0:
-            assert lines[0].startswith(f"warning: train@digits-{m}") and "kept the model validated at step" in lines[0]
+            assert (
+                lines[0].startswith(f"warning: train@digits-{m}")
+                and "kept the model validated at step" in lines[0]
+            )
             state = torch.load(root / f"models/digits-{m}/model.pt", weights_only=True)
             assert state["record"]["stopped_by"] in lines[0]
             outcomes[m] = "kept"
