@@ -29,14 +29,16 @@ ALLOWED = {
 
 def marked(repo: Repo) -> set[str]:
     """The kinds of stage whose code or data dependency is modified (an output merely
-    absent from the cache, as in a checkout without data, is not counted)."""
+    absent from the cache, as in a checkout without data, is not counted). The check
+    stage is left out: it reads the whole library's schema, so every module marks it,
+    and its output does not change while params.yaml is valid (it re-runs nothing)."""
     kinds = set()
     for stage, changes in repo.status().items():
         for change in changes if isinstance(changes, list) else []:
             deps = change.get("changed deps", {}) if isinstance(change, dict) else {}
             if any(state == "modified" for state in deps.values()):
                 kinds.add(stage.split("@")[0].split(":")[-1])
-    return kinds
+    return kinds - {"check"}
 
 
 def covering(module: str, deps: set[str]) -> frozenset[str]:

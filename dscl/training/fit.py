@@ -90,7 +90,7 @@ def train_method(
     )  # fmt: skip
     key = _fingerprint(job)
     checkpoint.mkdir(parents=True, exist_ok=True)
-    write_text(checkpoint / "README.txt", CHECKPOINT_NOTE)
+    hold = _hold(checkpoint) if rank_and_world()[0] == 0 else None  # noqa: F841 (held while training)
     strategy = strategy_for(method.learns)
     objective = None if method.objective is None else make_objective(method.objective, settings.loss)
     seeds = settings.seeds or common.seeds
@@ -110,6 +110,30 @@ def train_method(
         record = replace(base, **kept["done"])
         runs.append(TrainedRun(seed, kept["state"], record, kept.get("objective_state")))
     return runs
+
+
+def _hold(checkpoint: Path):
+    """The checkpoint folder's note, written if missing and locked (``flock``) for as long
+    as the returned file stays open: a second run on the same folder (an orphan of a
+    killed ``dvc repro``, a second ``dvc repro``) stops at once instead of resuming from
+    a state the first is still writing. The lock ends with the process, however it ends."""
+    import errno
+    import fcntl
+
+    note = checkpoint / "README.txt"
+    if not note.is_file() or note.read_text(encoding="utf-8") != CHECKPOINT_NOTE:
+        write_text(note, CHECKPOINT_NOTE)
+    held = open(note, "rb")  # noqa: SIM115 (held open: the lock lives as long as the file)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held.close()
+        raise OSError(
+            errno.EBUSY,
+            "another training run is using this checkpoint folder: stop it or let it end",
+            str(checkpoint),
+        ) from None
+    return held
 
 
 def _log(folder: Path, saved: dict | None):

@@ -288,3 +288,92 @@ def test_a_refused_setting_loses_nothing(digits_run, tmp_path):
         assert not (root / "planted").exists()
     (root / "params.yaml").write_text(good)
     assert json.loads(dvc(root, "status", "--json")) == {}
+
+
+def _stage_processes(root) -> list:
+    """The stage processes still running in ``root`` (python -m stages.*)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            if p.info["cwd"] == str(root) and any(a.startswith("stages.") for a in p.info["cmdline"] or []):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def _leftovers(root) -> list[str]:
+    return [
+        p.relative_to(root).as_posix()
+        for top in ("data", "models", "reports", "checkpoints")
+        for p in (root / top).rglob("*")
+        if p.name.endswith((".tmp", ".partial"))
+    ]
+
+
+@pytest.mark.parametrize("whom", ["dvc alone", "its process group"])
+def test_an_interrupted_repro_resumes_to_the_same_bytes(digits_run, tmp_path, whom):
+    """``dvc repro`` killed (SIGKILL) at random points while it trains, embeds and
+    reports, then run again: every output and dvc.lock are byte-identical to an
+    uninterrupted run's, no temporary file is left, and no stage process outlives the
+    kill (each is tied to its parent's life) to write into the next run."""
+    import random
+    import signal
+
+    run, _ = digits_run
+    params = small_params()
+    params["train"]["dscl_last"]["digits"].update(iterations=300, validate_every=20)
+    params["train"]["common"]["checkpoint_every"] = 10
+    reference = copy_run(run, tmp_path / "reference")
+    (reference / "params.yaml").write_text(yaml.safe_dump(params))
+    dvc(reference, "repro")
+    want = _outputs(reference)
+
+    root = copy_run(run, tmp_path / "interrupted")
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    rng = random.Random(f"{whom}")
+    for _ in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "repro"], cwd=root, env=ENV, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(rng.uniform(3.0, 9.0))
+        if whom == "dvc alone":
+            proc.kill()
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while _stage_processes(root) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _stage_processes(root) == [], "a stage outlived the killed dvc repro"
+        (root / ".dvc/tmp/rwlock").unlink(missing_ok=True)  # DVC's own lock of the killed run
+        (root / ".dvc/tmp/lock").unlink(missing_ok=True)
+    dvc(root, "repro")
+    assert _outputs(root) == want
+    assert (root / "dvc.lock").read_text() == (reference / "dvc.lock").read_text()
+    assert _leftovers(root) == []
+
+
+def test_two_repros_at_once_end_with_dvcs_lock_message(digits_run, tmp_path):
+    """A second ``dvc repro`` while one runs stops at DVC's lock, touching nothing."""
+    import signal
+
+    root = copy_run(digits_run[0], tmp_path / "project")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "--force"], cwd=root, env=ENV, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(4)
+        second = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro"], cwd=root, env=ENV, capture_output=True, text=True
+        )
+        assert second.returncode != 0
+        assert "lock" in (second.stdout + second.stderr).lower(), second.stderr
+        assert ran(second.stdout) == set()
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()

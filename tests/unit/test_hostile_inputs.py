@@ -402,4 +402,3 @@ def test_the_valid_model_file_of_the_cases_loads(tmp_path):
 def test_every_family_has_cases():
     families = {c.__name__.split("_")[1] for c in CASES}
     assert families == {"params", "model", "images", "archive", "list", "gate"}
-

@@ -235,3 +235,61 @@ def test_no_test_time_module_is_a_dependency_of_training_or_embedding():
             ]
             assert not crossing, f"{name} depends on {crossing}: a change of {package} would re-run it"
         assert "dscl" not in deps
+
+
+def _import_graph(depth: int | None) -> dict[str, set[str]]:
+    """Which library modules (``depth`` None) or packages (``dscl.<package>``: depth 2)
+    import which, counting imports inside functions."""
+    graph: dict[str, set[str]] = {}
+    for path in (REPO / "dscl").rglob("*.py"):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for other in _imported_modules(path):
+            if other.startswith("dscl"):
+                a, b = (
+                    (name, other)
+                    if depth is None
+                    else (".".join(name.split(".")[:depth]), ".".join(other.split(".")[:depth]))
+                )
+                if a != b:
+                    graph.setdefault(a, set()).add(b)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+@pytest.mark.parametrize("depth", [None, 2], ids=["modules", "packages"])
+def test_no_import_cycle_counting_imports_inside_functions(depth):
+    """No module, and no package of the library, imports one that imports it back, even
+    through an import inside a function (which hides a cycle from Python)."""
+    assert _cycles(_import_graph(depth)) == []
