@@ -26,18 +26,30 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import Field
 
-from dscl.backbones import get_backbone
-from dscl.choices import ClassSampling, CropMode, Decoder, Device, KMeansBackend, KMeansSeeding, Optimizer
+from dscl.backbones.specs import FeatureConfig, ImageConfig
+from dscl.choices import CropMode, Device, KMeansBackend, KMeansSeeding
 from dscl.datasets import dataset_names, get_dataset
+from dscl.errors import DSCLError
 from dscl.methods import METHODS, Method
 from dscl.objectives import OBJECTIVES
+from dscl.report.options import BootstrapConfig, GalleryConfig, TsneConfig
 from dscl.schema import SchemaError, schema_class, validate
-from dscl.scoring.selection import SelectionRule
+from dscl.training.options import (
+    CommonConfig,
+    DatasetTrainConfig,
+    ImageTrainConfig,
+    LastLayerConfig,
+    MethodConfig,
+    SoftmaxConfig,
+    TorchrunConfig,
+    VanillaConfig,
+    method_config_type,
+)
 
 __all__ = [
     "AblationConfig",
@@ -79,7 +91,7 @@ Seed = Annotated[int, Field(ge=0)]
 Dim = Annotated[int, Field(ge=1)]
 
 
-class ParamsError(ValueError):
+class ParamsError(DSCLError, ValueError):
     """params.yaml does not have the expected form."""
 
 
@@ -91,194 +103,6 @@ class PrepareConfig:
     datasets: dict  # per dataset: its own options ({} if none), read by Config.dataset_options
     root: str = "data/raw"  # downloads and extracted archives
     verify_checksum: bool = True  # false only for local test archives
-
-
-@section_class
-class ImageConfig:
-    """``features.image``: how images are decoded and embedded (features, embed, validation)."""
-
-    batch_size: int = Field(32, ge=1)  # small batches run fastest on a CPU
-    num_workers: int = Field(2, ge=0)
-    amp: bool = False  # bfloat16 autocast on CUDA (false: float32, the default)
-    device: Device = "auto"
-    decode: Decoder = "auto"  # auto: JPEGs decoded on the GPU on CUDA (dscl.images)
-
-
-@section_class
-class FeatureConfig:
-    """``features.datasets.<dataset>``: the backbone and the decoding of Section 4.1."""
-
-    backbone: str
-    weights: str  # imagenet | none | path to a weights file
-    resize: int = Field(256, ge=1)  # images resized to resize x resize ...
-    crop: int = Field(227, ge=1)  # ... then cropped (centre crop for features and test)
-
-    def __post_init__(self):
-        spec = get_backbone(self.backbone)  # an unknown name fails here, before any work
-        if not 0 < self.crop <= self.resize:
-            raise ValueError(f"crop must be in [1, resize={self.resize}], got {self.crop}")
-        spec.check_crop(self.crop)  # e.g. BN-Inception takes 227, not 299
-
-
-@section_class
-class TorchrunConfig:
-    """The options of ``torchrun`` that launches the train stage (dvc.yaml unpacks this
-    mapping into ``--key value`` flags; ``true`` gives ``--key``, ``false`` nothing).
-    One process per GPU (or CPU process group): ``nproc_per_node``; several machines:
-    ``standalone: false`` with ``nnodes``, ``node_rank`` or ``rdzv_*`` (docs)."""
-
-    standalone: bool = True  # one machine, a free local port for the rendezvous
-    nproc_per_node: int = Field(1, ge=1)
-    nnodes: int | str | None = None  # N, or MIN:MAX (elastic)
-    node_rank: int | None = Field(None, ge=0)
-    rdzv_backend: str | None = None  # c10d
-    rdzv_endpoint: str | None = None  # host:port of the rendezvous
-    rdzv_id: str | None = None  # the job's name, the same on every node
-    master_addr: str | None = None
-    master_port: int | None = Field(None, ge=1, le=65535)
-    max_restarts: int | None = Field(None, ge=0)
-
-    def __post_init__(self):
-        several = [
-            k
-            for k in ("nnodes", "node_rank", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port")
-            if getattr(self, k) is not None
-        ]
-        if self.standalone and several:
-            raise ValueError(
-                f"standalone: true is for one machine, but {several} are set: "
-                f"set standalone: false to run on several machines"
-            )
-
-
-@section_class
-class CommonConfig:
-    """``train.common``. One training run per seed (initialisation, batches, crops); the
-    validation classes and the class pool are drawn once, with the first, so runs differ
-    only in training."""
-
-    seeds: tuple[Seed, ...] = (0,)
-    device: Device = "auto"
-    amp: bool = True  # bfloat16 autocast of the training passes on CUDA
-    checkpoint_every: int = Field(10, ge=1)  # iterations between saved training states
-    selection: SelectionRule = field(default_factory=SelectionRule)
-    torchrun: TorchrunConfig = field(default_factory=TorchrunConfig)
-
-    def __post_init__(self):
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(self.seeds)}")
-
-    @property
-    def seed(self) -> int:
-        """The first seed: the one of the split (validation classes, class pool)."""
-        return self.seeds[0]
-
-
-@section_class
-class DatasetTrainConfig:
-    """``train.datasets.<dataset>``: what every method shares on a dataset. The defaults
-    are the paper's recipe (params.yaml's cub200 and cars196 entries write them out)."""
-
-    validation_classes: int = Field(ge=0)  # carved from the training classes (seeded); no default
-    embedding_dim: int | None = Field(None, ge=1)  # null: the number of training classes (the paper)
-    class_subsample: int | None = Field(None, ge=2)  # batches drawn among this many random classes (SOP: 512)
-    class_sampling: ClassSampling = "per_batch"  # per_batch: new classes every batch; once: fixed
-    mirror: bool = True  # random horizontal mirroring of training images
-
-
-@section_class
-class _Optimised:
-    """What the methods that learn share: their objective's settings, their own seeds and
-    embedding dimension (each null: the dataset's or ``train.common``'s)."""
-
-    loss: dict[str, bool | float | str] = field(default_factory=dict)  # the objective's settings
-    seeds: tuple[Seed, ...] | None = None  # null: train.common.seeds
-    embedding_dim: int | None = Field(None, ge=1)  # null: train.datasets.<dataset>.embedding_dim
-
-    def _check_seeds(self) -> None:
-        seeds = self.seeds
-        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
-            raise ValueError(f"seeds must be null or a list of distinct integers, got {list(seeds)}")
-
-
-@section_class
-class LastLayerConfig(_Optimised):
-    """``train.<objective>_last.<dataset>``: the last layer on cached features."""
-
-    backbone_lr: ClassVar[None] = None  # no pretrained layer is trained
-    iterations: int = Field(200, ge=0)
-    batch_size: int = Field(1260, ge=2)
-    optimizer: Optimizer = "adam"
-    lr: float = Field(0.001, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    validate_every: int = Field(10, ge=1)  # iterations between validations (and at step 0)
-
-    def __post_init__(self):
-        self._check_seeds()
-
-
-@section_class
-class ImageTrainConfig(_Optimised):
-    """``train.<objective>_e2e.<dataset>``: all layers, on images (chunked update)."""
-
-    iterations: int = Field(100, ge=0)
-    batch_size: int = Field(1260, ge=2)  # n = 18 x 70
-    chunk_size: int = Field(70, ge=1)  # sub-batch: memory is bounded by it, not by n
-    optimizer: Optimizer = "adam"
-    lr: float = Field(0.001, gt=0)  # the learned last layer (and the softmax classifier)
-    backbone_lr: float | None = Field(0.0001, gt=0)  # the pretrained layers; null: lr
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    crop_mode: CropMode = "random"
-    num_workers: int = Field(8, ge=0)
-    validate_every: int = Field(10, ge=1)  # iterations between validations (and at step 0)
-
-    def __post_init__(self):
-        self._check_seeds()
-
-    @property
-    def pooled(self) -> bool:
-        """Whether the test embedding is the fine-tuned pooled feature (not the last layer's)."""
-        return False
-
-
-@section_class
-class SoftmaxConfig(ImageTrainConfig):
-    """``train.softmax.<dataset>``. ``embedding``: the test embedding is the fine-tuned
-    pooled feature ("GoogLeNet features fine-tuned for classification", Section 4.2) or
-    the class scores (logits)."""
-
-    embedding: Literal["pooled", "logits"] = "pooled"
-
-    @property
-    def pooled(self) -> bool:
-        return self.embedding == "pooled"
-
-
-@section_class
-class VanillaConfig:
-    """The vanilla method has nothing to learn: one run, the pretrained feature."""
-
-    seeds: ClassVar[None] = None
-    embedding_dim: ClassVar[None] = None
-
-
-MethodConfig = VanillaConfig | LastLayerConfig | ImageTrainConfig | SoftmaxConfig
-
-
-# the settings of a method: those of what it learns, or a method's own
-SETTINGS_OF_KIND: dict[str, type] = {
-    "nothing": VanillaConfig,
-    "last_layer": LastLayerConfig,
-    "all_layers": ImageTrainConfig,
-}
-SETTINGS_OF_METHOD: dict[str, type] = {"softmax": SoftmaxConfig}  # its test embedding
-
-
-def method_config_type(method: Method) -> type:
-    """The dataclass of ``train.<method>.<dataset>``."""
-    return SETTINGS_OF_METHOD.get(method.name, SETTINGS_OF_KIND[method.learns])
 
 
 @section_class
@@ -318,43 +142,6 @@ class NumericsConfig:
 
     threads: int = Field(2, ge=1)
     deterministic: bool = True
-
-
-@section_class
-class TsneConfig:
-    perplexity: float = Field(30.0, gt=0)
-    max_points: int = Field(3000, ge=2)
-    max_classes: int = Field(30, ge=1)
-    seed: int = Field(0, ge=0)
-    thumbnails: int = Field(60, ge=0)  # images drawn at a seeded subsample of the points (0: dots only)
-
-
-@section_class
-class GalleryConfig:
-    """``report.gallery``: the retrieval figures (dscl.report.gallery)."""
-
-    queries: int = Field(8, ge=1)  # seeded test queries, the same for every method
-    k: int = Field(8, ge=1)  # neighbours shown per query
-    worst: int = Field(4, ge=0)  # and the queries each method gets most wrong (lowest precision at k)
-    compare_queries: int = Field(6, ge=0)  # the comparison figure: these many of the queries ...
-    compare_k: int = Field(5, ge=1)  # ... with these many neighbours for each compared method
-    thumb: int = Field(72, ge=1)  # thumbnail size in pixels
-    seed: int = Field(0, ge=0)
-
-    def __post_init__(self):
-        if self.compare_queries > self.queries:
-            raise ValueError(
-                f"compare_queries ({self.compare_queries}) must not exceed queries ({self.queries})"
-            )
-
-
-@section_class
-class BootstrapConfig:
-    """``report.bootstrap``: the confidence intervals over test classes (dscl.evaluation.bootstrap)."""
-
-    resamples: int = Field(1000, ge=100)  # at least 100 for a 95% interval
-    level: float = Field(0.95, gt=0, lt=1)
-    seed: int = Field(0, ge=0)
 
 
 @section_class

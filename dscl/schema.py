@@ -22,6 +22,8 @@ from typing import Any
 
 import pydantic
 
+from dscl.errors import DSCLError
+
 __all__ = ["SCHEMA", "SchemaError", "schema_class", "validate"]
 
 # strict, closed and finite (the module's docstring says why strict)
@@ -30,7 +32,7 @@ schema_class = functools.partial(pydantic.dataclasses.dataclass, frozen=True, co
 """Decorator: a frozen pydantic dataclass with :data:`SCHEMA`'s strictness."""
 
 
-class SchemaError(ValueError):
+class SchemaError(DSCLError, ValueError):
     """Data that does not have the form a schema expects (the message names where)."""
 
 

@@ -4,15 +4,22 @@ dimension of ``ablation.<dataset>`` (:mod:`dscl.experiments.ablation`), with int
 from __future__ import annotations
 
 import argparse
+import tempfile
+from functools import partial
 from pathlib import Path
 
-from dscl import config
+import numpy as np
+
+from dscl import config, layout
 from dscl.atomic import write_text
 from dscl.config import ParamsError
 from dscl.device import resolve_device
+from dscl.evaluation.protocol import evaluate_test
 from dscl.experiments.ablation import render_ablation, run_ablation
+from dscl.inference.embedding import embed_test
 from dscl.numerics import configure
 from dscl.training.fit import DataSettingError
+from stages.calls import train_runs
 from stages.cli import run
 
 
@@ -25,16 +32,31 @@ def main(argv=None) -> None:
     cfg = config.load()
     configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     spec = cfg.ablation(args.dataset)
+    ks, device = cfg.recall_ks(args.dataset), resolve_device(cfg.common.device)
+    labels = np.load(layout.labels_file(args.features))
+
+    def train(method, settings):  # in a scratch folder: the ablation keeps no model
+        with tempfile.TemporaryDirectory() as tmp:
+            return train_runs(
+                cfg, args.dataset, method, settings, prepared=args.prepared, features=args.features,
+                live=Path(tmp) / "live", checkpoint=Path(tmp) / "checkpoint", device=device,
+            )  # fmt: skip
+
+    embed = partial(
+        embed_test, features=args.features, prepared=args.prepared, feat=cfg.features(args.dataset),
+        image=cfg.image, batch_size=cfg.embed.batch_size, device=device,
+    )  # fmt: skip
     try:
         results = run_ablation(
-            cfg,
-            args.dataset,
-            list(spec.methods),
+            [cfg.method(name, args.dataset) for name in spec.methods],
             list(spec.dims),
+            train=train,
+            embed=lambda run: embed(run.record, run.state),
+            evaluate=partial(evaluate_test, labels=labels, ks=ks, **cfg.test_kmeans_options(args.dataset)),
+            labels=labels,
+            ks=ks,
+            bootstrap=cfg.report.bootstrap,
             seeds=spec.seeds,
-            prepared=args.prepared,
-            features=args.features,
-            device=resolve_device(cfg.common.device),
         )
     except DataSettingError as err:  # the library's error, said with the key in params.yaml
         raise ParamsError(f"params.yaml: {err.where(args.dataset)}: {err}") from None

@@ -9,12 +9,13 @@ import traceback
 import warnings
 from collections.abc import Callable
 
-from dscl.config import ParamsError
-from dscl.datasets.archive import DatasetError
+from dscl.errors import DSCLError
 
-# Errors about the user's input or data (bad params, unknown names, a corrupt archive):
-# their message says what was expected. DSCL_TRACEBACK=1 shows the traceback as well.
-INPUT_ERRORS = (ParamsError, DatasetError, ValueError)
+# Errors about the user's input or data (bad params, unknown names, a corrupt archive, a
+# model file from elsewhere): the library's DSCLError, and a library function's
+# ValueError about its arguments; their message says what was expected.
+# DSCL_TRACEBACK=1 shows the traceback as well.
+INPUT_ERRORS = (DSCLError, ValueError)
 
 
 def _collective_failed(exc: BaseException) -> bool:

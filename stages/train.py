@@ -18,9 +18,10 @@ from dscl.config import ParamsError
 from dscl.device import resolve_device
 from dscl.numerics import configure
 from dscl.training.distributed import init_distributed
-from dscl.training.fit import DataSettingError, save_runs, train_method
+from dscl.training.fit import DataSettingError, save_runs
 from dscl.training.guard import DivergedError
 from dscl.training.kinds import kind_for
+from stages.calls import train_runs
 from stages.cli import run
 
 
@@ -34,7 +35,6 @@ def main(argv=None) -> None:
     cfg = config.load()
     configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
     method, settings = cfg.method(args.method, args.dataset)
-    data, features_cfg = cfg.train_dataset(args.dataset), cfg.features(args.dataset)
     device, rank, world = init_distributed(resolve_device(cfg.common.device))
     if world > 1 and not kind_for(method.learns).data_parallel:
         dist.destroy_process_group()  # only the image methods run data-parallel: rank 0 alone
@@ -44,21 +44,10 @@ def main(argv=None) -> None:
     key = f"train.{args.method}.{args.dataset}"
     lower = f"lower {key}.lr ({settings.lr:g})" if hasattr(settings, "lr") else f"check {key}"
     try:
-        runs = train_method(
-            dataset=args.dataset,
-            method=method,
-            settings=settings,
-            common=cfg.common,
-            data=data,
-            image=cfg.image,
-            features_cfg=features_cfg,
-            prepared=args.prepared,
-            features=args.features,
-            live=args.live,
-            checkpoint=args.checkpoint,
-            device=device,
-            kmeans=cfg.kmeans_options(args.dataset),
-        )
+        runs = train_runs(
+            cfg, args.dataset, method, settings, prepared=args.prepared, features=args.features,
+            live=args.live, checkpoint=args.checkpoint, device=device,
+        )  # fmt: skip
     except DataSettingError as err:  # the library's error, said with the key in params.yaml
         raise ParamsError(f"params.yaml: {err.where(args.dataset)}: {err}") from None
     except DivergedError as err:  # nothing validated to keep (NaN or collapse): the setting to change

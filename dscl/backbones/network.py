@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dscl.backbones import BackboneSpec, get_backbone
 from dscl.backbones.bninception import BNInception
+from dscl.backbones.specs import BackboneSpec, get_backbone
 
 __all__ = [
     "Backbone",

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from dscl.atomic import replace_dir
+from dscl.errors import DSCLError
 
 __all__ = [
     "ArchiveError",
@@ -39,7 +40,7 @@ CHUNK = 1 << 20
 TIMEOUT_S = 60
 
 
-class DatasetError(RuntimeError):
+class DatasetError(DSCLError, RuntimeError):
     """A dataset could not be obtained or does not have the expected content."""
 
 
@@ -242,16 +243,16 @@ def _extract_into(archive: Path, out: Path) -> None:
             held = set()
             for m in members:
                 _check_member(m.name)
+                if (m.issym() or m.islnk()) and (
+                    PurePosixPath(m.linkname).is_absolute() or ".." in PurePosixPath(m.linkname).parts
+                ):
+                    raise ArchiveError(f"archive member {m.name!r} links outside the target folder")
                 if m.islnk() and PurePosixPath(m.linkname).as_posix() not in held:
                     raise ArchiveError(
                         f"archive member {m.name!r} is a hard link to {m.linkname!r}, which the archive "
                         f"does not hold before it"
                     )
                 held.add(PurePosixPath(m.name).as_posix())
-                if (m.issym() or m.islnk()) and (
-                    PurePosixPath(m.linkname).is_absolute() or ".." in PurePosixPath(m.linkname).parts
-                ):
-                    raise ArchiveError(f"archive member {m.name!r} links outside the target folder")
             _check_sizes(archive, len(members), sum(m.size for m in members if m.isfile()), out)
             tf.extractall(out, members=members, filter="data")
     except tarfile.FilterError as exc:

@@ -57,11 +57,14 @@ def split_by_class(rows: list[tuple[str, int]], classes: ClassSplit) -> dict[str
     return tables
 
 
-def read_rows(path: Path, fields: int, what: str, source: str) -> list[tuple[int, list[str]]]:
+def read_rows(
+    path: Path, fields: int, what: str, source: str, header: list[str] | None = None
+) -> list[tuple[int, list[str]]]:
     """The non-blank lines of a dataset's list file, each split into ``fields`` fields
     (the last takes the rest of the line), with their line numbers; DatasetError naming
     the file, the line and the expected ``what`` for a file missing, not text, or a line
-    of another form. ``source``: the archive it comes from."""
+    of another form. ``source``: the archive it comes from; ``header``: the first line's
+    fields, when the file has one (checked, not returned)."""
     if not path.is_file():
         raise DatasetError(f"{path} is missing from the {source} archive")
     try:
@@ -69,12 +72,16 @@ def read_rows(path: Path, fields: int, what: str, source: str) -> list[tuple[int
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); expected lines of {what}") from None
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            parts = line.split(maxsplit=fields - 1)
-            if len(parts) != fields:
-                raise DatasetError(f"{path}, line {number}: expected {what}, got {line.strip()!r}")
-            rows.append((number, parts))
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if header is not None:
+        if not lines or lines[0][1].split() != header:
+            raise DatasetError(f"{path}: expected the header '{' '.join(header)}'")
+        lines = lines[1:]
+    for number, line in lines:
+        parts = line.split(maxsplit=fields - 1)
+        if len(parts) != fields:
+            raise DatasetError(f"{path}, line {number}: expected {what}, got {line.strip()!r}")
+        rows.append((number, parts))
     return rows
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dscl.datasets.archive import DatasetError, RemoteFile, extract, fetch
+from dscl.datasets.archive import RemoteFile, extract, fetch
 from dscl.datasets.common import as_int, finish, read_rows
 from dscl.datasets.registry import DatasetSpec, register
 
@@ -35,10 +35,9 @@ EXPECTED = {"train_images": 59551, "test_images": 60502, "train_classes": 11318,
 def parse_list(path: Path) -> list[tuple[str, int]]:
     """Rows of ``Ebay_{train,test}.txt``: header ``image_id class_id super_class_id path``."""
     what = "4 fields: image_id class_id super_class_id path"
-    rows = read_rows(path, 4, what, "Stanford Online Products")
-    if not rows or rows[0][1] != ["image_id", "class_id", "super_class_id", "path"]:
-        raise DatasetError(f"{path}: expected the header 'image_id class_id super_class_id path'")
-    return [(row[3], as_int(row[1], f"{path}, line {number}", "class_id")) for number, row in rows[1:]]
+    header = ["image_id", "class_id", "super_class_id", "path"]
+    rows = read_rows(path, 4, what, "Stanford Online Products", header)
+    return [(row[3], as_int(row[1], f"{path}, line {number}", "class_id")) for number, row in rows]
 
 
 def prepare_sop(out_dir: Path, root: Path, verify_checksum: bool) -> None:

@@ -8,94 +8,63 @@ the test classes (the report's bootstrap, the same class resamples for every row
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from dscl import layout
-from dscl.config import Config
 from dscl.evaluation.bootstrap import class_resamples, interval, resampled_scores
-from dscl.evaluation.protocol import evaluate_test
-from dscl.inference.embedding import embed_test
+from dscl.methods import Method
+from dscl.report.options import BootstrapConfig
 from dscl.report.tables import METHOD_NAMES, VARIANTS, metric_columns, metric_label, table_head
+from dscl.training.options import LastLayerConfig
 
 __all__ = ["ablation_table", "render_ablation", "run_ablation"]
 
 
 def run_ablation(
-    cfg: Config,
-    dataset: str,
-    methods: list[str],
+    methods: list[tuple[Method, LastLayerConfig]],
     dims: list[int],
     *,
-    prepared: Path,
-    features: Path,
-    device,
+    train: Callable[[Method, LastLayerConfig], list],
+    embed: Callable[[object], np.ndarray],
+    evaluate: Callable[[np.ndarray], tuple],
+    labels: np.ndarray,
+    ks: tuple[int, ...],
+    bootstrap: BootstrapConfig,
     seeds: tuple[int, ...] | None = None,
 ) -> list[dict]:
     """One result per (method, d): ``{"method", "dim", "steps", "scores", "intervals"}``,
     scores (percent, the mean over seeds) and intervals per variant and metric.
+
+    ``methods``: each last-layer method with its settings; ``train(method, settings)``
+    gives its runs (:class:`~dscl.training.fit.TrainedRun`), ``embed(run)`` a run's test
+    embedding, ``evaluate(embedding)`` the test evaluation's ``(scores, details, nmis)``
+    (:func:`dscl.evaluation.protocol.evaluate_test`); ``labels``: the test labels;
     ``seeds``: the training seeds (None: each method's own)."""
-    ks = cfg.recall_ks(dataset)
-    boot = cfg.report.bootstrap
-    labels = np.load(layout.labels_file(features))
-    weights = class_resamples(labels, boot.resamples, boot.seed)
+    weights = class_resamples(labels, bootstrap.resamples, bootstrap.seed)
     results = []
-    for name in methods:
-        method, settings = cfg.method(name, dataset)
+    for method, settings in methods:
         if method.learns != "last_layer":
             raise ValueError(
-                f"ablation: {name} does not learn the last layer alone (the ablation retrains those)"
+                f"ablation: {method.name} does not learn the last layer alone (the ablation retrains those)"
             )
         for dim in dims:
             changes = {"embedding_dim": int(dim), **({} if seeds is None else {"seeds": tuple(seeds)})}
-            runs = _retrain(
-                cfg, dataset, method, dataclasses.replace(settings, **changes), prepared, features, device
-            )
-            evaluated = []
-            for run in runs:
-                emb = embed_test(
-                    run.record,
-                    run.state,
-                    features=features,
-                    prepared=prepared,
-                    feat=cfg.features(dataset),
-                    image=cfg.image,
-                    batch_size=cfg.embed.batch_size,
-                    device=device,
-                )
-                scores, details, _ = evaluate_test(emb, labels, ks=ks, **cfg.test_kmeans_options(dataset))
-                evaluated.append((scores, details))
-            scores, intervals = _summarise(evaluated, labels, weights, ks, boot.level)
+            runs = train(method, dataclasses.replace(settings, **changes))
+            evaluated = [evaluate(embed(run))[:2] for run in runs]
+            scores, intervals = _summarise(evaluated, labels, weights, ks, bootstrap.level)
             steps = [r.record.selected_step for r in runs]
             results.append(
-                {"method": name, "dim": int(dim), "steps": steps, "scores": scores, "intervals": intervals}
+                {
+                    "method": method.name,
+                    "dim": int(dim),
+                    "steps": steps,
+                    "scores": scores,
+                    "intervals": intervals,
+                }
             )
     return results
-
-
-def _retrain(cfg: Config, dataset: str, method, settings, prepared: Path, features: Path, device) -> list:
-    """The runs of one method with ``settings``, trained in a scratch folder."""
-    from dscl.training.fit import train_method
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return train_method(
-            dataset=dataset,
-            method=method,
-            settings=settings,
-            common=cfg.common,
-            data=cfg.train_dataset(dataset),
-            image=cfg.image,
-            features_cfg=cfg.features(dataset),
-            prepared=prepared,
-            features=features,
-            live=Path(tmp) / "live",
-            checkpoint=Path(tmp) / "checkpoint",
-            device=device,
-            kmeans=cfg.kmeans_options(dataset),
-        )
 
 
 def _summarise(evaluated: list, labels: np.ndarray, weights, ks, level: float) -> tuple[dict, dict]:

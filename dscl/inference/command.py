@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dscl.errors import DSCLError
+
 __all__ = ["main"]
 
 log = logging.getLogger("dscl.command")  # named, not __name__: `python -m` makes that "__main__"
@@ -102,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class UsageError(ValueError):
+class UsageError(DSCLError, ValueError):
     """A command line that asks for something impossible (checked before any work)."""
 
 
@@ -276,14 +278,11 @@ def _result(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # before torch is imported: --help and --version answer at once
     _log_to_stderr(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
-    from dscl.inference.embedding import ModelFileError
-    from dscl.inference.model import ImageError
-
     handlers = {"info": _info, "embed": _embed_command, "search": _search, "cluster": _cluster}
     try:
         _check_args(args)
         handlers[args.command](args)
-    except (ModelFileError, ImageError, ValueError) as exc:
+    except (DSCLError, ValueError) as exc:  # the library's one-line errors, and bad arguments
         message = re.sub(r" \(Weights only load failed.*", "", str(exc), flags=re.S)  # torch's advice
         return _fail(args, message.splitlines()[0])
     except BrokenPipeError:  # the reader of stdout stopped (`dscl info ... | head`): not an error

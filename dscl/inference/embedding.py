@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dscl.config import FeatureConfig, ImageConfig
+from dscl.backbones.specs import FeatureConfig, ImageConfig
 from dscl.linalg import l2_normalize
 from dscl.training.kinds import TestData, kind_for
 from dscl.training.record import ModelFileError, ModelRecord

@@ -33,9 +33,11 @@ from tqdm import tqdm
 
 from dscl.backbones import get_backbone
 from dscl.device import resolve_device
+from dscl.errors import DSCLError
 from dscl.images import ImageTransform, transform_for
 from dscl.inference.embedding import ModelFileError, load_model
 from dscl.linalg import l2_normalize
+from dscl.scoring.neighbors import search
 from dscl.training.kinds import kind_for
 from dscl.training.record import ModelRecord
 
@@ -54,7 +56,7 @@ __all__ = [
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-class ImageError(ValueError):
+class ImageError(DSCLError, ValueError):
     """A file that is not a readable image (or a folder with none)."""
 
 
@@ -338,40 +340,6 @@ def describe(record: ModelRecord) -> dict:
         "validation_scores": r.selected_scores,
         "seed": r.seed or 0,
     }
-
-
-def search(gallery: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool | np.ndarray = False):
-    """The ``k`` nearest gallery rows of each query (exact, squared Euclidean, faiss'
-    flat index as the evaluation uses). ``exclude_self``: True when the queries are the
-    gallery's own rows, in order; or the gallery row of each query (an integer array of
-    shape (q,)). Either way a query is not its own neighbour.
-
-    Returns
-    -------
-    ``(distances, ids)``, each (q, k): Euclidean distances (ascending) and gallery rows.
-    """
-    import faiss
-
-    g = np.ascontiguousarray(gallery, dtype=np.float32)
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    own = np.arange(len(q)) if exclude_self is True else None
-    if exclude_self is not True and exclude_self is not False:
-        own = np.asarray(exclude_self, dtype=np.int64)
-        if own.shape != (len(q),):
-            raise ValueError(f"exclude_self must give one gallery row per query, got shape {own.shape}")
-    limit = len(g) - (0 if own is None else 1)
-    if not 1 <= k <= limit:
-        raise ValueError(f"k must be in [1, {limit}] (the gallery has {len(g)} images), got {k}")
-    if g.ndim != 2 or q.ndim != 2 or g.shape[1] != q.shape[1]:
-        raise ValueError(f"gallery (n, d) and queries (q, d) must share d, got {g.shape} and {q.shape}")
-    index = faiss.IndexFlatL2(g.shape[1])
-    index.add(g)
-    d2, ids = index.search(q, k + (0 if own is None else 1))
-    if own is not None:  # drop each query's own row (wherever ties put it)
-        keep = ids != own[:, None]
-        d2 = np.stack([row[m][:k] for row, m in zip(d2, keep)])
-        ids = np.stack([row[m][:k] for row, m in zip(ids, keep)])
-    return np.sqrt(np.clip(d2, 0, None)), ids
 
 
 def cluster(embeddings: np.ndarray, k: int, spectral: bool = True, seed: int = 0) -> np.ndarray:

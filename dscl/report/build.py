@@ -9,11 +9,11 @@ import numpy as np
 
 from dscl import layout
 from dscl.atomic import write_text
-from dscl.config import BootstrapConfig, GalleryConfig, TsneConfig
 from dscl.evaluation.bootstrap import class_resamples, interval, paired_difference, resampled_scores
 from dscl.linalg import l2_normalize
 from dscl.methods import METHODS
 from dscl.report.gallery import Tile, choose_queries, draw_gallery, neighbours, retrieval_rows, worst_queries
+from dscl.report.options import BootstrapConfig, GalleryConfig, TsneConfig
 from dscl.report.plots import plot_methods, plot_tsne
 from dscl.report.tables import (
     COUNTERPART,

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from dscl.atomic import atomic_path
+from dscl.scoring.neighbors import search
 
 __all__ = [
     "Tile",
@@ -112,8 +113,6 @@ def draw_gallery(
 def neighbours(embeddings: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(distances, ids)`` (q, k) of the ``k`` nearest rows of ``embeddings`` to each
     query row (indices into ``embeddings``), the query itself excluded (exact search)."""
-    from dscl.inference.model import search
-
     x = np.asarray(embeddings, dtype=np.float32)
     q = np.asarray(queries, dtype=np.int64)
     return search(x, x[q], k, exclude_self=q)

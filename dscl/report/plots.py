@@ -11,8 +11,8 @@ import numpy as np
 
 from dscl import layout
 from dscl.atomic import atomic_path
-from dscl.config import TsneConfig
 from dscl.linalg import l2_normalize
+from dscl.report.options import TsneConfig
 from dscl.report.tables import METHOD_NAMES, VARIANTS, metric_label
 
 __all__ = ["class_colors", "class_markers", "plot_methods", "plot_tsne"]

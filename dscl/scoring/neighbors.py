@@ -1,4 +1,6 @@
-"""Exact nearest neighbours of every point among the others, computed in chunks."""
+"""Exact nearest neighbours: of every point among the others, computed in chunks (the
+retrieval metrics), and of queries in a gallery (:func:`search`: the galleries, ``dscl
+search``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import torch
 from dscl._arrays import to_numpy32
 from dscl.scoring.kmeans import faiss_gpu_available
 
-__all__ = ["iter_neighbors"]
+__all__ = ["iter_neighbors", "search"]
 
 
 def _faiss_chunks(x: torch.Tensor, k: int, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -71,3 +73,35 @@ def iter_neighbors(
     if backend == "torch":
         return _torch_chunks(x, k, chunk)
     raise ValueError(f"backend must be one of 'auto', 'faiss', 'torch', got {backend!r}")
+
+
+def search(gallery: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool | np.ndarray = False):
+    """The ``k`` nearest gallery rows of each query (exact, squared Euclidean, faiss'
+    flat index as the evaluation uses). ``exclude_self``: True when the queries are the
+    gallery's own rows, in order; or the gallery row of each query (an integer array of
+    shape (q,)). Either way a query is not its own neighbour.
+
+    Returns
+    -------
+    ``(distances, ids)``, each (q, k): Euclidean distances (ascending) and gallery rows.
+    """
+    g = np.ascontiguousarray(gallery, dtype=np.float32)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    own = np.arange(len(q)) if exclude_self is True else None
+    if exclude_self is not True and exclude_self is not False:
+        own = np.asarray(exclude_self, dtype=np.int64)
+        if own.shape != (len(q),):
+            raise ValueError(f"exclude_self must give one gallery row per query, got shape {own.shape}")
+    limit = len(g) - (0 if own is None else 1)
+    if not 1 <= k <= limit:
+        raise ValueError(f"k must be in [1, {limit}] (the gallery has {len(g)} images), got {k}")
+    if g.ndim != 2 or q.ndim != 2 or g.shape[1] != q.shape[1]:
+        raise ValueError(f"gallery (n, d) and queries (q, d) must share d, got {g.shape} and {q.shape}")
+    index = faiss.IndexFlatL2(g.shape[1])
+    index.add(g)
+    d2, ids = index.search(q, k + (0 if own is None else 1))
+    if own is not None:  # drop each query's own row (wherever ties put it)
+        keep = ids != own[:, None]
+        d2 = np.stack([row[m][:k] for row, m in zip(d2, keep)])
+        ids = np.stack([row[m][:k] for row, m in zip(ids, keep)])
+    return np.sqrt(np.clip(d2, 0, None)), ids

@@ -21,7 +21,7 @@ import torch
 
 from dscl import layout
 from dscl.atomic import atomic_dir, save_torch, write_text
-from dscl.config import CommonConfig, DatasetTrainConfig, FeatureConfig, ImageConfig, MethodConfig
+from dscl.backbones.specs import FeatureConfig, ImageConfig
 from dscl.methods import Method
 from dscl.numerics import environment
 from dscl.objectives import Objective, make_objective
@@ -29,6 +29,7 @@ from dscl.training.checkpoint import Checkpointer, code_digest, files_digest
 from dscl.training.distributed import rank_and_world
 from dscl.training.job import DataSettingError, TrainingJob
 from dscl.training.log import LiveLog, NoLog
+from dscl.training.options import CommonConfig, DatasetTrainConfig, MethodConfig
 from dscl.training.record import MODEL_FORMAT, ModelRecord
 from dscl.training.strategies import Strategy, strategy_for
 

@@ -16,6 +16,8 @@ import math
 import numpy as np
 import torch
 
+from dscl.errors import DSCLError
+
 __all__ = [
     "CollapsedError",
     "DivergedError",
@@ -33,7 +35,7 @@ SPREAD_FLOOR = 1e-4
 VALUE_CEILING = float(np.sqrt(np.finfo(np.float32).max))
 
 
-class UnusableError(ArithmeticError):
+class UnusableError(DSCLError, ArithmeticError):
     """A state training cannot go on from; ``what`` says what happened to it."""
 
     def __init__(self, what: str):
@@ -52,7 +54,7 @@ class CollapsedError(UnusableError):
     """Validation embeddings that lost their spread (constant, or on one line)."""
 
 
-class DivergedError(ArithmeticError):
+class DivergedError(DSCLError, ArithmeticError):
     """Training met an unusable state at ``step`` before any state was validated."""
 
     def __init__(self, step: int, what: str):

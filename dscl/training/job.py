@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from dscl import layout
-from dscl.config import CommonConfig, DatasetTrainConfig, FeatureConfig, ImageConfig, MethodConfig
+from dscl.backbones.specs import FeatureConfig, ImageConfig
+from dscl.errors import DSCLError
 from dscl.linalg import l2_normalize
 from dscl.methods import Method
 from dscl.scoring.scores import validation_scores
@@ -22,12 +23,13 @@ from dscl.scoring.selection import EarlyStopping, carve_validation
 from dscl.training.guard import check_embeddings
 from dscl.training.loops import LoopOptions
 from dscl.training.optim import OptimizerConfig
+from dscl.training.options import CommonConfig, DatasetTrainConfig, MethodConfig
 from dscl.training.sampling import training_pool
 
 __all__ = ["DataSettingError", "TrainingJob"]
 
 
-class DataSettingError(ValueError):
+class DataSettingError(DSCLError, ValueError):
     """The dataset's training settings do not fit its data (too many validation classes,
     a class subsample larger than the classes left): ``key`` names the setting of
     ``train.datasets.<dataset>`` it concerns (None: the section). The train stage turns
@@ -120,6 +122,15 @@ class TrainingJob:
             )
         except ValueError as err:
             raise DataSettingError(str(err)) from None
+        if per_batch is not None:  # a batch the classes drawn first could never fill: refused
+            sizes = np.sort(np.bincount(train_labels[pool]))[::-1]
+            most = int(sizes[:per_batch].sum())
+            if settings.batch_size > most:
+                raise DataSettingError(
+                    f"a batch of {settings.batch_size} cannot be drawn from {per_batch} classes: "
+                    f"the {per_batch} largest training classes hold {most:,} images",
+                    "class_subsample",
+                )
         classes = np.unique(train_labels[pool])
         info = json.loads(layout.info_file(features).read_text())
         kmeans = {k: v for k, v in (where.pop("kmeans") or {}).items() if k != "seed"}

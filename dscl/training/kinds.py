@@ -23,7 +23,7 @@ from torch import nn
 
 from dscl import layout
 from dscl.backbones import build_backbone
-from dscl.config import FeatureConfig, ImageConfig
+from dscl.backbones.specs import FeatureConfig, ImageConfig
 from dscl.datasets import read_split
 from dscl.images import ImageDataset, embed_dataset, transform_for
 from dscl.registry import Registry

@@ -15,6 +15,7 @@ import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, fields
 
+from dscl.errors import DSCLError
 from dscl.methods import LEARNS, Learns
 
 __all__ = ["MODEL_FORMAT", "ModelFileError", "ModelRecord"]
@@ -22,7 +23,7 @@ __all__ = ["MODEL_FORMAT", "ModelFileError", "ModelRecord"]
 MODEL_FORMAT = 2  # the record's version (``format``); 2: the record says what it ``learns``
 
 
-class ModelFileError(ValueError):
+class ModelFileError(DSCLError, ValueError):
     """A file that is not a model of this project, or of an incompatible version."""
 
 

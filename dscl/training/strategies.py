@@ -24,15 +24,14 @@ from torch import nn
 from dscl import layout
 from dscl.datasets import read_split
 from dscl.images import ImageDataset, embed_dataset, make_decoder, transform_for
-from dscl.registry import Registry
 from dscl.scoring.selection import EarlyStopping
 from dscl.training.job import TrainingJob
-from dscl.training.kinds import AllLayersNetwork, Kind, LastLayerNetwork, PretrainedFeature
+from dscl.training.kinds import AllLayersNetwork, Kind, LastLayerNetwork, PretrainedFeature, kind_for
 from dscl.training.loops import train_last_layer, train_on_images
 from dscl.training.model import embed_in_chunks
 from dscl.training.record import ModelRecord
 
-__all__ = ["STRATEGIES", "AllLayers", "LastLayer", "Pretrained", "Strategy", "Trained", "strategy_for"]
+__all__ = ["AllLayers", "LastLayer", "Pretrained", "Strategy", "Trained", "strategy_for"]
 
 
 @dataclass(frozen=True)
@@ -159,11 +158,11 @@ def _relative_change(now: list[torch.Tensor], initial: list[torch.Tensor]) -> fl
     return change / sum(float(q.pow(2).sum()) for q in initial) ** 0.5
 
 
-STRATEGIES: Registry[Strategy] = Registry("kind of learning")
-for _strategy in (Pretrained(), LastLayer(), AllLayers()):
-    STRATEGIES.register(_strategy.learns, _strategy)
-
-
 def strategy_for(learns: str) -> Strategy:
-    """The strategy of a kind of learning (``nothing``, ``last_layer``, ``all_layers``)."""
-    return STRATEGIES.get(learns)
+    """The strategy of a kind of learning (``nothing``, ``last_layer``, ``all_layers``): the
+    trainer of the kind :func:`~dscl.training.kinds.kind_for` gives. The kinds have one
+    registry (:data:`~dscl.training.kinds.KINDS`, which names the valid ones); each
+    strategy is the subclass of its kind that trains."""
+    kind = type(kind_for(learns))
+    (strategy,) = [cls for cls in Strategy.__subclasses__() if issubclass(cls, kind)]
+    return strategy()

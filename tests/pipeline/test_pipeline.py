@@ -324,7 +324,7 @@ def test_an_interrupted_repro_resumes_to_the_same_bytes(digits_run, tmp_path, wh
 
     run, _ = digits_run
     params = small_params()
-    params["train"]["dscl_last"]["digits"].update(iterations=300, validate_every=20)
+    params["train"]["dscl_last"]["digits"].update(iterations=1500, validate_every=100)
     params["train"]["common"]["checkpoint_every"] = 10
     reference = copy_run(run, tmp_path / "reference")
     (reference / "params.yaml").write_text(yaml.safe_dump(params))
@@ -345,7 +345,7 @@ def test_an_interrupted_repro_resumes_to_the_same_bytes(digits_run, tmp_path, wh
         else:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 3  # a tied stage ends at once; an orphan trains on for long
         while _stage_processes(root) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _stage_processes(root) == [], "a stage outlived the killed dvc repro"

@@ -315,6 +315,17 @@ def test_selection_rules_and_softmax_embeddings(workdir):
     with pytest.raises(ParamsError, match=r"train\.datasets\.digits\.validation_classes: .*\[0, 3\]"):
         train.main(train_args("dscl_last"))
     assert not (root / "checkpoints/digits-dscl_last").exists()
+    # ... and a batch the classes drawn first could never fill
+    params["train"]["datasets"]["digits"].update(validation_classes=2, class_subsample=2)
+    params["train"]["dscl_last"]["digits"]["batch_size"] = 1000
+    root = workdir(params)
+    with pytest.raises(
+        ParamsError,
+        match=r"train\.datasets\.digits\.class_subsample: a batch of 1000 cannot be drawn from 2 classes: "
+        r"the 2 largest training classes hold \d+ images",
+    ):
+        train.main(train_args("dscl_last"))
+    assert not (root / "checkpoints/digits-dscl_last").exists()
 
 
 def test_bad_params_fail_before_work(workdir):

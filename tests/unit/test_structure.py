@@ -11,7 +11,9 @@ import pytest
 
 from tests.conftest import REPO
 
-STAGES = sorted(p for p in (REPO / "stages").glob("*.py") if p.stem not in ("__init__", "cli", "launch"))
+STAGES = sorted(
+    p for p in (REPO / "stages").glob("*.py") if p.stem not in ("__init__", "cli", "calls", "launch")
+)
 
 
 @pytest.mark.parametrize("path", STAGES, ids=lambda p: p.stem)
@@ -24,7 +26,7 @@ def test_a_stage_is_thin_and_imports_no_other_stage(path):
         if isinstance(node, ast.ImportFrom) and node.module
         for alias in node.names
     }
-    assert {m for m in imported if m.startswith("stages")} <= {"stages.cli"}, imported
+    assert {m for m in imported if m.startswith("stages")} <= {"stages.cli", "stages.calls"}, imported
     assert len(path.read_text().splitlines()) <= 120
 
 
@@ -192,11 +194,18 @@ def test_library_functions_are_short_and_take_few_positional_arguments():
     assert not too_wide, f"functions with more than 8 positional arguments: {too_wide}"
 
 
-def test_the_configuration_imports_nothing_of_the_training_code():
-    """The schema sits below the library it configures: no import runs back up from
-    ``dscl.config`` into ``dscl.training`` (the choices it types with live in ``dscl.choices``)."""
+def test_the_configuration_composes_the_librarys_options_and_imports_no_torch():
+    """The schema sits at the edge: it nests the option classes each package defines
+    (``dscl.training.options``, ``dscl.report.options``, ``dscl.backbones.specs``) and
+    imports nothing else of the training code, and no torch (the check stage runs in
+    half a second)."""
     imported = _imported_modules(REPO / "dscl" / "config.py")
-    assert not [m for m in imported if m.startswith("dscl.training")]
+    assert [m for m in imported if m.startswith("dscl.training")] == ["dscl.training.options"]
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, dscl.config; print('torch' in sys.modules)"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "False"
 
 
 def test_the_unit_tests_mirror_the_packages():
@@ -293,3 +302,33 @@ def test_no_import_cycle_counting_imports_inside_functions(depth):
     """No module, and no package of the library, imports one that imports it back, even
     through an import inside a function (which hides a cycle from Python)."""
     assert _cycles(_import_graph(depth)) == []
+
+
+def test_every_error_of_the_library_is_a_dscl_error():
+    """One base for the library's errors (caught in one place by the stages and ``dscl``)."""
+    import importlib
+    import inspect
+
+    from dscl.errors import DSCLError
+
+    found = {}
+    for path in (REPO / "dscl").rglob("*.py"):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        module = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+        for name, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, BaseException) and obj.__module__ == module.__name__:
+                found[f"{module.__name__}.{name}"] = obj
+    assert len(found) >= 10
+    assert [n for n, c in found.items() if not issubclass(c, DSCLError)] == []
+
+
+def test_the_configuration_is_read_at_the_edge():
+    """Only the stages read params.yaml: no library module imports ``dscl.config`` (the
+    library takes its own option objects and plain arguments)."""
+    readers = sorted(
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "dscl").rglob("*.py")
+        if (path.name != "config.py" and any(m == "dscl.config" for m in _imported_modules(path)))
+        or (path.name != "config.py" and "from dscl import config" in path.read_text())
+    )
+    assert readers == []
