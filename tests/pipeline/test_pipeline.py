@@ -313,8 +313,25 @@ def _leftovers(root) -> list[str]:
     ]
 
 
+def _long_training() -> dict:
+    params = small_params()
+    params["train"]["dscl_last"]["digits"].update(iterations=1500, validate_every=100)
+    params["train"]["common"]["checkpoint_every"] = 10
+    return params
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(digits_run, tmp_path_factory):
+    """The finished run after one uninterrupted ``dvc repro`` of a longer training: the
+    bytes every interrupted run must end with."""
+    reference = copy_run(digits_run[0], tmp_path_factory.mktemp("uninterrupted") / "project")
+    (reference / "params.yaml").write_text(yaml.safe_dump(_long_training()))
+    dvc(reference, "repro")
+    return reference
+
+
 @pytest.mark.parametrize("whom", ["dvc alone", "its process group"])
-def test_an_interrupted_repro_resumes_to_the_same_bytes(digits_run, tmp_path, whom):
+def test_an_interrupted_repro_resumes_to_the_same_bytes(digits_run, uninterrupted, tmp_path, whom):
     """``dvc repro`` killed (SIGKILL) at random points while it trains, embeds and
     reports, then run again: every output and dvc.lock are byte-identical to an
     uninterrupted run's, no temporary file is left, and no stage process outlives the
@@ -322,17 +339,9 @@ def test_an_interrupted_repro_resumes_to_the_same_bytes(digits_run, tmp_path, wh
     import random
     import signal
 
-    run, _ = digits_run
-    params = small_params()
-    params["train"]["dscl_last"]["digits"].update(iterations=1500, validate_every=100)
-    params["train"]["common"]["checkpoint_every"] = 10
-    reference = copy_run(run, tmp_path / "reference")
-    (reference / "params.yaml").write_text(yaml.safe_dump(params))
-    dvc(reference, "repro")
-    want = _outputs(reference)
-
-    root = copy_run(run, tmp_path / "interrupted")
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    want = _outputs(uninterrupted)
+    root = copy_run(digits_run[0], tmp_path / "interrupted")
+    (root / "params.yaml").write_text(yaml.safe_dump(_long_training()))
     rng = random.Random(f"{whom}")
     for _ in range(2):
         proc = subprocess.Popen(
@@ -353,7 +362,7 @@ def test_an_interrupted_repro_resumes_to_the_same_bytes(digits_run, tmp_path, wh
         (root / ".dvc/tmp/lock").unlink(missing_ok=True)
     dvc(root, "repro")
     assert _outputs(root) == want
-    assert (root / "dvc.lock").read_text() == (reference / "dvc.lock").read_text()
+    assert (root / "dvc.lock").read_text() == (uninterrupted / "dvc.lock").read_text()
     assert _leftovers(root) == []
 
 
