@@ -29,7 +29,7 @@ from dscl.datasets.archive import DatasetError, RemoteFile, extract, fetch, file
 from dscl.datasets.common import ClassSplit, as_int, finish, read_rows, split_by_class
 from dscl.datasets.registry import DatasetSpec, register
 
-__all__ = ["CUB200", "CUB200_MINI", "CubVariant", "make_subset", "parse"]
+__all__ = ["CUB200", "CUB200_MINI", "CUB200_SUB100", "CubVariant", "make_subset", "parse"]
 
 TOP = "CUB_200_2011"
 LISTS = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
@@ -89,6 +89,27 @@ CUB200_MINI = CubVariant(
 )
 
 
+SUB100_CLASSES = 100
+CUB200_SUB100 = CubVariant(
+    name="cub200_sub100",
+    description=(
+        "100 complete CUB-200-2011 classes, bird crops at 227 px: the 58 of id 1-100 train / "
+        "the 42 of id 101-200 test (the paper's split mirrored; a second testbed)"
+    ),
+    archive=RemoteFile(
+        filename="CUB_200_2011_sub100_227.tgz",
+        urls=(),  # not published: placed by hand
+        sha256="367bc6a07de3636f3a908580ad98e3d9d7c1c995f2d6b81ce3337418ff5c7836",
+        size=52_334_059,
+        how_to_obtain="Copy the testbed archive from ../shared/data/cub200_sub100/ to {target}",
+    ),
+    # the images are already cropped to their bounding boxes (its README): none is applied
+    classes=ClassSplit(train=(1, 100), test=(101, 200)),
+    expected={"train_images": 3428, "test_images": 2474, "train_classes": 58, "test_classes": 42},
+    strict_counts=True,
+)
+
+
 def _read_pairs(path: Path) -> dict[int, str]:
     rows = read_rows(path, 2, "2 fields: an image id and its value", "CUB-200-2011")
     return {
@@ -137,6 +158,7 @@ def _register(variant: CubVariant) -> DatasetSpec:
 
 _register(CUB200)
 _register(CUB200_MINI)
+_register(CUB200_SUB100)
 
 
 # --------------------------------------------------------------------------------------

@@ -77,9 +77,15 @@ def write_galleries(
     cfg: GalleryConfig,
 ) -> None:
     """``<plots>/retrieval_<method>.png`` for every method (the same seeded queries, then
-    the queries the method gets most wrong) and ``<plots>/retrieval.png`` (the vanilla
+    the queries the method gets most wrong, among at most ``cfg.candidates`` test images
+    drawn with the seed) and ``<plots>/retrieval.png`` (the vanilla
     backbone, DSCL on the last layer and end to end, and the best baseline, side by side)."""
     queries = choose_queries(labels, cfg.queries, cfg.seed)
+    candidates = np.arange(len(labels))
+    if len(candidates) > cfg.candidates:  # the all-pairs search would cost O(n^2 d) per method
+        candidates = np.sort(
+            np.random.default_rng(cfg.seed).choice(candidates, cfg.candidates, replace=False)
+        )
     embedded = {
         m: l2_normalize(np.load(layout.embedding_file(embeddings / m)).astype(np.float32)) for m in methods
     }
@@ -87,9 +93,9 @@ def write_galleries(
         emb = embedded[method]
         rows = retrieval_rows(emb, labels, queries, cfg.k, image)
         sections = {0: "seeded queries (the same for every method)"}
-        if cfg.worst:
-            _, ids = neighbours(emb, np.arange(len(labels)), cfg.k)
-            worst = worst_queries(labels, ids, cfg.worst, exclude=queries.tolist())
+        if cfg.worst:  # among a seeded sample of candidates: every test image up to cfg.candidates
+            _, ids = neighbours(emb, candidates, cfg.k)
+            worst = worst_queries(labels, ids, cfg.worst, exclude=queries.tolist(), queries=candidates)
             sections[len(rows)] = f"the queries it gets most wrong (lowest precision at {cfg.k})"
             rows += retrieval_rows(emb, labels, worst, cfg.k, image)
         title = f"{dataset}: {METHOD_NAMES[method]}: nearest test images (green: same class; query excluded)"

@@ -133,12 +133,21 @@ def choose_queries(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return np.array(chosen, dtype=np.int64)
 
 
-def worst_queries(labels: np.ndarray, ids: np.ndarray, count: int, exclude: Sequence[int] = ()) -> np.ndarray:
-    """The ``count`` queries with the lowest precision at K (rows of ``ids``: every test
-    image's neighbours), ties to the lowest index, leaving out ``exclude``."""
-    precision = (labels[ids] == labels[:, None]).mean(1)
-    order = np.lexsort((np.arange(len(labels)), precision))
-    return np.array([i for i in order if i not in set(exclude)][:count], dtype=np.int64)
+def worst_queries(
+    labels: np.ndarray,
+    ids: np.ndarray,
+    count: int,
+    exclude: Sequence[int] = (),
+    queries: np.ndarray | None = None,
+) -> np.ndarray:
+    """The ``count`` queries with the lowest precision at K (row ``i`` of ``ids``: the
+    neighbours of test image ``queries[i]``; every test image, in order, by default),
+    ties to the lowest index, leaving out ``exclude``."""
+    queries = np.arange(len(labels)) if queries is None else np.asarray(queries)
+    precision = (labels[ids] == labels[queries][:, None]).mean(1)
+    order = queries[np.lexsort((queries, precision))]
+    left_out = set(exclude)
+    return np.array([i for i in order if i not in left_out][:count], dtype=np.int64)
 
 
 def retrieval_rows(

@@ -26,6 +26,7 @@ class GalleryConfig:
     queries: int = Field(8, ge=1)  # seeded test queries, the same for every method
     k: int = Field(8, ge=1)  # neighbours shown per query
     worst: int = Field(4, ge=0)  # and the queries each method gets most wrong (lowest precision at k)
+    candidates: int = Field(2000, ge=1)  # ... among a seeded sample of this many test images (SOP: 60,502)
     compare_queries: int = Field(6, ge=0)  # the comparison figure: these many of the queries ...
     compare_k: int = Field(5, ge=1)  # ... with these many neighbours for each compared method
     thumb: int = Field(72, ge=1)  # thumbnail size in pixels

@@ -70,9 +70,14 @@ def test_dvc_repro_end_to_end(digits_run, tmp_path):
     run, first = digits_run
     tmp_path = copy_run(run, tmp_path / "project")
     methods = ["vanilla", "softmax", "dscl_last", "dscl_e2e"]
-    expected = {"prepare@digits", "features@digits", "curves@digits", "report@digits", "ablation@digits"} | {
-        f"{s}@digits-{m}" for s in ("train", "embed", "evaluate") for m in methods
-    }
+    expected = {
+        "check",
+        "prepare@digits",
+        "features@digits",
+        "curves@digits",
+        "report@digits",
+        "ablation@digits",
+    } | {f"{s}@digits-{m}" for s in ("train", "embed", "evaluate") for m in methods}
     assert ran(first) == expected
     for m in methods:
         metrics = json.loads((tmp_path / f"reports/metrics/digits/{m}.json").read_text())
@@ -105,6 +110,7 @@ def test_dvc_repro_end_to_end(digits_run, tmp_path):
     params["train"]["dscl_last"]["digits"]["lr"] = 0.5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert ran(dvc(tmp_path, "repro")) == {
+        "check",  # params.yaml changed: checked again, its output the same (nothing else re-runs for it)
         "train@digits-dscl_last",
         "embed@digits-dscl_last",
         "evaluate@digits-dscl_last",

@@ -56,6 +56,28 @@ def test_testbed_split_counts_and_checksum(prepared):
         assert min(img.size) == 256  # the testbed's resized photographs
 
 
+SUB100 = REPO.parent / "shared/data/cub200_sub100" / cub200.CUB200_SUB100.archive.filename
+
+
+@pytest.mark.skipif(not SUB100.is_file(), reason=f"{SUB100} is not here")
+def test_the_second_testbed_is_prepared_with_the_papers_split_mirrored(tmp_path):
+    """cub200_sub100 through the real CUB path: checksum verified, the 58 classes of
+    official id 1-100 for training and the 42 of id 101-200 for testing, every image the
+    archive's 227 x 227 crop (no bounding box applied: it has none)."""
+    (tmp_path / "raw/cub200_sub100").mkdir(parents=True)
+    (tmp_path / "raw/cub200_sub100" / SUB100.name).symlink_to(SUB100)
+    out = tmp_path / "prepared"
+    cub200.prepare_cub(cub200.CUB200_SUB100, out, tmp_path / "raw", verify_checksum=True)
+    meta = read_meta(out)
+    assert meta["sha256"] == cub200.CUB200_SUB100.archive.sha256
+    assert (meta["train_images"], meta["test_images"]) == (3428, 2474)
+    train, test = read_split(out, "train"), read_split(out, "test")
+    assert len(set(train.labels.tolist())) == 58 and max(train.labels) <= 100
+    assert len(set(test.labels.tolist())) == 42 and min(test.labels) >= 101
+    with Image.open(test.image_path(0)) as img:
+        assert img.size == (227, 227)
+
+
 def test_missing_testbed_archive_says_where_and_how(tmp_path):
     with pytest.raises(DatasetError) as err:
         cub200.prepare_cub(cub200.CUB200_MINI, tmp_path / "out", tmp_path / "raw", verify_checksum=True)

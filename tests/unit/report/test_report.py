@@ -43,3 +43,26 @@ def test_one_kmeans_seed_gives_no_spread_and_no_note(tmp_path):
     table = build_table("d", ["vanilla"], tmp_path, (1,))
     assert "k-means" not in render_markdown("d", table, (1,))
     assert "k-means" not in render_csv(table, (1,))
+
+
+def test_the_worst_queries_among_candidates_are_those_of_the_whole_set_when_all_are_candidates():
+    """The galleries' "most wrong" queries: with every test image a candidate, the same
+    queries as before sampling existed; among a sample, only sampled images, each ranked
+    by its own precision at k."""
+    import numpy as np
+
+    from dscl.report.gallery import neighbours, worst_queries
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(20), 10)
+    emb = rng.normal(size=(20, 16))[labels] + rng.normal(size=(200, 16))
+    every = np.arange(len(labels))
+    _, ids = neighbours(emb, every, 5)
+    whole = worst_queries(labels, ids, 6, exclude=[3])
+    np.testing.assert_array_equal(worst_queries(labels, ids, 6, exclude=[3], queries=every), whole)
+    some = np.sort(rng.choice(every, 50, replace=False))
+    _, ids_some = neighbours(emb, some, 5)
+    picked = worst_queries(labels, ids_some, 6, queries=some)
+    assert set(picked) <= set(some)
+    precision = {q: (labels[i] == labels[q]).mean() for q, i in zip(some, ids_some)}
+    assert max(precision[q] for q in picked) <= min(precision[q] for q in set(some) - set(picked))
