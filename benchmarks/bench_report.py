@@ -8,7 +8,7 @@ quality), evaluated by the real evaluate stage (its per-query details are what t
 bootstrap resamples), then the report's parts run one by one through the library
 (:mod:`dscl.report.build`) with params.yaml's settings. Figures are costs, never results.
 
-    python benchmarks/bench_report.py [--fraction 1.0]
+    python benchmarks/bench_report.py [--fraction 1.0] [--only tsne galleries]
 """
 
 from __future__ import annotations
@@ -63,6 +63,12 @@ def timed(rows: list, part: str, target: float):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fraction", type=float, default=1.0)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=("tsne", "galleries"),
+        help="these parts alone (no evaluation, no tables)",
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     labels = test_set(args.fraction, rng)
@@ -74,7 +80,7 @@ def main(argv=None) -> None:
         (root / "params.yaml").write_text(yaml.safe_dump(params))
         write_embeddings(root, labels, rng)
         os.chdir(root)
-        from dscl import config
+        from dscl import config, layout
         from dscl.numerics import configure
         from dscl.report.build import bootstrap_methods, build_table, write_galleries
         from dscl.report.plots import plot_methods, plot_tsne
@@ -84,7 +90,7 @@ def main(argv=None) -> None:
         cfg = config.load()
         configure(cfg.numerics.threads, deterministic=cfg.numerics.deterministic)
         rows: list = []
-        for m in METHODS:
+        for m in [] if args.only else METHODS:
             with timed(
                 rows, f"evaluate {m} (the stage: NMI, R@K, MAP@R, RP, with and without SC)", float("nan")
             ):
@@ -95,14 +101,18 @@ def main(argv=None) -> None:
                 ])  # fmt: skip
         ks = cfg.recall_ks("sop")
         emb_dir, metrics = Path("data/embeddings/sop"), Path("reports/metrics/sop")
-        with timed(rows, f"bootstrap ({cfg.report.bootstrap.resamples} class resamples, both methods)", 60):
-            intervals, _ = bootstrap_methods(
-                METHODS, Path("data/evaluation/sop"), labels, ks, cfg.report.bootstrap
-            )
-        with timed(rows, "tables (Markdown and CSV, with the intervals)", 60):
-            render_markdown("sop", build_table("sop", METHODS, metrics, ks, emb_dir, intervals), ks)
-            plot_methods("sop", METHODS, metrics, Path("plots/methods.png"))
-        for m in METHODS:
+        if args.only:  # the comparison figure reads the methods' R@1: any will do here
+            for m in METHODS:
+                layout.metrics_file(metrics, m).parent.mkdir(parents=True, exist_ok=True)
+                layout.metrics_file(metrics, m).write_text(json.dumps({"without_sc": {"recall@1": 0.0}}))
+        else:
+            boot = cfg.report.bootstrap
+            with timed(rows, f"bootstrap ({boot.resamples} class resamples, both methods)", 60):
+                intervals, _ = bootstrap_methods(METHODS, Path("data/evaluation/sop"), labels, ks, boot)
+            with timed(rows, "tables (Markdown and CSV, with the intervals)", 60):
+                render_markdown("sop", build_table("sop", METHODS, metrics, ks, emb_dir, intervals), ks)
+                plot_methods("sop", METHODS, metrics, Path("plots/methods.png"))
+        for m in METHODS if not args.only or "tsne" in args.only else []:
             with timed(rows, f"t-SNE of {m} (max_classes {cfg.report.tsne.max_classes}, seeded)", 120):
                 emb = np.load(emb_dir / m / "test.npy")
                 plot_tsne(
@@ -113,12 +123,13 @@ def main(argv=None) -> None:
                     cfg.report.tsne,
                     lambda i: np.zeros((8, 8, 3)),
                 )
-        with timed(rows, "galleries (every method, the comparison)", 60):
-            write_galleries(
-                "sop", METHODS, embeddings=emb_dir, metrics=metrics, labels=labels,
-                image=lambda i: np.full((16, 16, 3), i % 255, np.uint8), plots=Path("plots"),
-                cfg=cfg.report.gallery,
-            )  # fmt: skip
+        if not args.only or "galleries" in args.only:
+            with timed(rows, "galleries (every method, the comparison)", 60):
+                write_galleries(
+                    "sop", METHODS, embeddings=emb_dir, metrics=metrics, labels=labels,
+                    image=lambda i: np.full((16, 16, 3), i % 255, np.uint8), plots=Path("plots"),
+                    cfg=cfg.report.gallery,
+                )  # fmt: skip
     finally:
         os.chdir(cwd)
         shutil.rmtree(root, ignore_errors=True)
