@@ -149,7 +149,7 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(digits, tmp_path):
             "photo.jpg is 64 x 48; this model takes 8 x 8 grey",
         ),
         (("embed", model, bomb, "-o", tmp_path / "c.npy"), "bomb.png is too large to decode safely"),
-        (("embed", model, dangling, "-o", tmp_path / "c.npy"), "gone.csv: No such file or directory"),
+        (("embed", model, dangling, "-o", tmp_path / "c.npy"), "gone.csv does not exist"),
         (("embed", model, bad, "-o", tmp_path), "is a folder: name a file"),
         (("embed", model, bad, "-o", tmp_path / "e"), "must end in .npy"),
         (("cluster", model, bad, "-k", 2, "-o", tmp_path / "missing/c.csv"), "does not exist"),
