@@ -2,7 +2,8 @@
 
 An update step checks its loss and every parameter's gradient before it changes any
 parameter (:func:`check_finite`); each validation checks that the embeddings still spread
-(:func:`check_embeddings`: finite, not overflowing, not constant, not on a line). Any
+(:func:`check_values`: finite, not overflowing; :func:`check_spread`, on the embeddings
+as the objective measures them: not constant, not on a line). Any
 failure is an
 :class:`UnusableError`; the loops of :mod:`dscl.training.loops` end training there,
 keeping the best state validated before it, or raise :class:`DivergedError` when
@@ -23,9 +24,9 @@ __all__ = [
     "DivergedError",
     "NonFiniteError",
     "UnusableError",
-    "check_embeddings",
     "check_finite",
     "check_spread",
+    "check_values",
 ]
 
 # the embeddings' spread about their mean, relative to their size, below which they have
@@ -73,12 +74,10 @@ def check_finite(loss, optimizer: torch.optim.Optimizer) -> None:
         raise NonFiniteError("gradient")
 
 
-def check_embeddings(embeddings: np.ndarray, normalized: bool) -> None:
-    """Raise :class:`UnusableError` unless validation ``embeddings`` (n, d) are usable:
-    finite, within :data:`VALUE_CEILING` (beyond it their squares overflow float32), and
-    spread (:func:`check_spread`, on the rows l2-normalised when the objective measures
-    them so)."""
-    x = np.asarray(embeddings, dtype=np.float64)
+def check_values(embeddings: np.ndarray) -> None:
+    """Raise :class:`UnusableError` unless validation ``embeddings`` are finite and within
+    :data:`VALUE_CEILING` (beyond it their squares overflow float32)."""
+    x = np.asarray(embeddings)
     if not np.isfinite(x).all():
         raise NonFiniteError("validation embedding")
     largest = float(np.abs(x).max(initial=0.0))
@@ -87,9 +86,6 @@ def check_embeddings(embeddings: np.ndarray, normalized: bool) -> None:
             f"the validation embeddings grew to {largest:.1e} "
             f"(past {VALUE_CEILING:.1e}, where float32 squares overflow)"
         )
-    if normalized:
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.finfo(np.float64).tiny)
-    check_spread(x)
 
 
 def check_spread(embeddings: np.ndarray) -> None:

@@ -20,7 +20,7 @@ from dscl.linalg import l2_normalize
 from dscl.methods import Method
 from dscl.scoring.scores import validation_scores
 from dscl.scoring.selection import EarlyStopping, carve_validation
-from dscl.training.guard import check_embeddings
+from dscl.training.guard import check_spread, check_values
 from dscl.training.loops import LoopOptions
 from dscl.training.optim import OptimizerConfig
 from dscl.training.options import CommonConfig, DatasetTrainConfig, MethodConfig
@@ -150,9 +150,10 @@ class TrainingJob:
     def scores(self, emb: np.ndarray) -> dict:
         """Validation scores of an embedding, l2-normalised as its objective measures it
         (:mod:`dscl.training.guard`: a non-finite or collapsed embedding ends the run)."""
-        check_embeddings(emb, self.method.normalized)
+        check_values(emb)
         if self.method.normalized:
             emb = l2_normalize(emb)
+        check_spread(emb)
         return validation_scores(emb, self.val_labels, self.common.seed, **self.kmeans)
 
     def stopper(self, validate) -> EarlyStopping:
