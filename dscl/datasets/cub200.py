@@ -89,7 +89,6 @@ CUB200_MINI = CubVariant(
 )
 
 
-SUB100_CLASSES = 100
 CUB200_SUB100 = CubVariant(
     name="cub200_sub100",
     description=(

@@ -34,9 +34,8 @@ EXPECTED = {"train_images": 59551, "test_images": 60502, "train_classes": 11318,
 
 def parse_list(path: Path) -> list[tuple[str, int]]:
     """Rows of ``Ebay_{train,test}.txt``: header ``image_id class_id super_class_id path``."""
-    what = "4 fields: image_id class_id super_class_id path"
     header = ["image_id", "class_id", "super_class_id", "path"]
-    rows = read_rows(path, 4, what, "Stanford Online Products", header)
+    rows = read_rows(path, 4, f"4 fields: {' '.join(header)}", "Stanford Online Products", header)
     return [(row[3], as_int(row[1], f"{path}, line {number}", "class_id")) for number, row in rows]
 
 
