@@ -373,9 +373,11 @@ def load(path: str | Path = PARAMS_FILE) -> Config:
     return cfg
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps
-    the last silently); keys that a merge (``<<: *anchor``) brings in may be overridden."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """PyYAML's safe loader (libyaml's parser where PyYAML was built with it: 4x faster,
+    and every stage reads params.yaml), refusing a key written twice in one mapping
+    (PyYAML keeps the last silently); keys that a merge (``<<: *anchor``) brings in may
+    be overridden."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}

@@ -1,5 +1,6 @@
 """One ``dvc repro`` of the small digits project for the whole session: the tests that
-start from a finished run copy it instead of running the pipeline again."""
+start from a finished run copy it instead of running the pipeline again (under
+pytest-xdist they all run on one worker, which builds it once)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ import shutil
 import pytest
 
 from tests.conftest import small_params
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:  # one worker (--dist loadgroup) for the tests of the shared run
+        if "digits_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("digits_run"))
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,7 @@ def test_the_readme_is_the_front_door():
         assert (REPO / link).is_file(), link
 
 
+@pytest.mark.slow  # 8 s: the whole site (CI's docs step)
 @pytest.mark.skipif(shutil.which("mkdocs") is None, reason="mkdocs is not installed (requirements-dev.txt)")
 def test_the_docs_site_builds_without_a_warning(tmp_path):
     res = subprocess.run(

@@ -15,9 +15,8 @@ import uuid
 import psutil
 import pytest
 import torch
-import yaml
 
-from tests.conftest import small_params
+from tests.conftest import dump, small_params
 from tests.pipeline.test_pipeline import ENV, dvc, project, ran
 
 pytestmark = [
@@ -106,7 +105,7 @@ def test_two_nodes_give_the_one_process_model_and_a_killed_worker_resumes(tmp_pa
     single = torch.load(tmp_path / MODEL, weights_only=True)
 
     # -- two nodes on this machine: the same model ----------------------------------------
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_for(two_nodes(free_port()))))
+    (tmp_path / "params.yaml").write_text(dump(params_for(two_nodes(free_port()))))
     (tmp_path / MODEL).unlink()
     for code, err in finish(start_nodes(tmp_path)):
         assert code == 0, err[-2000:]
@@ -116,7 +115,7 @@ def test_two_nodes_give_the_one_process_model_and_a_killed_worker_resumes(tmp_pa
         assert torch.allclose(parallel["state_dict"][k], v, rtol=1e-4, atol=1e-6), k
 
     # -- a worker killed after a checkpoint: a one-line error, the checkpoint kept --------
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_for(two_nodes(free_port()))))
+    (tmp_path / "params.yaml").write_text(dump(params_for(two_nodes(free_port()))))
     (tmp_path / MODEL).unlink()
     nodes = start_nodes(tmp_path)
     deadline = time.monotonic() + LIMIT
@@ -145,7 +144,7 @@ def test_two_nodes_give_the_one_process_model_and_a_killed_worker_resumes(tmp_pa
     assert 2 <= saved < ITERATIONS
 
     # -- the next dvc repro resumes there and ends at the uninterrupted model -------------
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_for()))
+    (tmp_path / "params.yaml").write_text(dump(params_for()))
     out = dvc(tmp_path, "repro", STAGE)
     assert ran(out) == {STAGE}
     assert f"{saved}/{ITERATIONS}" in out  # the progress bar starts at the checkpoint, not at 0
