@@ -14,6 +14,7 @@ for vanilla, every last-layer method (the dataset's own params.yaml settings: th
     python benchmarks/bench_scale.py --datasets cub200 cars196 sop --fractions 0.125 0.25 0.5 1 \\
         --out scale.json --figure reports/figures/scale.png
     python benchmarks/bench_scale.py --only-prepare      # prepare and dvc status alone
+    python benchmarks/bench_scale.py --load cub.json sop.json --figure scale.png  # runs merged
 """
 
 from __future__ import annotations
@@ -125,9 +126,11 @@ def grouped(row: dict) -> dict[str, tuple[float, float | None]]:
     return out
 
 
-def slope(rows: list[dict], name: str) -> float:
-    """The growth exponent of ``name``'s time in n (least squares on log-log)."""
-    found = [(r["n"], grouped(r)[name][0]) for r in rows if name in grouped(r)]
+def slope(rows: list[dict], name: str, last: int = 0) -> float:
+    """The growth exponent of ``name``'s time in n (least squares on log-log), over the
+    ``last`` largest sizes (0: all); the fixed cost of starting a stage (DVC, imports:
+    a few seconds) flattens the small sizes."""
+    found = sorted((r["n"], grouped(r)[name][0]) for r in rows if name in grouped(r))[-last:]
     if len(found) < 2:
         return math.nan
     n, t = np.log([f[0] for f in found]), np.log([max(f[1], 1e-3) for f in found])
@@ -175,10 +178,12 @@ def table(rows: dict[str, list[dict]]) -> str:
             lines.append(head + " | ".join(cells) + f" | {total:.0f} |")
     lines.append("")
     for dataset, found in rows.items():
-        lines.append(
-            f"growth exponent in n, {dataset}: "
-            + ", ".join(f"{g} {slope(found, g):.2f}" for g in GROUPS if not math.isnan(slope(found, g)))
-        )
+        for last, over in ((0, "all sizes"), (2, "the two largest")):
+            exps = {g: slope(found, g, last) for g in GROUPS}
+            lines.append(
+                f"growth exponent in n, {dataset} ({over}): "
+                + ", ".join(f"{g} {b:.2f}" for g, b in exps.items() if not math.isnan(b))
+            )
     return "\n".join(lines)
 
 
@@ -192,7 +197,19 @@ def main(argv=None) -> int:
     parser.add_argument("--only-prepare", action="store_true", help="prepare and dvc status alone")
     parser.add_argument("--out", type=Path, help="every stage's figures as JSON (rewritten after each size)")
     parser.add_argument("--figure", type=Path, help="the log-log figure (PNG)")
+    parser.add_argument(
+        "--load", nargs="+", type=Path, help="run nothing: the table and figure of earlier --out files"
+    )
     args = parser.parse_args(argv)
+    if args.load:
+        loaded: dict[str, list[dict]] = {}
+        for path in args.load:
+            for dataset, found in json.loads(path.read_text()).items():
+                loaded.setdefault(dataset, []).extend(found)
+        print(table(loaded))
+        if args.figure:
+            figure(loaded, args.figure)
+        return 0
     for fraction in args.fractions:  # a bad fraction fails before any size runs
         for dataset in args.datasets:
             sim.simulated_size(dataset, fraction)
