@@ -1,24 +1,11 @@
 """The schema of ``params.yaml``: one place that owns it, validated whole by :func:`load`.
 
-Every section is a frozen dataclass validated by pydantic (v2): a choice among names is a
-``Literal`` (the valid names in the message), a numeric range is declared on its field
-(``Field(10, ge=1)``; an item's range on the item's type, ``tuple[Seed, ...]``), unknown
-keys are refused (``extra="forbid"``), and a cross-field rule is the dataclass's
-``__post_init__``. Validation is strict, on the file's values as the JSON data they are
-(YAML's scalars, lists and mappings): a list is a tuple, an integer is a number, nothing
-else is converted (``"3"`` is not 3, ``true`` is not 1, ``.nan`` is no number).
-:func:`load` reads the file once and checks all of it: every section and every entry
-present (those of the experiment's ``datasets`` and ``methods`` must be there), unknown
-keys at every level, keys written twice; it returns a :class:`Config`. Every stage calls
-it first, so a bad value fails within seconds of ``dvc repro``, before any work, in one
-line naming the key, the value and what is allowed. The library's own option classes
-(:class:`dscl.scoring.selection.SelectionRule`) are plain dataclasses that check
-themselves; they nest here unchanged. Importing this module imports no torch.
-
-Repetition in ``params.yaml`` is removed with YAML anchors and merge keys (``<<: *name``),
-read by PyYAML and by DVC alike: each stage still depends on its own fully resolved keys
-(``train.<method>.<dataset>``), so an edit to one dataset re-runs only its stages and
-``dvc exp run -S`` / ``dvc params diff`` work on them (the docs' Configuration page).
+Every section is a frozen dataclass validated by pydantic, strictly, on the file's values
+as YAML gives them (``"3"`` is not 3, ``true`` is not 1): choices are ``Literal``, ranges
+sit on the fields, unknown and repeated keys are refused. Every stage calls :func:`load`
+first, so a bad value fails in one line naming the key before any work. Only the stages
+read it; the library's own option classes nest here unchanged. Importing this module
+imports no torch. The docs' Configuration page explains the file.
 """
 
 from __future__ import annotations

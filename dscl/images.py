@@ -1,18 +1,11 @@
 """Decoding images into uint8 tensors: resize, crop and mirror, as in Section 4.1 of [1].
 
-The images are resized to a square (``resize`` x ``resize``), then cropped to
-``crop`` x ``crop`` (the centre crop at test time; the centre or a random crop for
-training), and optionally mirrored. Normalisation is the backbone's business
-(:class:`dscl.backbones.network.Backbone`), so tensors stay uint8 until they reach the device.
-
-Two decoders do this. On the CPU, Pillow (:class:`ImageTransform`, threads or worker
-processes). On a GPU (``features.image.decode``: ``auto`` picks it on CUDA), JPEGs are
-decoded in batches by nvJPEG (``torchvision.io.decode_jpeg`` on the device) and resized
-(bilinear with antialiasing, as Pillow's), cropped and mirrored there
-(:class:`TensorDecoder`); the crop offsets are drawn from the same seeded generator as the
-CPU path's, so both decode the same crops of the same images. A file nvJPEG cannot decode
-(not a JPEG, CMYK, damaged) falls back to Pillow, named once in the log. The two paths'
-pixels differ by the resize's rounding (the docs' GPU page measures it).
+Images are resized to a square, cropped (centre at test time; centre or random for
+training) and optionally mirrored; normalisation is the backbone's
+(:class:`dscl.backbones.network.Backbone`). Two decoders give the same crops from the
+same seeded generator: Pillow on the CPU (:class:`ImageTransform`) and nvJPEG on a GPU
+(:class:`TensorDecoder`), which falls back to Pillow for a file it cannot decode. Their
+pixels differ by the resize's rounding (the docs' GPU page).
 
 References
 ----------

@@ -1,26 +1,13 @@
 """Confidence intervals of the test metrics by a bootstrap over *test classes*.
 
-The protocol of Tables 1-3 is class-disjoint: the test set is a draw of classes, not of
-images, so a resample draws the test classes with replacement (a class drawn twice counts
-as two classes) and keeps every image of each drawn class, as the metric-learning reality
-check (Musgrave et al. 2020) argues intervals should. Per-query quantities keep the
-neighbours each query has in the full test set, and the k-means partition is the full
-set's: the intervals are those of the test set's class sample given the trained model and
-the clustering (not of re-running k-means). What a resample changes is computed
-from quantities saved once by the evaluation (:func:`dscl.scoring.scores.evaluate_embedding` with
-``return_details``), without searching neighbours or running k-means again, for each
-metric of :data:`dscl.evaluation.metrics.METRICS`:
-
-* Recall@K, MAP@R and R-Precision: per-query values (each query's neighbours in the full
-  test set), summed per class: a resample's score is ``(W @ sums) / (W @ counts)`` with W
-  the (resamples x classes) multiplicities;
-* NMI: the (classes x clusters) contingency of the k-means partition, its rows weighted by
-  W (a class drawn twice is one class with twice its images): the class and cluster
-  entropies and the mutual information of every resample from one sparse product.
-
-The bootstrap is percentile-based; a paired difference of two methods uses the same
-resamples for both, so what the classes share cancels. With several training runs (seeds),
-a resample's score is the mean over the runs.
+The protocol is class-disjoint, so a resample draws test classes with replacement and
+keeps every image of each (Musgrave et al. 2020). Nothing is searched or clustered
+again: Recall@K, MAP@R and R-Precision are per-query values summed per class (a
+resample's score is ``(W @ sums) / (W @ counts)``, W the (resamples x classes)
+multiplicities), and the NMI comes from the k-means partition's (classes x clusters)
+contingency with its rows weighted by W. Percentile intervals; a paired difference of two
+methods uses the same resamples for both; with several training runs, a resample's score
+is their mean.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ __all__ = [
     "recall_at_k",
     "retrieval_scores",
     "summarize_runs",
+    "table_scores",
 ]
 
 
@@ -62,6 +63,19 @@ METRICS = (
     Metric("map@r", "MAP@R", MAP_AT_R, paper=False),  # [2]; the paper has no such column
     Metric("r_precision", "RP", R_PRECISION, paper=False),
 )
+
+
+def table_scores(details: dict, ks: Sequence[int]) -> dict[str, float]:
+    """Every retrieval metric of :data:`METRICS` that ``details`` (the per-query
+    quantities of :func:`dscl.scoring.retrieval.retrieval_details`) can give, each the
+    mean of its per-query values: a metric added to the table is computed with no other
+    change."""
+    scores = {}
+    for metric in (m.query for m in METRICS if m.query is not None and m.query.computable(details)):
+        for k, name in metric.each(sorted({int(k) for k in ks})):
+            values, kept = metric.values(details, k)
+            scores[name] = float(np.mean(values if kept is None else values[kept]))
+    return scores
 
 
 def metric_names(ks: Sequence[int]) -> list[str]:

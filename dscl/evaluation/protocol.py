@@ -1,27 +1,12 @@
-"""The test evaluation: NMI as the mean over several k-means seeds, with its spread, beside
-Recall@K, MAP@R and R-Precision (:func:`dscl.scoring.scores.evaluate_embedding`).
+"""The test evaluation: NMI as the mean over several k-means seeds (each the best of
+``restarts`` runs), with its spread, beside Recall@K, MAP@R and R-Precision
+(:func:`dscl.scoring.scores.evaluate_embedding`).
 
-Why a mean over seeds rather than one k-means, however many its restarts: on the testbed's
-25 test classes the NMI of one fixed embedding moves by 1.5 to 2.6 points from one
-k-means seed to the next, and keeping the lowest objective of more restarts does not
-steady it (200, 1,000 and 3,000 restarts give the same range: the partitions of lowest
-objective are several, and not the ones of highest NMI). The mean over ``seeds``
-k-means runs moves as their standard error, the per-seed spread over sqrt(seeds), and a
-rare poor partition moves it by its distance over the number of seeds: 50 seeds keep it
-within 0.4 points on the committed learned embeddings (20 let it move by 0.8 on the
-testbed; the docs' "Reproducibility" page has the measurements), and the tables mark
-the rows where the partition is ambiguous. Reporting the mean and the
-spread of k-means over seeds is the clustering literature's practice; the metric
-learning benchmarks (pytorch-metric-learning's ``AccuracyCalculator``, open-metric-learning)
-run k-means once, which on a test set of a few classes measures the seed as much as the
-embedding.
-
-Each seed's k-means keeps the best of ``restarts`` runs (10; 4 were tried, sharing the
-200 runs of validation's k-means among 50 seeds: so few restarts let a rare poor
-partition drag the mean, by 1.1 points on one digits row). Validation during training
-keeps one k-means of ``evaluate.kmeans_nredo`` runs
-(:func:`dscl.scoring.scores.validation_scores`): its NMI is a curve, and model selection reads
-Recall@1 by default.
+Why a mean over seeds: on a test set of few classes the NMI of one k-means moves with
+its seed by points, and more restarts do not steady it; the mean of 50 seeds moves by
+0.4 points or less on the committed embeddings (the docs' Reproducibility page has the
+measurements). Validation during training keeps one k-means of ``evaluate.kmeans_nredo``
+runs (:func:`dscl.scoring.scores.validation_scores`).
 """
 
 from __future__ import annotations
@@ -33,6 +18,7 @@ import torch
 
 from dscl._arrays import as_float_matrix, to_numpy32
 from dscl.choices import KMEANS_SEEDINGS
+from dscl.evaluation.metrics import table_scores
 from dscl.linalg import l2_normalize
 from dscl.scoring.kmeans import (
     BUDGET,
@@ -128,6 +114,7 @@ def evaluate_test(
         nmis[variant] = [nmi(y, a) for a in assignments]
         details[variant]["assignment"] = assignments
         scores[variant]["nmi"] = float(np.mean(nmis[variant]))
+        scores[variant].update(table_scores(details[variant], ks))  # the table's metrics
     return scores, details, nmis
 
 
@@ -143,6 +130,8 @@ def _evaluate_sampled(embeddings, labels, ks, seeds, restarts: int, niter: int, 
     )
     y = np.asarray(labels)
     nmis = {variant: [nmi(y, a) for a in found["assignment"]] for variant, found in details.items()}
+    for variant, found in details.items():
+        scores[variant].update(table_scores(found, ks))  # the table's metrics
     return scores, details, nmis
 
 

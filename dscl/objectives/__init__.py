@@ -1,36 +1,16 @@
 """Batch objectives: a function of the whole batch's embeddings F (n, d) and labels (n,).
 
-DSCL (Eq. 10 of [1], with its closed-form gradient), or one of the metric-learning
-baselines of Tables 1-3 and a current reference, taken from pytorch-metric-learning where
-its implementation scales to the batch:
+DSCL (Eq. 10 of [1], with its closed-form gradient) and the baselines of Tables 1-3 and
+a current reference: ``triplet`` (semi-hard, :mod:`dscl.objectives.pairs`), ``lifted``
+(:mod:`dscl.objectives.pairs`), ``npairs`` and ``multisim`` (pytorch-metric-learning's),
+``facility`` (:mod:`dscl.objectives.facility`), ``proxyanchor`` (learned proxies,
+:mod:`dscl.objectives.proxies`) and ``softmax`` (:mod:`dscl.objectives.softmax`). Each is
+exact for the whole batch, so the chunked update of Section 4.1 back-propagates its
+gradient with respect to F chunk by chunk exactly as for DSCL.
 
-* ``triplet``: triplet loss with semi-hard negatives (Schroff et al. 2015), FaceNet's
-  rule as TensorFlow's ``triplet_semihard_loss`` implements it
-  (:func:`dscl.objectives.pairs.triplet_semihard_loss`);
-* ``lifted``: lifted structured loss (Song et al. 2016, Eq. 4)
-  (:func:`dscl.objectives.pairs.lifted_structure_loss`);
-* ``npairs``: multi-class N-pair loss (Sohn 2016), ``pytorch_metric_learning.losses.NPairsLoss``
-  with the l2 regulariser of the embeddings that paper uses;
-* ``multisim``: multi-similarity loss and miner (Wang et al. 2019), pytorch-metric-learning's;
-* ``facility``: the NMI-based facility-location loss (Song et al. 2017), the paper's
-  strongest baseline, after TensorFlow 1's ``cluster_loss`` (:mod:`dscl.objectives.facility`);
-* ``proxyanchor``: Proxy-Anchor (Kim et al. 2020), pytorch-metric-learning's, with one
-  learned proxy per training class (:mod:`dscl.objectives.proxies`): an objective with parameters,
-  bound to a run's classes by :meth:`Objective.bind`;
-* ``softmax``: softmax regression over the training classes, the classification baseline
-  (:mod:`dscl.objectives.softmax`): bound to a run's classes in the same way, its loss a
-  mean over examples (:attr:`Objective.per_example`).
-
-Every objective is exact for the whole batch, so under the chunked update of Section 4.1
-its gradient with respect to F (one autograd pass on F alone, the closed form for DSCL)
-is back-propagated chunk by chunk exactly as for DSCL; a loss that is a mean over examples
-(softmax) is back-propagated chunk by chunk directly.
-
-Each objective's settings (their defaults and ranges) are a class of
-:mod:`dscl.objectives.settings`, registered in :data:`OBJECTIVES` under the objective's
-name by the :func:`objective` decorator; the class builds the objective. Importing this
-module does not import torch (the pipeline's configuration checks settings against
-:data:`OBJECTIVES` before any tensor exists); building an objective does.
+Each objective's settings are a class of :mod:`dscl.objectives.settings`, registered in
+:data:`OBJECTIVES` by the :func:`objective` decorator; the class builds the objective.
+Importing this module imports no torch (settings are checked before any tensor exists).
 
 References
 ----------

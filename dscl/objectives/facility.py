@@ -1,39 +1,13 @@
 """The NMI-based facility-location loss of Song et al. [1] (the "NMI-based" row of Tables
 1-3 of [2]), vectorised in torch.
 
-Semantics are those of TensorFlow 1's ``tf.contrib.losses.metric_learning.cluster_loss``
-(``metric_loss_ops.py``), the authors' reference; what this module does differently is
-only how it computes the same choices:
-
-* distances: the plain (not squared) Euclidean distance of the rows, with the reference's
-  guard at zero; nothing is normalised here (the objective ``facility`` of
-  :mod:`dscl.objectives` l2-normalises first, as Song et al.'s caller does);
-* loss-augmented inference, greedily: k = the number of classes in the batch medoids are
-  chosen one at a time; a step never re-picks a chosen point and scores every candidate
-  ``c`` by ``F(S + c) + margin_multiplier * (1 - score(labels, clusters of S + c))``, with
-  ``F(S) = -sum_j min_{i in S} d(i, j)``; the clusters are those of the medoids chosen so
-  far (each point to its nearest medoid, first in choice order on ties, every medoid to its
-  own cluster);
-* PAM refinement (``enable_pam_finetuning``): :data:`PAM_SWEEPS` sweeps, each computing the
-  memberships once and then replacing every cluster's medoid, in turn, by the member that
-  maximises ``-sum_{j in cluster} d(c, j) + margin_multiplier * (1 - score)`` (there is no
-  "only if better" test);
-* the ground-truth score: per class, the member minimising the sum of its distances to the
-  class;
-* the loss: ``max(0, F(S) + margin_multiplier * (1 - score(labels, clusters of S)) - F_gt)``.
-
-Ties go to the first index everywhere. The search carries no gradient; the gradient flows
-through the distances to the chosen medoids and to the ground-truth medoids (autograd).
-
-Speed: each point's distance to its nearest chosen medoid is kept, so one greedy step
-scores every candidate in O(n^2); the clustering score of every candidate comes from one
-(candidates x classes x clusters) contingency tensor on the embeddings' device, not from a
-call to scikit-learn per candidate (the reference's ``py_func``). The scores equal
-scikit-learn's to rounding (``nmi``: ``normalized_mutual_info_score`` with today's
-arithmetic normalisation; the 2017 reference ran with the geometric one, scikit-learn's
-default of its day). ``ami`` alone is scored by scikit-learn per candidate (its expected
-mutual information has no closed form cheap enough to vectorise): it is exact but slow.
-The search runs in float64.
+Its semantics are those of TensorFlow 1's ``tf.contrib.losses.metric_learning.cluster_loss``,
+the authors' reference: greedy loss-augmented inference of k medoids, PAM refinement
+(:data:`PAM_SWEEPS` sweeps), the margin ``margin_multiplier * (1 - score)``, ties to the
+first index, no gradient through the search. Only the arithmetic differs: each point's
+distance to its nearest medoid is kept, and every candidate's clustering score comes from
+one contingency tensor (``ami`` alone calls scikit-learn per candidate). The docs'
+Baselines page lists each choice and how the tests check it against the reference.
 
 References
 ----------

@@ -1,32 +1,13 @@
 """Each objective's settings: one class per objective, the one source of its defaults and
 ranges, registered under the objective's name by the :func:`objective` decorator.
 
-A class is a frozen, strict pydantic dataclass (:data:`dscl.schema.SCHEMA`): its fields are
-the loss settings a method's ``loss:`` entry of ``params.yaml`` may give (each with its
-default and range, a choice typed with the library's own ``Literal``), its class
+A class is a frozen, strict pydantic dataclass (:data:`dscl.schema.SCHEMA`): its fields
+are the settings a method's ``loss:`` entry of ``params.yaml`` may give, its class
 attributes say how the objective is trained (``normalized``, ``per_example``,
-``lr_setting``), and its methods build the objective from the settings: :meth:`loss`
-(``loss(F, labels)``), :meth:`closed_form` (loss and dLoss/dF without autograd, DSCL's Eqs.
-8-9) or :meth:`learned` (a module with parameters of its own, bound to a run's classes).
-
-Why the settings are here and not beside each implementation: the pipeline's schema
-(:mod:`dscl.config`) checks every method's loss settings before any tensor exists (the
-prepare and curves stages start without torch), while the implementations
-(:mod:`dscl.objectives.pairs`, :mod:`~dscl.objectives.facility`, ...) are torch modules.
-So this module imports no torch; each class imports its implementation when it builds it
-(the pattern of Hydra's structured configs, which name their target).
-
-Adding an objective: write its loss (a function of ``(F, labels)``, or a module), then one
-class here::
-
-    @objective("mine", normalized=True)
-    class Mine(ObjectiveSettings):
-        margin: float = Field(0.5, ge=0)
-
-        def loss(self):
-            from dscl.objectives.mine import mine_loss
-
-            return functools.partial(mine_loss, margin=self.margin)
+``lr_setting``), and its methods build the objective: :meth:`loss`, :meth:`closed_form`
+(DSCL's Eqs. 8-9) or :meth:`learned` (a module with parameters of its own). This module
+imports no torch, so the configuration is checked before any tensor exists; each class
+imports its implementation when it builds it. The docs' Extending page adds one.
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """k-means for the evaluation's NMI: greedy k-means++ seeding, Lloyd's iterations, and
 several restarts of which the one of lowest objective is kept.
 
-Why not one faiss run from random centroids, the practice of pytorch-metric-learning's
-``AccuracyCalculator``: on a small test set (digits: 5 classes; the testbed: 25) the
-partition of one run depends on its seed, and the NMI with it, by up to 20 points on the
-same embedding. Seeding as scikit-learn's ``KMeans`` does (greedy k-means++, Arthur and
-Vassilvitskii 2007) and keeping the lowest objective of ``nredo`` runs, as
-scikit-learn's ``n_init`` and faiss' ``nredo`` do, gives the partition of the best local
-minimum found, which more restarts can only lower: the NMI then moves with the embedding,
-not with the seed (the docs' "Reproducibility" page has the measurements and says which
-rows cannot get there).
-
-Why written here rather than taken from scikit-learn or faiss: small test sets need
-hundreds of restarts, and one call per restart (scikit-learn's ``kmeans_plusplus``,
-faiss' ``Kmeans``) costs more in overhead than in arithmetic; here the restarts run
-together, as one batch of tensor operations on the embedding's device (the GPU too).
-faiss remains a backend (``backend="faiss"``: Lloyd's iterations by faiss, one restart at
-a time, from the same seeded centroids), so the two can be compared.
+On a small test set one run's partition, and its NMI, depend on its seed; keeping the
+lowest objective of ``nredo`` seeded runs (scikit-learn's ``n_init``, faiss' ``nredo``)
+makes the NMI follow the embedding. The restarts run together as one batch of tensor
+operations (one call per restart costs more in overhead than in arithmetic);
+``backend="faiss"`` runs faiss' Lloyd iterations from the same seeded centroids.
 """
 
 from __future__ import annotations

@@ -122,10 +122,11 @@ class TrainingJob:
             )
         except ValueError as err:
             raise DataSettingError(str(err)) from None
-        if per_batch is not None:  # a batch the classes drawn first could never fill: refused
+        batch = getattr(settings, "batch_size", None)  # vanilla draws no batch
+        if per_batch is not None and batch is not None:  # a batch no draw of classes could fill
             sizes = np.sort(np.bincount(train_labels[pool]))[::-1]
             most = int(sizes[:per_batch].sum())
-            if settings.batch_size > most:
+            if batch > most:
                 raise DataSettingError(
                     f"a batch of {settings.batch_size} cannot be drawn from {per_batch} classes: "
                     f"the {per_batch} largest training classes hold {most:,} images",

@@ -326,6 +326,8 @@ def test_selection_rules_and_softmax_embeddings(workdir):
     ):
         train.main(train_args("dscl_last"))
     assert not (root / "checkpoints/digits-dscl_last").exists()
+    train.main(train_args("vanilla"))  # which draws no batch: the class subsample is no matter
+    assert (root / "models/digits-vanilla/model.pt").is_file()
 
 
 def test_bad_params_fail_before_work(workdir):

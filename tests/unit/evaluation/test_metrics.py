@@ -101,8 +101,8 @@ def test_the_table_names_labels_and_orders_every_metric():
 
 
 def test_the_point_scores_and_the_bootstrap_follow_the_table(monkeypatch):
-    """A metric added to the table is computed by the bootstrap and shown by the report,
-    with nothing else to change."""
+    """A metric added to the table is computed by the test evaluation and the bootstrap,
+    and shown by the report, with nothing else to change."""
     from dscl.evaluation import bootstrap, metrics
     from dscl.report.tables import metric_columns
     from dscl.scoring.retrieval import QueryMetric
@@ -125,3 +125,11 @@ def test_the_point_scores_and_the_bootstrap_follow_the_table(monkeypatch):
     same = bootstrap.resampled_scores(y, details["without_sc"], np.ones((1, 8)), (1, 4))
     for name in ("recall@1", "recall@4", "map@r", "r_precision"):
         assert same[name][0] == pytest.approx(scores["without_sc"][name])
+    # ... and the test evaluation's point scores, by either k-means seeding, hold it too
+    from dscl.evaluation.protocol import evaluate_test
+
+    for seeding in ("kmeans++", "random"):
+        point = evaluate_test(x, y, ks=(1, 4), seeds=2, restarts=2, seeding=seeding)[0]
+        for variant in ("with_sc", "without_sc"):
+            assert list(point[variant])[-2:] == ["hit@1", "hit@4"], seeding
+            assert point[variant]["hit@4"] == point[variant]["recall@4"]
