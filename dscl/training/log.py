@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dscl.atomic import write_text
+from dscl.errors import DSCLError
 from dscl.layout import curves_dir, loss_curve
 
 __all__ = ["LiveLog", "NoLog", "truncate_curves"]
@@ -22,7 +23,16 @@ class LiveLog:
 
         if resume_step is not None:
             truncate_curves(curves_dir(directory), resume_step)
-        self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, resume=resume_step is not None)
+        try:
+            resume = resume_step is not None
+            self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, resume=resume)
+        except Exception as err:  # DVCLive reads the git revision: a repository without a commit fails
+            if "Empty git repo" not in str(err):
+                raise
+            raise DSCLError(
+                "the training log (DVCLive) needs the project's git repository to hold a commit: "
+                "commit once (git add -A && git commit -m start), then run again"
+            ) from None
 
     def __call__(self, step: int, values: dict) -> None:
         self.live.step = step

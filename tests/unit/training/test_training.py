@@ -297,3 +297,19 @@ def test_collapsed_embeddings_are_caught_and_spread_ones_pass():
     ):
         with pytest.raises(CollapsedError, match=words):
             check_spread(bad)
+
+
+def test_a_repository_without_a_commit_is_named_not_a_traceback(tmp_path, monkeypatch):
+    """DVCLive reads the git revision of the project: in a new repository with no commit
+    it fails deep inside; the training log says what to do in one line."""
+    import subprocess
+    import sys
+
+    from dscl.errors import DSCLError
+    from dscl.training.log import LiveLog
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DSCLError, match="needs the project's git repository to hold a commit"):
+        LiveLog(tmp_path / "live", resume_step=None)
