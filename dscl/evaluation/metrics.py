@@ -67,15 +67,9 @@ METRICS = (
 
 def table_scores(details: dict, ks: Sequence[int]) -> dict[str, float]:
     """Every retrieval metric of :data:`METRICS` that ``details`` (the per-query
-    quantities of :func:`dscl.scoring.retrieval.retrieval_details`) can give, each the
-    mean of its per-query values: a metric added to the table is computed with no other
-    change."""
-    scores = {}
-    for metric in (m.query for m in METRICS if m.query is not None and m.query.computable(details)):
-        for k, name in metric.each(sorted({int(k) for k in ks})):
-            values, kept = metric.values(details, k)
-            scores[name] = float(np.mean(values if kept is None else values[kept]))
-    return scores
+    quantities of :func:`dscl.scoring.retrieval.retrieval_details`) can give: a metric
+    added to the table is computed with no other change."""
+    return query_scores(details, ks, [m.query for m in METRICS if m.query is not None])
 
 
 def metric_names(ks: Sequence[int]) -> list[str]:

@@ -114,8 +114,7 @@ def evaluate_test(
         nmis[variant] = [nmi(y, a) for a in assignments]
         details[variant]["assignment"] = assignments
         scores[variant]["nmi"] = float(np.mean(nmis[variant]))
-        scores[variant].update(table_scores(details[variant], ks))  # the table's metrics
-    return scores, details, nmis
+    return _with_table(scores, details, ks), details, nmis
 
 
 def _evaluate_sampled(embeddings, labels, ks, seeds, restarts: int, niter: int, backend: str):
@@ -130,9 +129,15 @@ def _evaluate_sampled(embeddings, labels, ks, seeds, restarts: int, niter: int, 
     )
     y = np.asarray(labels)
     nmis = {variant: [nmi(y, a) for a in found["assignment"]] for variant, found in details.items()}
+    return _with_table(scores, details, ks), details, nmis
+
+
+def _with_table(scores: dict, details: dict, ks) -> dict:
+    """``scores`` with every metric of the table (:data:`dscl.evaluation.metrics.METRICS`)
+    that the details give, each variant's."""
     for variant, found in details.items():
-        scores[variant].update(table_scores(found, ks))  # the table's metrics
-    return scores, details, nmis
+        scores[variant].update(table_scores(found, ks))
+    return scores
 
 
 def sampled_kmeans(x, n_clusters: int, seed: int, niter: int = 20, nredo: int = 1) -> np.ndarray:

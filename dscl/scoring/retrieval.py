@@ -128,12 +128,14 @@ MAP_AT_R = QueryMetric("map@r", _map_at_r, needs=("ap", "r"))
 R_PRECISION = QueryMetric("r_precision", _r_precision, needs=("rp", "r"))
 
 
-def query_scores(details: Details, ks: Sequence[int]) -> dict[str, float]:
-    """Recall@K (each K of ``ks``), MAP@R and R-Precision (where ``details`` has them)
-    from :func:`retrieval_details`: each the mean of its per-query values."""
+def query_scores(
+    details: Details, ks: Sequence[int], metrics: Sequence[QueryMetric] = (RECALL, MAP_AT_R, R_PRECISION)
+) -> dict[str, float]:
+    """Each of ``metrics`` (by default Recall@K of each K of ``ks``, MAP@R and R-Precision)
+    that ``details`` of :func:`retrieval_details` can give: the mean of its per-query values."""
     ks = sorted({int(k) for k in ks})
     scores = {}
-    for metric in (m for m in (RECALL, MAP_AT_R, R_PRECISION) if m.computable(details)):
+    for metric in (m for m in metrics if m.computable(details)):
         for k, name in metric.each(ks):
             values, kept = metric.values(details, k)
             scores[name] = float(np.mean(values if kept is None else values[kept]))

@@ -128,7 +128,7 @@ class TrainingJob:
             most = int(sizes[:per_batch].sum())
             if batch > most:
                 raise DataSettingError(
-                    f"a batch of {settings.batch_size} cannot be drawn from {per_batch} classes: "
+                    f"a batch of {batch} cannot be drawn from {per_batch} classes: "
                     f"the {per_batch} largest training classes hold {most:,} images",
                     "class_subsample",
                 )
