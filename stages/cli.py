@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 
 from dscl.errors import DSCLError
+from stages.lifetime import tie_to_parent
 
 # Errors about the user's input or data (bad params, unknown names, a corrupt archive, a
 # model file from elsewhere): the library's DSCLError, and a library function's
@@ -35,28 +36,8 @@ def _one_line(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
-def _tie_to_parent() -> None:
-    """End this stage when the process that started it (``dvc repro``, or torchrun's
-    agent) dies, even by SIGKILL: Linux sends SIGTERM then (``PR_SET_PDEATHSIG``), which
-    ends the stage as an interruption does (its temporary files removed), so no orphan
-    writes into the next run's outputs. Elsewhere, a no-op."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    def interrupted(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, interrupted)
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() == 1:  # the parent died before the tie was made
-        raise SystemExit(128 + signal.SIGTERM)
-
-
 def run(main: Callable[[], None]) -> None:
-    _tie_to_parent()
+    tie_to_parent()  # done already when run as ``python -m stages.<name>``
     logging.basicConfig(format="%(message)s")  # the library's messages (its loggers: info)
     logging.getLogger("dscl").setLevel(logging.INFO)
     if not os.environ.get("DSCL_TRACEBACK"):

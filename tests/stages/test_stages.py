@@ -6,6 +6,9 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -615,3 +618,32 @@ def test_a_stage_missing_its_input_says_so_in_one_line(workdir, capsys, stage, a
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
+
+
+
+_ORPHANED_STAGE = """
+import ctypes, os, subprocess, sys, time
+if sys.argv[1:] == ["parent"]:  # as dvc repro: start the stage, die (SIGKILL-like) once it is tied
+    stage = subprocess.Popen([sys.executable, "-m", "stages.launch", "-m", "stages.check", "--help"])
+    status = f"/proc/{stage.pid}/status"
+    while not int(next(l for l in open(status) if l.startswith("SigCgt")).split()[1], 16) & 1 << 14:
+        time.sleep(0.001)  # until the stage catches SIGTERM: then it is tied
+    print("torch loaded when tied:", "libtorch" in open(f"/proc/{stage.pid}/maps").read(), flush=True)
+    os._exit(0)
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the orphan comes here
+subprocess.run([sys.executable, "-c", sys.argv[1], "parent"])
+pid, status = os.wait()  # the orphaned stage
+print("stage exit:", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_stage_is_tied_to_its_parent_before_it_imports_torch():
+    """``dvc repro`` killed while a stage starts: the stage is tied to its parent's life
+    before its first heavy import (torch's, seconds on a busy machine), so it ends at once
+    (exit 143, as on SIGTERM), also when a subreaper, not init, adopts it (a CI runner or a
+    container's init may be one: the stage then cannot tell from its parent's pid)."""
+    command = [sys.executable, "-c", _ORPHANED_STAGE, _ORPHANED_STAGE]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert "torch loaded when tied: False" in out.stdout, out.stdout + out.stderr
+    assert "stage exit: 143" in out.stdout, out.stdout + out.stderr

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import REPO
 
 STAGES = sorted(
-    p for p in (REPO / "stages").glob("*.py") if p.stem not in ("__init__", "cli", "calls", "launch")
+    p for p in (REPO / "stages").glob("*.py") if p.stem not in ("__init__", "cli", "calls", "launch", "lifetime")
 )
 
 
@@ -60,6 +60,7 @@ BOOKKEEPING = {
     "dscl/_lazy.py",
     "stages/__init__.py",
     "stages/cli.py",
+    "stages/lifetime.py",
 }
 
 
