@@ -56,7 +56,7 @@ def dense_formula(f, labels):
 
 def timeit(fn, f, labels, repeats: int) -> float:
     sync = torch.cuda.synchronize if f.is_cuda else (lambda: None)
-    for _ in range(3):
+    for _ in range(min(3, repeats)):
         fn(f, labels)
     sync()
     times = []
@@ -75,10 +75,14 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: torch's)")
     parser.add_argument(
         "--objectives", action="store_true", help="also every objective's loss and gradient at the first d"
     )
+    parser.add_argument("--only", nargs="+", choices=OBJECTIVES, help="with --objectives: these and dscl")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
     print(f"n={args.n} classes={args.classes} float32, median of {args.repeats} runs")
@@ -112,11 +116,11 @@ def objectives_side_by_side(args, device) -> None:
     print(f"\nloss_and_gradient per objective: n={args.n} d={d} classes={args.classes}")
     print(f"{'objective':>12} {'ms':>10} {'/ dscl':>8}")
     times = {}
-    for name in OBJECTIVES:
+    for name in [o for o in OBJECTIVES if not args.only or o in {"dscl", *args.only}]:
         objective = make_objective(name).bind(torch.unique(labels), d)
         if objective.module is not None:
             objective.module.to(device)
-        repeats = 3 if name == "facility" else args.repeats
+        repeats = min(3, args.repeats) if name == "facility" else args.repeats
         times[name] = timeit(lambda x, y, o=objective: o.loss_and_gradient(x, y), f, labels, repeats)
     for name, t in times.items():
         print(f"{name:>12} {t * 1e3:>10.1f} {t / times['dscl']:>8.1f}")

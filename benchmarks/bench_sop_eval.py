@@ -13,8 +13,13 @@ test set: 60,502 points, 11,316 classes, d = 512). Timed side by side:
 * with ``--kmeanspp``, the same evaluation seeded by greedy k-means++ (the small-k
   protocol), to measure what that seeding costs and gains at this k.
 
+``--validation`` times instead validation during training at SOP's shape (1,000
+validation classes, about 5,300 images): :func:`dscl.scoring.scores.validation_scores`
+seeded as SOP's test k-means (what params.yaml runs) beside greedy k-means++ (before).
+
     python benchmarks/bench_sop_eval.py                         # SOP's shape
     python benchmarks/bench_sop_eval.py --scale 0.25 --kmeanspp  # a quarter, both seedings
+    python benchmarks/bench_sop_eval.py --validation            # one validation, both seedings
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import time
 import numpy as np
 import torch
 
-from dscl.evaluation.protocol import evaluate_test, sampled_kmeans
+from dscl.evaluation.protocol import evaluate_test
 from dscl.linalg import l2_normalize
+from dscl.scoring.kmeans import sampled_kmeans
 from dscl.scoring.neighbors import iter_neighbors
 from dscl.scoring.nmi import nmi
 from dscl.scoring.spectral import spectral_embedding
@@ -58,7 +64,10 @@ def main(argv=None) -> int:
     parser.add_argument("--noise", type=float, default=1.5)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100, 1000])
     parser.add_argument("--kmeanspp", action="store_true", help="also the k-means++ seeding")
+    parser.add_argument("--validation", action="store_true", help="one validation at SOP's shape")
     args = parser.parse_args(argv)
+    if args.validation:
+        return validation(args)
     n, classes = round(60_502 * args.scale), round(11_316 * args.scale)
     x, y = synthetic(n, args.dim, classes, args.noise)
     print(f"n = {n:,}, d = {args.dim}, classes = {classes:,}, ks = {args.ks}")
@@ -90,6 +99,30 @@ def main(argv=None) -> int:
         print(f"evaluate_test, seeding {seeding}: {took:.1f} s = {took / t_base:.2f} x the anchors'; {cells}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak RSS {peak:.2f} GiB")
+    return 0
+
+
+def validation(args) -> int:
+    """One validation at SOP's shape, seeded as params.yaml seeds it and by k-means++."""
+    from dscl import config
+    from dscl.scoring.scores import validation_scores
+
+    n, classes = round(5_300 * args.scale), round(1_000 * args.scale)
+    x, y = synthetic(n, args.dim, classes, args.noise)
+    options = config.load().kmeans_options("sop")
+    print(f"validation: n = {n:,}, d = {args.dim}, classes = {classes:,}; params.yaml's: {options}")
+    seedings = [
+        ("params.yaml", options),
+        ("kmeans++, 100 iterations", {**options, "seeding": "kmeans++", "kmeans_niter": 100}),
+    ]
+    times = []
+    for name, kmeans in seedings:
+        start = time.perf_counter()
+        scores = validation_scores(x, y, **kmeans)
+        times.append(time.perf_counter() - start)
+        nmis = ", ".join(f"{v} {s['nmi']:.2f}" for v, s in scores.items())
+        print(f"{name}: {times[-1]:.1f} s; NMI {nmis}; R@1 without SC {scores['without_sc']['recall@1']:.2f}")
+    print(f"ratio k-means++ / params.yaml's: {times[1] / times[0]:.1f}")
     return 0
 
 

@@ -245,17 +245,20 @@ class Config:
 
     def kmeans_options(self, dataset: str) -> dict:
         """``evaluate.kmeans`` and ``evaluate.kmeans_nredo.<dataset>`` as the keyword
-        arguments of :func:`dscl.scoring.scores.evaluate_embedding`: validation during training
-        (the test evaluation: :meth:`test_kmeans_options`)."""
+        arguments of :func:`dscl.scoring.scores.validation_scores`: validation during
+        training, its k-means seeded and iterated as the test NMI's (``evaluate.nmi``:
+        ``seeding``, ``niter``; the test evaluation: :meth:`test_kmeans_options`)."""
         where = f"evaluate.kmeans_nredo.{dataset}"
         nredo = convert(entry(self.raw, "evaluate.kmeans_nredo", dataset), int, where)
         if nredo < 1:
             raise ParamsError(f"params.yaml: {where} must be >= 1, got {nredo}")
+        nmi = self.nmi(dataset)  # seeded and iterated as the dataset's test k-means
         return {
             "seed": self.kmeans.seed,
-            "kmeans_niter": self.kmeans.niter,
+            "kmeans_niter": nmi.niter or self.kmeans.niter,
             "kmeans_nredo": nredo,
             "kmeans_backend": self.kmeans.backend,
+            "seeding": nmi.seeding,
         }
 
     def nmi(self, dataset: str) -> NmiConfig:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dscl._arrays import as_float_matrix, to_numpy32
+from dscl._arrays import as_float_matrix
 from dscl.choices import KMEANS_SEEDINGS
 from dscl.evaluation.metrics import table_scores
 from dscl.linalg import l2_normalize
@@ -24,17 +24,17 @@ from dscl.scoring.kmeans import (
     BUDGET,
     KMEANS_BACKENDS,
     NITER,
-    faiss_gpu_available,
     kmeans,
     lloyd,
     objectives,
+    sampled_kmeans,
     seed_centroids,
 )
 from dscl.scoring.nmi import nmi
 from dscl.scoring.scores import evaluate_embedding
 from dscl.scoring.spectral import spectral_embedding
 
-__all__ = ["NMI_RESTARTS", "NMI_SEEDS", "best_partitions", "evaluate_test", "kmeans_spread", "sampled_kmeans"]
+__all__ = ["NMI_RESTARTS", "NMI_SEEDS", "best_partitions", "evaluate_test", "kmeans_spread"]
 
 # The defaults of params.yaml's evaluate.nmi (the docs' "Reproducibility" page).
 NMI_SEEDS = 50
@@ -71,7 +71,7 @@ def evaluate_test(
         Runs of each seed's k-means, the lowest objective kept.
     seeding : {"kmeans++", "random"}
         How each run is seeded: greedy k-means++ (:func:`dscl.scoring.kmeans.kmeans`), or,
-        for many clusters, faiss's own (:func:`sampled_kmeans`).
+        for many clusters, faiss's own (:func:`dscl.scoring.kmeans.sampled_kmeans`).
     backend : {"auto", "faiss", "torch"}
         Nearest-neighbour backend, see :func:`dscl.scoring.neighbors.iter_neighbors`.
 
@@ -118,7 +118,7 @@ def evaluate_test(
 
 
 def _evaluate_sampled(embeddings, labels, ks, seeds, restarts: int, niter: int, backend: str):
-    """:func:`evaluate_test` with k-means seeded by faiss (:func:`sampled_kmeans`), one
+    """:func:`evaluate_test` with k-means seeded by faiss (:func:`dscl.scoring.kmeans.sampled_kmeans`), one
     partition per seed: each variant's one neighbour search and its k-means, nothing else."""
 
     def partition(rep, k: int) -> np.ndarray:
@@ -138,38 +138,6 @@ def _with_table(scores: dict, details: dict, ks) -> dict:
     for variant, found in details.items():
         scores[variant].update(table_scores(found, ks))
     return scores
-
-
-def sampled_kmeans(x, n_clusters: int, seed: int, niter: int = 20, nredo: int = 1) -> np.ndarray:
-    """k-means for many clusters, as the metric-learning libraries run it
-    (pytorch-metric-learning's ``AccuracyCalculator``): faiss's ``Kmeans`` from k distinct
-    points drawn at random (seeded), ``niter`` Lloyd iterations, the lowest objective of
-    ``nredo`` runs, every point used. On SOP's 11,316 test classes greedy k-means++
-    seeding is 11,316 sequential steps over all points; this seeding costs nothing, and
-    its partitions score a lower NMI than greedy k-means++'s (docs, "Benchmarks": by
-    7.7 points at a quarter of SOP's size), as the NMI the literature reports for SOP.
-
-    Returns
-    -------
-    ndarray of shape (n,), int64
-    """
-    import faiss
-
-    data = to_numpy32(as_float_matrix(x, "x"))
-    km = faiss.Kmeans(
-        data.shape[1],
-        int(n_clusters),
-        niter=int(niter),
-        nredo=int(nredo),
-        seed=int(seed),
-        gpu=faiss_gpu_available(),
-        max_points_per_centroid=1 << 30,
-        min_points_per_centroid=1,  # SOP's classes hold 2 to 12 points: no warning
-        verbose=False,
-    )
-    km.train(data)
-    _, assignment = km.index.search(data, 1)  # (n, 1)
-    return assignment[:, 0].astype(np.int64)
 
 
 def best_partitions(x, n_clusters: int, seeds, restarts: int, niter: int, backend: str) -> np.ndarray:

@@ -18,7 +18,15 @@ import torch
 from dscl._arrays import as_float_matrix, to_numpy32
 from dscl.choices import KMEANS_BACKENDS
 
-__all__ = ["KMEANS_BACKENDS", "NITER", "NREDO", "faiss_gpu_available", "kmeans", "objectives"]
+__all__ = [
+    "KMEANS_BACKENDS",
+    "NITER",
+    "NREDO",
+    "faiss_gpu_available",
+    "kmeans",
+    "objectives",
+    "sampled_kmeans",
+]
 
 
 # The defaults of params.yaml's evaluate.kmeans (the docs' "Reproducibility" page says
@@ -277,3 +285,35 @@ def _centroids(x: torch.Tensor, assignment: torch.Tensor, dist: torch.Tensor, k:
         centroids[r, c] = x[far]
         dist[r, far] = -1.0  # the next emptied cluster of this run takes another point
     return centroids
+
+
+def sampled_kmeans(x, n_clusters: int, seed: int, niter: int = 20, nredo: int = 1) -> np.ndarray:
+    """k-means for many clusters, as the metric-learning libraries run it
+    (pytorch-metric-learning's ``AccuracyCalculator``): faiss's ``Kmeans`` from k distinct
+    points drawn at random (seeded), ``niter`` Lloyd iterations, the lowest objective of
+    ``nredo`` runs, every point used. On SOP's 11,316 test classes greedy k-means++
+    seeding is 11,316 sequential steps over all points; this seeding costs nothing, and
+    its partitions score a lower NMI than greedy k-means++'s (docs, "Benchmarks": by
+    7.7 points at a quarter of SOP's size), as the NMI the literature reports for SOP.
+
+    Returns
+    -------
+    ndarray of shape (n,), int64
+    """
+    import faiss
+
+    data = to_numpy32(as_float_matrix(x, "x"))
+    km = faiss.Kmeans(
+        data.shape[1],
+        int(n_clusters),
+        niter=int(niter),
+        nredo=int(nredo),
+        seed=int(seed),
+        gpu=faiss_gpu_available(),
+        max_points_per_centroid=1 << 30,
+        min_points_per_centroid=1,  # SOP's classes hold 2 to 12 points: no warning
+        verbose=False,
+    )
+    km.train(data)
+    _, assignment = km.index.search(data, 1)  # (n, 1)
+    return assignment[:, 0].astype(np.int64)

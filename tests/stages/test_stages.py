@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -618,7 +617,6 @@ def test_a_stage_missing_its_input_says_so_in_one_line(workdir, capsys, stage, a
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
-
 
 
 _ORPHANED_STAGE = """

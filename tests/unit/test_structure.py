@@ -11,9 +11,8 @@ import pytest
 
 from tests.conftest import REPO
 
-STAGES = sorted(
-    p for p in (REPO / "stages").glob("*.py") if p.stem not in ("__init__", "cli", "calls", "launch", "lifetime")
-)
+NOT_STAGES = ("__init__", "cli", "calls", "launch", "lifetime")
+STAGES = sorted(p for p in (REPO / "stages").glob("*.py") if p.stem not in NOT_STAGES)
 
 
 @pytest.mark.parametrize("path", STAGES, ids=lambda p: p.stem)

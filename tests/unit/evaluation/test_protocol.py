@@ -89,8 +89,8 @@ def test_random_seeding_is_the_libraries_kmeans_beside_the_same_search():
     """seeding="random" (SOP's many clusters): each variant's partition is faiss's k-means
     from k random points (the anchors' practice), the retrieval figures those of the
     k-means++ protocol (one search), and the partitions are kept for the bootstrap."""
-    from dscl.evaluation.protocol import sampled_kmeans
     from dscl.linalg import l2_normalize
+    from dscl.scoring.kmeans import sampled_kmeans
     from dscl.scoring.nmi import nmi
 
     rng = np.random.default_rng(5)

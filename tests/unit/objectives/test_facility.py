@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn import metrics
 
-from dscl.objectives import make_objective
+from dscl.objectives import facility, make_objective
 from dscl.objectives.facility import (
     PAM_SWEEPS,
     clustering_scores,
@@ -117,6 +117,81 @@ def test_clustering_scores_equal_scikit_learn_on_random_partitions():
     same = clustering_scores(y, (4 - y)[None], 5, "const")  # renamed: the same partition
     assert float(same[0]) == 1.0
     assert float(clustering_scores(y, torch.from_numpy(parts[0])[None], 1, "const")[0]) == 0.0
+
+
+class _BruteNearestTwo:
+    """PAM's nearest other medoid as first written: an argmin over every medoid per step."""
+
+    def __init__(self, rows):
+        self.rows = rows.clone()
+
+    def other_than(self, idx):
+        others = self.rows.clone()
+        others[idx] = float("inf")
+        nearest = others.argmin(0)
+        return nearest, others.gather(0, nearest[None]).squeeze(0)
+
+    def replace(self, idx, row):
+        self.rows[idx] = row
+
+
+def test_the_two_nearest_medoids_follow_every_replacement():
+    """PAM's record of each point's two nearest medoids, after each of 300 replacements
+    (distances drawn from a few values, so that they tie), names the same nearest other
+    medoid, at the same distance, as an argmin over all medoids."""
+    g = torch.Generator().manual_seed(0)
+    k, n = 9, 50
+    rows = torch.randint(0, 4, (k, n), generator=g).double()
+    kept, brute = facility._NearestTwo(rows), _BruteNearestTwo(rows)
+    for _ in range(300):
+        idx = int(torch.randint(0, k, (1,), generator=g))
+        row = torch.randint(0, 4, (n,), generator=g).double()
+        kept.replace(idx, row)
+        brute.replace(idx, row)
+        for other in range(k):
+            got, want = kept.other_than(other), brute.other_than(other)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_many_classes_of_two_or_three_give_the_same_medoids(ties, monkeypatch):
+    """SOP's batches: many classes of two or three images. PAM keeps each point's two
+    nearest medoids up to date instead of an argmin over all medoids per step: the same
+    medoids, also where distances tie (points on a grid: the first position wins)."""
+    g = torch.Generator().manual_seed(3)
+    n, k = 60, 25
+    x = torch.randint(0, 3, (n, 4), generator=g).double() if ties else batch(n=n, k=k, seed=3)[0]
+    y = torch.arange(n) % k
+    d = euclidean_distances(x)
+    for margin_type in ("nmi", "ari", "vmeasure"):
+        got = facility_medoids(d, y, 1.0, True, margin_type)
+        with monkeypatch.context() as patch:
+            patch.setattr(facility, "_NearestTwo", _BruteNearestTwo)
+            want = facility_medoids(d, y, 1.0, True, margin_type)
+        assert torch.equal(got.medoids, want.medoids) and got.score == want.score
+
+
+@pytest.mark.parametrize("margin_type", ["nmi", "ari", "vmeasure", "const"])
+def test_the_large_batch_counts_give_the_same_bits(margin_type, monkeypatch):
+    """The greedy step's counts from what moves, and the sorted cell sizes used where the
+    contingency tables would be large, score every candidate with the same bits as the
+    partitions' own tables (SOP's batch: hundreds of classes; the digits and testbed
+    figures stay byte-identical)."""
+    rng = np.random.default_rng(1)
+    n = 80
+    y = torch.from_numpy(rng.integers(0, 7, n))
+    y[:7] = torch.arange(7)
+    for assign in (torch.from_numpy(rng.integers(0, 6, n)), y):  # any partition; the classes'
+        m = int(assign.max()) + 1
+        move = torch.from_numpy(rng.random((40, n)) < 0.3)
+        move[0], move[1] = True, False  # every point to the new cluster; none
+        clusters = torch.where(move, m, assign)
+        want = clustering_scores(y, clusters, m + 1, margin_type)
+        got = facility._scores(y, *facility._greedy_counts(y, assign, move, m), margin_type)
+        assert torch.equal(got, want)
+        with monkeypatch.context() as patch:
+            patch.setattr(facility, "TABLE_PER_POINT", 0)
+            assert torch.equal(clustering_scores(y, clusters, m + 1, margin_type), want)
 
 
 def test_single_cluster_and_single_class_edge_cases_match_scikit_learn():

@@ -75,6 +75,33 @@ def test_validation_scores_are_percent():
     assert scores["without_sc"]["recall@1"] == 100.0 and scores["without_sc"]["nmi"] == 100.0
 
 
+def test_validation_clusters_as_the_test_nmi_of_the_dataset(monkeypatch):
+    """Validation's k-means is seeded and iterated as the dataset's test k-means: SOP's
+    faiss k-means from points drawn at random (20 iterations; greedy k-means++ over its
+    1,000 validation classes cost 387 s per validation), k-means++ elsewhere."""
+    from dscl import config
+    from dscl.scoring import scores as scores_module
+    from dscl.scoring.kmeans import sampled_kmeans
+    from dscl.scoring.nmi import nmi
+
+    cfg = config.load()
+    assert cfg.kmeans_options("sop") == {
+        "seed": 0, "kmeans_niter": 20, "kmeans_nredo": 1, "kmeans_backend": "auto", "seeding": "random",
+    }  # fmt: skip
+    assert cfg.kmeans_options("digits")["seeding"] == "kmeans++"
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(40), 3)
+    emb = (rng.normal(size=(40, 16))[labels] + 0.8 * rng.normal(size=(120, 16))).astype(np.float32)
+    got = validation_scores(emb, labels, 3, seeding="random", kmeans_niter=20, kmeans_nredo=1)
+    rep = scores_module.l2_normalize(torch.from_numpy(emb))
+    want = round(100 * nmi(labels, sampled_kmeans(rep, 40, seed=3, niter=20)), 2)
+    assert got["without_sc"]["nmi"] == want
+    monkeypatch.setattr(scores_module, "kmeans", None)  # k-means++ is not called
+    assert validation_scores(emb, labels, 3, seeding="random", kmeans_niter=20) == got
+    with pytest.raises(ValueError, match="seeding must be one of"):
+        validation_scores(emb, labels, seeding="kmeans||")
+
+
 def test_per_batch_classes_cover_every_training_image():
     labels = np.repeat(np.arange(40), 5)
     pool = np.flatnonzero(labels % 10 != 0)  # 36 classes in the pool
