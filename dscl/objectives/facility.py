@@ -245,24 +245,8 @@ class FacilitySolution:
     score: float
 
 
-def facility_medoids(
-    dist: Tensor,
-    labels: Tensor,
-    margin_multiplier: float,
-    enable_pam_finetuning: bool = True,
-    margin_type: str = "nmi",
-) -> FacilitySolution:
-    """The loss-augmented facility location over a batch: greedy, then PAM sweeps.
-
-    Parameters
-    ----------
-    dist : Tensor of shape (n, n)
-        Distances (:func:`euclidean_distances`), no gradient needed.
-    labels : Tensor of shape (n,)
-        Integers in ``[0, k)``, every value present.
-    margin_multiplier, enable_pam_finetuning, margin_type :
-        As :func:`facility_location_loss`.
-    """
+def _greedy(dist: Tensor, labels: Tensor, margin_multiplier: float, margin_type: str) -> Tensor:
+    """The greedy loss-augmented search: k medoids (indices, in cluster order)."""
     n, dev = dist.shape[0], dist.device
     k = int(labels.max()) + 1
     best = torch.full((n,), float("inf"), dtype=dist.dtype, device=dev)  # distance to the nearest medoid
@@ -289,32 +273,62 @@ def facility_medoids(
         best = torch.minimum(best, dist[pick])
         free[pick] = False
         chosen.append(pick)
-    medoids = torch.tensor(chosen, dtype=torch.long, device=dev)
+    return torch.tensor(chosen, dtype=torch.long, device=dev)
+
+
+def _pam_sweep(
+    dist: Tensor, labels: Tensor, medoids: Tensor, margin_multiplier: float, margin_type: str
+) -> Tensor:
+    """One PAM sweep: each medoid in turn replaced by the member of its cluster that
+    scores best (the memberships of the sweep's start, as the reference)."""
+    dev, k = dist.device, len(medoids)
+    positions = torch.arange(k, device=dev)
+    members_of = _assign(dist, medoids)  # the memberships, once per sweep
+    two = _NearestTwo(dist[medoids])
+    for idx in range(k):
+        members = (members_of == idx).nonzero().squeeze(1)
+        facility = -dist[members][:, members].sum(0)
+        nearest, nearest_d = two.other_than(idx)  # the nearest other medoid, its distance
+        rows = dist[members]  # (B, n): each candidate as medoid idx
+        take = (rows < nearest_d) | ((rows == nearest_d) & (idx < nearest))
+        if k == 1:
+            take = torch.ones_like(take)
+        clusters = torch.where(take, torch.full_like(nearest, idx), nearest.expand_as(rows))
+        keep = positions != idx
+        clusters[:, medoids[keep]] = positions[keep]
+        clusters[torch.arange(len(members), device=dev), members] = idx
+        total = facility + margin_multiplier * (1.0 - clustering_scores(labels, clusters, k, margin_type))
+        pick = members[int(total.argmax())]
+        if pick != medoids[idx]:
+            medoids = medoids.clone()
+            medoids[idx] = pick
+            two.replace(idx, dist[pick])
+    return medoids
+
+
+def facility_medoids(
+    dist: Tensor,
+    labels: Tensor,
+    margin_multiplier: float,
+    enable_pam_finetuning: bool = True,
+    margin_type: str = "nmi",
+) -> FacilitySolution:
+    """The loss-augmented facility location over a batch: greedy, then PAM sweeps.
+
+    Parameters
+    ----------
+    dist : Tensor of shape (n, n)
+        Distances (:func:`euclidean_distances`), no gradient needed.
+    labels : Tensor of shape (n,)
+        Integers in ``[0, k)``, every value present.
+    margin_multiplier, enable_pam_finetuning, margin_type :
+        As :func:`facility_location_loss`.
+    """
+    medoids = _greedy(dist, labels, margin_multiplier, margin_type)
     if enable_pam_finetuning:
-        positions = torch.arange(k, device=dev)
         for _ in range(PAM_SWEEPS):
-            members_of = _assign(dist, medoids)  # the memberships, once per sweep
-            two = _NearestTwo(dist[medoids])
-            for idx in range(k):
-                members = (members_of == idx).nonzero().squeeze(1)
-                facility = -dist[members][:, members].sum(0)
-                nearest, nearest_d = two.other_than(idx)  # the nearest other medoid, its distance
-                rows = dist[members]  # (B, n): each candidate as medoid idx
-                take = (rows < nearest_d) | ((rows == nearest_d) & (idx < nearest))
-                if k == 1:
-                    take = torch.ones_like(take)
-                clusters = torch.where(take, torch.full_like(nearest, idx), nearest.expand_as(rows))
-                keep = positions != idx
-                clusters[:, medoids[keep]] = positions[keep]
-                clusters[torch.arange(len(members), device=dev), members] = idx
-                total = facility + margin_multiplier * (
-                    1.0 - clustering_scores(labels, clusters, k, margin_type)
-                )
-                pick = members[int(total.argmax())]
-                if pick != medoids[idx]:
-                    medoids = medoids.clone()
-                    medoids[idx] = pick
-                    two.replace(idx, dist[pick])
+            medoids = _pam_sweep(dist, labels, medoids, margin_multiplier, margin_type)
+    k = len(medoids)
     assignment = _assign(dist, medoids)
     score = float(clustering_scores(labels, assignment[None], k, margin_type)[0])
     return FacilitySolution(medoids, assignment, score)
