@@ -36,6 +36,7 @@ def evaluate_embedding(
     kmeans_nredo: int = NREDO,
     backend: str = "auto",
     kmeans_backend: str = "auto",
+    seeding: str = "kmeans++",
     map_at_r: bool = True,
     return_details: bool = False,
     partition: Callable[[object, int], np.ndarray] | None = None,
@@ -61,6 +62,10 @@ def evaluate_embedding(
         Nearest-neighbour backend, see :func:`dscl.scoring.neighbors.iter_neighbors`.
     kmeans_backend : {"auto", "faiss", "torch"}
         k-means backend, see :func:`dscl.scoring.kmeans.kmeans`.
+    seeding : {"kmeans++", "random"}
+        greedy k-means++ (:func:`dscl.scoring.kmeans.kmeans`), or, for many clusters,
+        faiss's k-means from points drawn at random (:func:`dscl.scoring.kmeans.sampled_kmeans`,
+        ``kmeans_niter`` iterations, the best of ``kmeans_nredo`` runs).
     map_at_r : bool
         Also compute ``map@r`` and ``r_precision``.
     return_details : bool
@@ -76,6 +81,8 @@ def evaluate_embedding(
     "without_sc": {...}}``, in [0, 1]; with ``return_details``, the pair
     ``(scores, {"with_sc": {...arrays}, "without_sc": {...}})``.
     """
+    if seeding not in KMEANS_SEEDINGS:
+        raise ValueError(f"seeding must be one of {list(KMEANS_SEEDINGS)}, got {seeding!r}")
     x = as_float_matrix(embeddings)
     y = as_label_vector(labels, x.shape[0])
     n_classes = int(np.unique(y).size)
@@ -88,6 +95,8 @@ def evaluate_embedding(
     if partition is None:
 
         def partition(rep, k: int) -> np.ndarray:
+            if seeding == "random":
+                return sampled_kmeans(rep, k, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo)
             return kmeans(rep, k, seed=seed, niter=kmeans_niter, nredo=kmeans_nredo, backend=kmeans_backend)
 
     for variant, rep in (("with_sc", spectral_embedding(x)), ("without_sc", l2_normalize(x))):
@@ -104,23 +113,9 @@ def in_percent(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float
     return {variant: {name: round(100.0 * v, 2) for name, v in s.items()} for variant, s in scores.items()}
 
 
-def validation_scores(
-    embeddings, labels, seed: int = 0, seeding: str = "kmeans++", **kmeans
-) -> dict[str, dict[str, float]]:
+def validation_scores(embeddings, labels, seed: int = 0, **kmeans) -> dict[str, dict[str, float]]:
     """What model selection reads (:mod:`dscl.scoring.selection`): NMI, R@1, MAP@R and
     R-Precision with and without SC, in percent (rounded to 0.01) as the reports;
-    ``kmeans``: the k-means options of :func:`evaluate_embedding` (``kmeans_nredo``, ...).
-    ``seeding="random"``: the k-means of many clusters (:func:`dscl.scoring.kmeans.sampled_kmeans`,
-    ``kmeans_niter`` iterations, the best of ``kmeans_nredo`` runs), as SOP's test NMI: greedy
-    k-means++ over SOP's 1,000 validation classes took 387 s per validation."""
-    if seeding not in KMEANS_SEEDINGS:
-        raise ValueError(f"seeding must be one of {list(KMEANS_SEEDINGS)}, got {seeding!r}")
-    if seeding == "random":
-        niter, nredo = kmeans.pop("kmeans_niter", 20), kmeans.pop("kmeans_nredo", 1)
-        kmeans.pop("kmeans_backend", None)
-
-        def sampled(rep, k: int) -> np.ndarray:
-            return sampled_kmeans(rep, k, seed=seed, niter=niter, nredo=nredo)
-
-        kmeans["partition"] = sampled
+    ``kmeans``: the k-means options of :func:`evaluate_embedding` (``kmeans_nredo``,
+    ``seeding``, ...)."""
     return in_percent(evaluate_embedding(embeddings, labels, ks=(1,), seed=seed, **kmeans))

@@ -97,7 +97,7 @@ def test_validation_clusters_as_the_test_nmi_of_the_dataset(monkeypatch):
     want = round(100 * nmi(labels, sampled_kmeans(rep, 40, seed=3, niter=20)), 2)
     assert got["without_sc"]["nmi"] == want
     monkeypatch.setattr(scores_module, "kmeans", None)  # k-means++ is not called
-    assert validation_scores(emb, labels, 3, seeding="random", kmeans_niter=20) == got
+    assert validation_scores(emb, labels, 3, seeding="random", kmeans_niter=20, kmeans_nredo=1) == got
     with pytest.raises(ValueError, match="seeding must be one of"):
         validation_scores(emb, labels, seeding="kmeans||")
 
